@@ -1,0 +1,7 @@
+"""panoptic_ros: real-time panoptic segmentation for ROS 2.
+
+Only ``node``, ``conversions`` and ``bagtools`` import ROS message types; everything
+else is plain Python + numpy so it can be tested and benchmarked without ROS.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Subcommands of ``panoptic-ros`` (see cli.py for the module contract)."""
