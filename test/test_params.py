@@ -1,0 +1,81 @@
+"""ROS-free tests of the parameter schema and config/panoptic.yaml (the single source of defaults)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from panoptic_ros import params
+from panoptic_ros.backends import BACKEND_NAMES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_yaml_is_keyed_under_wildcard_and_matches_schema():
+    data = yaml.safe_load((ROOT / "config" / "panoptic.yaml").read_text())
+    assert list(data) == ["/**"]
+    values = data["/**"]["ros__parameters"]
+    assert set(values) == set(params.SCHEMA)
+    assert params.validate_all(values) == []
+
+
+def test_defaults_come_from_yaml():
+    d = params.defaults()
+    assert d == params.read_params_file(ROOT / "config" / "panoptic.yaml")
+    assert d["cameras"] == [""] and d["autostart"] is True and d["backend"] in BACKEND_NAMES
+
+
+def test_every_spec_is_documented_and_typed():
+    for spec in params.SCHEMA.values():
+        assert spec.description and spec.type in {"string", "bool", "integer", "double", "string_array"}
+        if spec.min is not None:
+            assert spec.type in ("integer", "double") and spec.max is not None and spec.min <= spec.max
+
+
+def test_read_only_split():
+    ro = {n for n, s in params.SCHEMA.items() if s.read_only}
+    assert {"model", "backend", "device", "precision", "cameras", "autostart"} <= ro
+    assert not ro & {"center_threshold", "stuff_area_min", "min_instance_area", "publish_overlay",
+                     "publish_panoptic_rgb", "diagnostics_period"}
+
+
+@pytest.mark.parametrize("name,value,fragment", [
+    ("center_threshold", 1.5, "out of range; allowed range [0.0, 1.0]"),
+    ("center_threshold", -0.1, "center_threshold"),
+    ("center_threshold", float("nan"), "finite"),
+    ("center_threshold", "0.3", "must be of type double"),
+    ("stuff_area_min", -1, "out of range"),
+    ("stuff_area_min", 3.0, "must be of type integer"),
+    ("publish_overlay", 1, "must be of type bool"),
+    ("backend", "cuda-magic", "one of auto, onnxruntime, torch, tensorrt"),
+    ("input_transport", "theora", "one of auto, raw, compressed"),
+    ("cameras", [], "at least one camera"),
+    ("cameras", ["a", "a"], "duplicates"),
+    ("cameras", ["", "b"], "single camera"),
+    ("cameras", ["/abs"], "relative topic prefix"),
+    ("cameras", ["bad name"], "relative topic prefix"),
+    ("nonexistent", 1, "unknown parameter"),
+])
+def test_validate_rejects_with_reason(name, value, fragment):
+    reason = params.validate(name, value)
+    assert reason is not None and fragment in reason and name in reason
+
+
+@pytest.mark.parametrize("name,value", [
+    ("center_threshold", 0.0), ("center_threshold", 1.0), ("stuff_area_min", 0),
+    ("cameras", [""]), ("cameras", ["front", "rear/left"]), ("backend", "torch"), ("autostart", False),
+])
+def test_validate_accepts(name, value):
+    assert params.validate(name, value) is None
+
+
+def test_yaml_mismatch_is_reported(tmp_path):
+    p = tmp_path / "p.yaml"
+    p.write_text("/**:\n  ros__parameters:\n    model: default\n    bogus: 1\n")
+    with pytest.raises(params.ParamsError, match="unknown \\['bogus'\\]"):
+        params.defaults(p)
+    p.write_text("just a string")
+    with pytest.raises(params.ParamsError, match="mapping"):
+        params.read_params_file(p)
