@@ -1,0 +1,167 @@
+"""``panoptic-ros eval`` end to end: COCO panoptic folders, bad inputs, synthetic scenes."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from panoptic_ros.coco_panoptic import write_coco_panoptic, write_png_ids
+from panoptic_ros.taxonomy import Taxonomy
+from pq_random import random_pairs
+
+TAX = Taxonomy.default()
+REPO = Path(__file__).resolve().parents[1]
+LINE = re.compile(r"^PQ=(\d\.\d{6}) SQ=(\d\.\d{6}) RQ=(\d\.\d{6})$")
+
+
+def run_eval(*args, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "panoptic_ros.cli", "eval", *map(str, args)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def last_line(proc) -> tuple[float, float, float]:
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    m = LINE.match(lines[-1])
+    assert m, f"last stdout line {lines[-1]!r}"
+    vals = tuple(float(v) for v in m.groups())
+    assert all(0.0 <= v <= 1.0 for v in vals)
+    return vals
+
+
+@pytest.fixture(scope="module")
+def coco(tmp_path_factory):
+    d = tmp_path_factory.mktemp("coco")
+    pairs = random_pairs(21, 8, TAX)
+    names = [f"frame{i:03d}" for i in range(len(pairs))]
+    write_coco_panoptic(d / "gt.json", d / "gt", zip(names, [g for _, g in pairs]), TAX)
+    write_coco_panoptic(d / "pred.json", d / "pred", zip(names, [p for p, _ in pairs]), TAX)
+    return d
+
+
+def test_prediction_equal_to_gt_is_one(coco):
+    proc = run_eval("--gt-json", coco / "gt.json", "--gt", coco / "gt", "--pred-json", coco / "gt.json",
+                    "--pred", coco / "gt")  # fmt: skip
+    assert proc.stdout.strip().splitlines()[-1] == "PQ=1.000000 SQ=1.000000 RQ=1.000000"
+    assert "Category" in proc.stderr and "person" in proc.stderr  # per-class table on stderr
+
+
+def test_perturbed_prediction_matches_hotcoco(coco, tmp_path):
+    panoptic = pytest.importorskip("hotcoco.panoptic")
+    # folders default to the JSON path without .json, as in panopticapi
+    proc = run_eval("--gt-json", coco / "gt.json", "--pred-json", coco / "pred.json",
+                    "--report-json", tmp_path / "r.json")  # fmt: skip
+    pq, sq, rq = last_line(proc)
+    ev = panoptic.PanopticEval(str(coco / "gt.json"), str(coco / "pred.json"))
+    ev.evaluate()
+    ref = ev.results()["All"]
+    assert (pq, sq, rq) == pytest.approx((ref["pq"], ref["sq"], ref["rq"]), abs=5e-7)
+    assert 0.0 < pq < 1.0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["pq"] == pytest.approx(ref["pq"], abs=1e-9)
+    assert set(report["per_class"]) == set(TAX.names())
+
+
+def test_predictions_without_categories_use_gt_categories(coco, tmp_path):
+    data = json.loads((coco / "pred.json").read_text())
+    del data["categories"]
+    (tmp_path / "pred.json").write_text(json.dumps(data))
+    a = last_line(run_eval("--gt-json", coco / "gt.json", "--pred-json", tmp_path / "pred.json",
+                           "--pred", coco / "pred"))  # fmt: skip
+    b = last_line(run_eval("--gt-json", coco / "gt.json", "--pred-json", coco / "pred.json"))
+    assert a == b
+
+
+def _error(proc, pattern):
+    assert proc.returncode != 0
+    assert re.search(pattern, proc.stderr), proc.stderr
+    assert not LINE.search(proc.stdout)
+
+
+def test_missing_folder(coco):
+    _error(run_eval("--gt-json", coco / "gt.json", "--pred-json", coco / "pred.json", "--pred", coco / "nowhere"),
+           r"folder not found")  # fmt: skip
+
+
+def test_json_without_segments_info(coco, tmp_path):
+    data = json.loads((coco / "pred.json").read_text())
+    for ann in data["annotations"]:
+        del ann["segments_info"]
+    (tmp_path / "pred.json").write_text(json.dumps(data))
+    _error(run_eval("--gt-json", coco / "gt.json", "--pred-json", tmp_path / "pred.json", "--pred", coco / "pred"),
+           r"segments_info")  # fmt: skip
+
+
+def test_png_size_mismatch(coco, tmp_path):
+    import shutil
+
+    shutil.copytree(coco / "pred", tmp_path / "pred")
+    data = json.loads((coco / "pred.json").read_text())
+    ann = data["annotations"][0]
+    write_png_ids(tmp_path / "pred" / ann["file_name"], np.zeros((3, 3), np.int64))
+    ann["segments_info"] = []
+    (tmp_path / "pred.json").write_text(json.dumps(data))
+    _error(run_eval("--gt-json", coco / "gt.json", "--pred-json", tmp_path / "pred.json"), r"3x3")
+
+
+def test_missing_prediction_and_bad_mode(coco, tmp_path):
+    data = json.loads((coco / "pred.json").read_text())
+    data["annotations"] = data["annotations"][1:]
+    (tmp_path / "pred.json").write_text(json.dumps(data))
+    _error(run_eval("--gt-json", coco / "gt.json", "--pred-json", tmp_path / "pred.json", "--pred", coco / "pred"),
+           r"no prediction for image_id")  # fmt: skip
+    _error(run_eval("--pred-json", coco / "pred.json"), r"needs --gt-json")
+    _error(run_eval(), r"exactly one of")
+
+
+def _model_missing() -> str:
+    """Why the model-running tests cannot run here ("" when they can)."""
+    for mod in ("panoptic_ros.pipeline", "panoptic_ros.synthetic", "onnxruntime"):
+        if importlib.util.find_spec(mod) is None:
+            return f"{mod} not available"
+    try:
+        from panoptic_ros.model_store import load_model_info
+
+        load_model_info("default")
+    except Exception as exc:  # no trained default model in this checkout
+        return f"default model unavailable: {exc}"
+    return ""
+
+
+needs_pipeline = pytest.mark.skipif(bool(_model_missing()), reason=_model_missing() or "ok")
+
+
+@needs_pipeline
+def test_synthetic_three_scenes():
+    proc = run_eval("--synthetic", 3, timeout=600)
+    last_line(proc)
+
+
+@needs_pipeline
+def test_images_folder(tmp_path):
+    """--images: model run on RGB files named by the ground truth; scores as --synthetic does."""
+    import cv2
+
+    from panoptic_ros import synthetic
+
+    scenes = [synthetic.generate_scene(s, 240, 320, TAX) for s in synthetic.validation_seeds(2)]
+    (tmp_path / "images").mkdir()
+    for i, sc in enumerate(scenes):
+        cv2.imwrite(str(tmp_path / "images" / f"s{i}.png"), sc.image[..., ::-1])
+    write_coco_panoptic(tmp_path / "gt.json", tmp_path / "gt", [(f"s{i}", sc.panoptic) for i, sc in enumerate(scenes)],
+                        TAX, image_ext=".png")  # fmt: skip
+    a = last_line(run_eval("--images", tmp_path / "images", "--gt-json", tmp_path / "gt.json", timeout=600))
+    b = last_line(run_eval("--synthetic", 2, timeout=600))
+    assert a == pytest.approx(b, abs=1e-6)
