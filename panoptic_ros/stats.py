@@ -171,3 +171,23 @@ class Throttle:
                 return True, self._suppressed.pop(key, 0)
             self._suppressed[key] = self._suppressed.get(key, 0) + 1
             return False, 0
+
+
+#: diagnostic levels (same values as diagnostic_msgs/DiagnosticStatus)
+OK, WARN, ERROR = 0, 1, 2
+
+
+def camera_status(snap: StatsSnapshot, *, active: bool, input_topic: str, qos_incompatible: bool = False
+                  ) -> tuple[int, str]:
+    """(level, message) summarising one camera for /diagnostics."""
+    if not active:
+        return WARN, "inactive"
+    if qos_incompatible:
+        return WARN, f"incompatible QoS on {input_topic}: no frames can arrive"
+    if snap.received == 0:
+        return OK, f"waiting for frames on {input_topic}"
+    if snap.rate_hz == 0.0:
+        if snap.bad and snap.processed == 0:
+            return WARN, f"every frame on {input_topic} is bad: {snap.last_fault}"
+        return WARN, f"no output in the last 5 s (input {input_topic})"
+    return OK, f"{snap.rate_hz:.1f} Hz, latency {snap.latency_mean_ms:.0f} ms"

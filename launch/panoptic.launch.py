@@ -1,0 +1,45 @@
+"""Launch one panoptic_node for one camera.
+
+    ros2 launch panoptic_ros panoptic.launch.py image:=/camera/image_raw
+    ros2 launch panoptic_ros panoptic.launch.py image:=/camera/image_raw/compressed backend:=tensorrt namespace:=seg
+
+Outputs appear in ``namespace`` (semantic, instance, panoptic, overlay, detections, label_info;
+/diagnostics). Parameters: config/panoptic.yaml (override with params_file:=...).
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+
+def generate_launch_description():
+    share = get_package_share_directory("panoptic_ros")
+    args = [
+        DeclareLaunchArgument("image", default_value="/camera/image_raw",
+                              description="Input image topic (sensor_msgs/Image; a topic ending in /compressed "
+                                          "is read as sensor_msgs/CompressedImage)."),
+        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "panoptic.yaml"),
+                              description="Node parameter file (keys under /** ros__parameters)."),
+        DeclareLaunchArgument("backend", default_value="auto",
+                              description="Inference backend: auto | onnxruntime | torch | tensorrt."),
+        DeclareLaunchArgument("model", default_value="default",
+                              description="Model directory, 'default', or an .onnx file."),
+        DeclareLaunchArgument("namespace", default_value="panoptic",
+                              description="Namespace of the node and its output topics."),
+    ]
+    node = Node(
+        package="panoptic_ros",
+        executable="panoptic_node",
+        name="panoptic_node",
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("params_file"),
+                    {"backend": LaunchConfiguration("backend"), "model": LaunchConfiguration("model")}],
+        remappings=[("image", LaunchConfiguration("image"))],
+        output="screen",
+        emulate_tty=True,
+    )
+    return LaunchDescription(args + [node])
