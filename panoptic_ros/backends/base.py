@@ -70,8 +70,12 @@ class Backend(ABC):
             if name not in inputs:
                 raise BackendError(f"{self.name}: missing input {name!r} (model expects {list(self.input_specs)})")
             arr = inputs[name]
-            if tuple(arr.shape[1:]) != tuple(spec.shape[1:]) or (spec.shape[0] > 0 and arr.shape[0] != spec.shape[0]):
-                raise BackendError(f"{self.name}: input {name!r} has shape {arr.shape}, model expects {spec.shape}")
+            shape = tuple(getattr(arr, "shape", ()))
+            if len(shape) != len(spec.shape) or any(e > 0 and a != e for a, e in zip(shape, spec.shape)):
+                raise BackendError(f"{self.name}: input {name!r} has shape {shape}, model expects {spec.shape}")
+        unexpected = sorted(set(inputs) - set(self.input_specs))
+        if unexpected:
+            raise BackendError(f"{self.name}: unexpected input(s) {unexpected} (model expects {list(self.input_specs)})")
         return self._infer(inputs)
 
     @property

@@ -41,18 +41,29 @@ class OnnxRuntimeBackend(Backend):
         if self.threads > 0:
             opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
-        providers = ["CPUExecutionProvider"]
+        providers: list = ["CPUExecutionProvider"]
         if self._device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendError(
-                    "onnxruntime CUDA requested but this onnxruntime has no CUDAExecutionProvider "
-                    "(install onnxruntime-gpu, or use device cpu)"
+                    f"onnxruntime device {self._device!r} requested but this onnxruntime {ort.__version__} has no "
+                    f"CUDAExecutionProvider (available: {', '.join(ort.get_available_providers())}); "
+                    "install onnxruntime-gpu, or use device 'cpu'"
                 )
-            providers.insert(0, "CUDAExecutionProvider")
+            device_id = int(self._device.split(":", 1)[1]) if ":" in self._device else 0
+            providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
+        elif self._device != "cpu":
+            raise BackendError(f"onnxruntime backend: unknown device {self._device!r} (use 'cpu' or 'cuda[:N]')")
         try:
             self._session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"cannot load ONNX model {self.model_path}: {exc}") from exc
+        if self._device.startswith("cuda") and self._session.get_providers()[0] != "CUDAExecutionProvider":
+            # ORT falls back to CPU with only a warning when the CUDA EP fails to initialise
+            self._session = None
+            raise BackendError(
+                f"onnxruntime could not initialise the CUDAExecutionProvider for {self._device!r} "
+                "(CUDA/cuDNN libraries or GPU missing); use device 'cpu'"
+            )
         self.input_specs = {
             i.name: TensorSpec(i.name, _static(i.shape), np.dtype(_ORT_DTYPES.get(i.type, np.float32)))
             for i in self._session.get_inputs()
@@ -65,14 +76,20 @@ class OnnxRuntimeBackend(Backend):
     def _infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         feeds = {n: np.ascontiguousarray(inputs[n], dtype=s.dtype) for n, s in self.input_specs.items()}
         names = list(self.output_specs)
-        return dict(zip(names, self._session.run(names, feeds)))
+        try:
+            outs = self._session.run(names, feeds)
+        except Exception as exc:  # ORT's Fail / InvalidArgument
+            raise BackendError(f"onnxruntime inference failed on {self.model_path.name}: {exc}") from exc
+        return dict(zip(names, outs))
 
     def _close(self) -> None:
         self._session = None
 
     @property
     def device(self) -> str:
-        return self._device
+        if self._session is not None and self._device.startswith("cuda"):
+            return f"{self._device} (onnxruntime CUDAExecutionProvider)"
+        return "cpu" if self._device == "cpu" else self._device
 
 
 def _static(shape) -> tuple[int, ...]:
