@@ -671,8 +671,11 @@ def run_overload(*, camera_sets: Sequence[Sequence[str]], rate: float, duration:
                  encoding: str = "bgr8", backend: str = "onnxruntime", extra_params: dict[str, str] | None = None,
                  window_s: float = 10.0, warmup_s: float = 5.0, watch: str = "semantic",
                  startup_timeout: float = 120.0, lifecycle_cycles: int = 0,
-                 after_cycles_s: float = 0.0) -> list[dict]:
+                 after_cycles_s: float = 0.0, baseline: tuple[float, float] | None = None) -> list[dict]:
     """One node run per camera set: load phase, optional lifecycle cycling + a short load check.
+
+    ``baseline=(rate, seconds)`` first runs a light-load phase whose mean latency is the
+    node's single-frame latency (the reference for the overload p99).
 
     Returns one dict per camera set with the PhaseResult(s) and lifecycle samples.
     """
@@ -685,6 +688,13 @@ def run_overload(*, camera_sets: Sequence[Sequence[str]], rate: float, duration:
                                        startup_timeout=startup_timeout, log_dir=log_dir)
             entry: dict = {"cameras": list(cams), "node_cmd": node.cmd}
             try:
+                if baseline is not None:
+                    log(f"baseline: {len(cams)} camera(s) x {baseline[0]:.1f} Hz for {baseline[1]:.0f} s")
+                    base = run_load_phase(rec, sampler, node, rate=baseline[0], duration=baseline[1], height=height,
+                                          width=width, encoding=encoding, window_s=window_s,
+                                          warmup_s=min(2.0, baseline[1] / 4), watch=watch)
+                    log(phase_summary(base))
+                    entry["baseline"] = base
                 log(f"load: {len(cams)} camera(s) x {rate:.1f} Hz for {duration:.0f} s ({height}x{width} {encoding})")
                 phase = run_load_phase(rec, sampler, node, rate=rate, duration=duration, height=height, width=width,
                                        encoding=encoding, window_s=window_s, warmup_s=warmup_s, watch=watch)
@@ -711,10 +721,42 @@ def run_overload(*, camera_sets: Sequence[Sequence[str]], rate: float, duration:
     return results
 
 
+def sink_main(specs: Sequence[str]) -> int:
+    """Entry of ``python -m panoptic_ros.loadgen sink TOPIC=module:Type ...``: subscribe and discard
+    (the subscriber that makes the bench's publish stage real DDS delivery). Stops on SIGTERM/SIGINT."""
+    import importlib
+
+    apply_ros_env()
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
+
+    rclpy.init()
+    node = rclpy.create_node(f"panoptic_bench_sink_{os.getpid()}")
+    qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+    count = {"n": 0}
+    subs = []
+    for spec in specs:
+        topic, _, typ = spec.partition("=")
+        mod, _, name = typ.partition(":")
+        msg_type = getattr(importlib.import_module(mod), name)
+        subs.append(node.create_subscription(msg_type, topic, lambda _m: count.__setitem__("n", count["n"] + 1), qos))
+    stop = {"flag": False}
+    signal.signal(signal.SIGINT, lambda *_: stop.__setitem__("flag", True))
+    signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__("flag", True))
+    while not stop["flag"]:
+        rclpy.spin_once(node, timeout_sec=0.1)
+    print(f"received={count['n']}", flush=True)
+    node.destroy_node()
+    rclpy.shutdown()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "publish":
         return publish_main(argv[1:])
+    if argv and argv[0] == "sink":
+        return sink_main(argv[1:])
     print("usage: python -m panoptic_ros.loadgen publish --topic T --rate HZ --duration S --out FILE",
           file=sys.stderr)
     return 2
