@@ -1,0 +1,185 @@
+"""In-process tests of PanopticNode with a fake Segmenter: parameters, lifecycle, batching.
+
+No subprocess and no model: fast. The DDS end-to-end tests against the installed executable
+live in test_node_ros.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rcl_interfaces.msg import ParameterType  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+
+from panoptic_ros import params as P  # noqa: E402
+from panoptic_ros.node import PanopticNode, SUCCESS, FAILURE  # noqa: E402
+from panoptic_ros.taxonomy import Taxonomy  # noqa: E402
+from panoptic_ros.types import PanopticResult  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+HAVE_CONVERSIONS = (importlib.util.find_spec("vision_msgs") is not None
+                    and importlib.util.find_spec("panoptic_ros.conversions") is not None)
+needs_conversions = pytest.mark.skipif(not HAVE_CONVERSIONS, reason="vision_msgs / panoptic_ros.conversions missing")
+
+
+class FakeBackend:
+    name, device = "fake", "cpu"
+
+    def __init__(self, max_batch):
+        self.max_batch = max_batch
+
+
+class FakeSegmenter:
+    def __init__(self, batch):
+        self.backend = FakeBackend(batch)
+        self.taxonomy = Taxonomy.default()
+        self.calls: list[int] = []
+        self.config: dict = {}
+        self.closed = False
+
+    def update_config(self, **kw):
+        if kw.get("min_instance_area", 0) == 12345:
+            raise ValueError("min_instance_area 12345 rejected by the pipeline")
+        self.config.update(kw)
+
+    def segment_batch(self, images):
+        self.calls.append(len(images))
+        out = []
+        for im in images:
+            h, w = im.shape[:2]
+            sem = np.zeros((h, w), np.uint8)
+            ins = np.zeros((h, w), np.uint16)
+            out.append(PanopticResult(sem, ins, sem.astype(np.int32) * 1000, (), {"infer": 1.0}))
+        return out
+
+    def close(self):
+        self.closed = True
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+_made: list = []
+
+
+def make_node(ctx, factory=None, **overrides):
+    seg_holder = {}
+
+    def fake_factory(cfg, batch):
+        seg_holder["seg"] = FakeSegmenter(batch)
+        return seg_holder["seg"]
+
+    node = PanopticNode(
+        f"panoptic_test_{len(_made)}", context=ctx, segmenter_factory=factory or fake_factory,
+        parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+    _made.append(node)
+    return node, seg_holder
+
+
+def test_parameters_declared_with_descriptors(ctx):
+    node, _ = make_node(ctx)
+    defaults = P.defaults()
+    for name, spec in P.SCHEMA.items():
+        assert node.get_parameter(name).value == (defaults[name] if spec.type != P.STRING_ARRAY else defaults[name])
+        d = node.describe_parameter(name)
+        assert d.read_only == spec.read_only and d.description == spec.description
+        if spec.type == P.DOUBLE and spec.min is not None:
+            assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == (spec.min, spec.max)
+        if spec.type == P.INTEGER and spec.min is not None:
+            assert d.integer_range[0].from_value == spec.min
+    assert node.describe_parameter("cameras").type == ParameterType.PARAMETER_STRING_ARRAY
+    node.destroy_node()
+
+
+def test_runtime_parameter_validation(ctx):
+    node, _ = make_node(ctx)
+    ok = node.set_parameters([Parameter("center_threshold", value=0.4)])[0]
+    assert ok.successful and node.cfg["center_threshold"] == 0.4
+    bad = node.set_parameters([Parameter("center_threshold", value=1.5)])[0]
+    assert not bad.successful and "center_threshold" in bad.reason and "1.0" in bad.reason
+    assert node.get_parameter("center_threshold").value == 0.4 and node.cfg["center_threshold"] == 0.4
+    wrong = node.set_parameters([Parameter("stuff_area_min", value="many")])[0]
+    assert not wrong.successful and "type" in wrong.reason.lower()
+    ro = node.set_parameters([Parameter("backend", value="torch")])[0]
+    assert not ro.successful and "read-only" in ro.reason
+    node.destroy_node()
+
+
+def test_bad_override_fails_construction(ctx):
+    with pytest.raises(Exception, match="center_threshold"):
+        make_node(ctx, center_threshold=3.0)
+    with pytest.raises(ValueError, match="input_transport"):
+        make_node(ctx, input_transport="theora")
+
+
+def test_configure_failure_is_reported_and_node_stays_unconfigured(ctx):
+    from panoptic_ros.backends import BackendError
+
+    def broken(cfg, batch):
+        raise BackendError("tensorrt backend needs the 'tensorrt' package")
+
+    node, _ = make_node(ctx, factory=broken)
+    assert node.trigger_configure() == FAILURE
+    assert node._state_machine.current_state[1] == "unconfigured"
+    assert node.segmenter is None
+    node.destroy_node()
+
+
+@needs_conversions
+def test_lifecycle_and_batched_cameras(ctx):
+    node, seg = make_node(ctx, cameras=["a", "b"])
+    assert node.trigger_configure() == SUCCESS
+    s = seg["seg"]
+    assert s.config["center_threshold"] == P.defaults()["center_threshold"]
+    assert node.trigger_activate() == SUCCESS
+    assert node.worker.running and node.worker.max_batch == 2
+    node.worker.stop()  # drive the worker by hand for a deterministic batch
+    for cam in ("a", "b"):
+        msg = Image(height=4, width=6, encoding="rgb8", step=18, data=bytes(72))
+        msg.header.frame_id = cam
+        node._on_image(cam, msg)
+    node.worker.process(node.worker.slots.take(2, timeout=0))
+    assert s.calls == [2]
+    assert all(node.stats[c].snapshot().processed == 1 for c in ("a", "b"))
+    # a rejected pipeline value leaves the parameter unchanged
+    r = node.set_parameters([Parameter("min_instance_area", value=12345)])[0]
+    assert not r.successful and "min_instance_area" in r.reason
+    # bad frame: counted, worker unaffected
+    node._on_image("a", Image(height=4, width=6, encoding="rgb8", step=18, data=bytes(10)))
+    node.worker.process(node.worker.slots.take(2, timeout=0))
+    assert node.stats["a"].snapshot().bad == 1
+    node.publish_diagnostics()
+    assert node.trigger_deactivate() == SUCCESS and not node._subs
+    assert node.trigger_cleanup() == SUCCESS and s.closed and node.segmenter is None
+    node.destroy_node()
+
+
+@needs_conversions
+def test_worker_drops_stale_frames(ctx):
+    node, seg = make_node(ctx)
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    node.worker.stop()
+    for i in range(5):
+        node._on_image("", Image(height=2, width=2, encoding="mono8", step=2, data=bytes(4)))
+    snap = node.stats[""].snapshot()
+    assert snap.received == 5 and snap.dropped == 4
+    node.worker.start()
+    deadline = time.time() + 5
+    while node.stats[""].snapshot().processed < 1 and time.time() < deadline:
+        time.sleep(0.01)
+    assert node.stats[""].snapshot().processed == 1
+    assert node.trigger_deactivate() == SUCCESS and node.trigger_cleanup() == SUCCESS
+    node.destroy_node()

@@ -1,0 +1,372 @@
+"""End-to-end DDS tests against the installed ``panoptic_node`` executable.
+
+The node runs as launch_ros would start it: ``.venv/bin/panoptic_node --ros-args -r __ns:=...
+-r image:=... --params-file config/panoptic.yaml -p ...`` in a subprocess, stopped with SIGINT
+(must exit 0). One node per module fixture (single camera) plus one two-camera node; this test
+process talks to them with plain rclpy pub/sub and the parameter services.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
+from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
+from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+pytestmark = [
+    pytest.mark.ros,
+    pytest.mark.skipif(importlib.util.find_spec("vision_msgs") is None, reason="vision_msgs not built (scripts/setup)"),
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+EXE = Path(sys.executable).parent / "panoptic_node"
+PARAMS = ROOT / "config" / "panoptic.yaml"
+OUTPUTS = ("semantic", "instance", "panoptic", "panoptic_rgb", "overlay", "detections")
+TAG = f"t{os.getpid()}"
+
+
+def _model_available() -> bool:
+    try:
+        from panoptic_ros.model_store import load_model_info
+
+        load_model_info("default")
+        return True
+    except Exception:
+        return False
+
+
+class NodeProcess:
+    """The node executable in a subprocess, with its output captured for assertions."""
+
+    def __init__(self, ns: str, *ros_args: str) -> None:
+        self.ns = ns
+        cmd = [str(EXE), "--ros-args", "-r", f"__ns:={ns}", "--params-file", str(PARAMS),
+               "-p", "backend:=onnxruntime", "-p", "diagnostics_period:=0.3", *ros_args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0"))
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        self._reader.join(5)
+        return self.proc.returncode
+
+
+class Tester:
+    """A plain rclpy node in this process, spun in a background thread."""
+
+    def __init__(self, ctx, name: str) -> None:
+        self.node = rclpy.create_node(name, context=ctx)
+        self.executor = SingleThreadedExecutor(context=ctx)
+        self.executor.add_node(self.node)
+        self.received: dict[str, list] = {}
+        self._lock = threading.Lock()
+        self._spin = threading.Thread(target=self._run, daemon=True)
+        self._stop = False
+        self._spin.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def collect(self, msg_type, topic: str, qos=10) -> list:
+        box = self.received.setdefault(topic, [])
+        self.node.create_subscription(msg_type, topic, lambda m: box.append(m), qos)
+        return box
+
+    def wait_for(self, pred, timeout: float = 30.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if pred():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+    def call(self, srv_type, name: str, request, timeout: float = 10.0):
+        client = self.node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
+        future = client.call_async(request)
+        self.wait_for(future.done, timeout, f"response from {name}")
+        self.node.destroy_client(client)
+        return future.result()
+
+    def close(self) -> None:
+        self._stop = True
+        self._spin.join(2)
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
+    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3,
+                data=rgb.tobytes())
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def stamp_ns(msg) -> int:
+    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+
+
+@pytest.fixture(scope="module")
+def scene():
+    from panoptic_ros.synthetic import generate_scene, validation_seeds
+
+    return generate_scene(validation_seeds(1)[0], 240, 320)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    if not EXE.exists():
+        pytest.skip(f"{EXE} not installed (pip install -e .)")
+    if not _model_available():
+        pytest.skip("no default model in models/default yet")
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.try_shutdown(context=context)
+
+
+@pytest.fixture(scope="module")
+def single(ctx):
+    """One-camera node: input remapped with -r image:=..., outputs in its namespace."""
+    ns = f"/{TAG}_one"
+    node = NodeProcess(ns, "-r", f"image:={ns}_in/image_raw", "-p", "publish_panoptic_rgb:=true",
+                       "-p", "input_qos:=reliable")
+    tester = Tester(ctx, f"{TAG}_tester_one")
+    boxes = {o: tester.collect(Image if o != "detections" else _det_type(), f"{ns}/{o}") for o in OUTPUTS}
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    boxes["diagnostics"] = tester.collect(DiagnosticArray, "/diagnostics")
+    pub = tester.node.create_publisher(Image, f"{ns}_in/image_raw", 10)
+    yield {"node": node, "tester": tester, "ns": ns, "boxes": boxes, "pub": pub}
+    tester.close()
+    node.stop()
+
+
+def _det_type():
+    from vision_msgs.msg import Detection2DArray
+
+    return Detection2DArray
+
+
+def _wait_ready(s, timeout=60.0):
+    """The node is ready once its first output arrives for a probe frame."""
+    pub, boxes, tester = s["pub"], s["boxes"], s["tester"]
+    deadline = time.monotonic() + timeout
+    probe = image_msg(np.zeros((8, 8, 3), np.uint8), 1, "probe")
+    while time.monotonic() < deadline:
+        assert s["node"].proc.poll() is None, f"node exited:\n{s['node'].output}"
+        pub.publish(probe)
+        if boxes["semantic"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"node produced no output within {timeout}s:\n{s['node'].output}")
+
+
+def test_outputs_carry_input_headers(single, scene):
+    _wait_ready(single)
+    boxes, pub, tester = single["boxes"], single["pub"], single["tester"]
+    tester.wait_for(lambda: single["pub"].get_subscription_count() > 0, what="node subscribed")
+    stamps = [1_700_000_000_000_000_000 + i * 33_000_000 + 7 for i in range(3)]
+    for i, st in enumerate(stamps):
+        pub.publish(image_msg(scene.image, st, f"cam_{i}"))
+        # wait for this frame's outputs before sending the next: nothing is dropped
+        tester.wait_for(lambda st=st: all(any(stamp_ns(m) == st for m in boxes[o]) for o in OUTPUTS),
+                        what=f"outputs for stamp {st}")
+    for o in OUTPUTS:
+        got = {(stamp_ns(m), m.header.frame_id) for m in boxes[o] if stamp_ns(m) in stamps}
+        assert got == {(st, f"cam_{i}") for i, st in enumerate(stamps)}, o
+    sem = next(m for m in boxes["semantic"] if stamp_ns(m) == stamps[0])
+    assert (sem.height, sem.width, sem.encoding) == (240, 320, "mono8")
+    inst = next(m for m in boxes["instance"] if stamp_ns(m) == stamps[0])
+    pan = next(m for m in boxes["panoptic"] if stamp_ns(m) == stamps[0])
+    ov = next(m for m in boxes["overlay"] if stamp_ns(m) == stamps[0])
+    assert (inst.encoding, pan.encoding, ov.encoding) == ("16UC1", "32SC1", "rgb8")
+    assert (inst.height, inst.width, pan.height, pan.width) == (240, 320, 240, 320)
+
+
+def test_detection_ids_match_instance_image(single, scene):
+    boxes = single["boxes"]
+    single["tester"].wait_for(lambda: len(boxes["detections"]) > 1 and len(boxes["instance"]) > 1)
+    checked = 0
+    for det in boxes["detections"]:
+        inst = next((m for m in boxes["instance"] if stamp_ns(m) == stamp_ns(det)), None)
+        if inst is None or det.header.frame_id == "probe":
+            continue
+        arr = np.frombuffer(bytes(inst.data), np.uint16 if not inst.is_bigendian else ">u2").reshape(
+            inst.height, inst.step // 2)[:, : inst.width]
+        ids_img = set(np.unique(arr).tolist()) - {0}
+        ids_det = {int(d.id) for d in det.detections}
+        assert ids_det == ids_img
+        for d in det.detections:
+            ys, xs = np.nonzero(arr == int(d.id))
+            cx = d.bbox.center.position.x
+            assert xs.min() - 1 <= cx <= xs.max() + 1 and d.results and d.results[0].hypothesis.class_id
+        checked += 1
+    assert checked >= 1
+
+
+def test_late_subscriber_receives_label_info(single):
+    from vision_msgs.msg import LabelInfo
+
+    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    box = single["tester"].collect(LabelInfo, f"{single['ns']}/label_info", latched)
+    single["tester"].wait_for(lambda: box, timeout=10, what="latched label_info")
+    names = {c.class_name for c in box[0].class_map}
+    assert len(names) >= 2
+
+
+def _diag_value(boxes, key: str, camera: str = "(default)") -> int | None:
+    for arr in reversed(boxes["diagnostics"]):
+        for st in arr.status:
+            kv = {v.key: v.value for v in st.values}
+            if kv.get("camera") == camera and key in kv:
+                return int(float(kv[key]))
+    return None
+
+
+def test_malformed_frames_are_survived(single, scene):
+    node, boxes, pub, tester = single["node"], single["boxes"], single["pub"], single["tester"]
+    bad_before = _diag_value(boxes, "frames_bad") or 0
+    good = image_msg(scene.image, 0, "x")
+    bad = [
+        Image(height=4, width=4, encoding="weird42", step=12, data=bytes(48)),  # unknown encoding
+        Image(height=240, width=320, encoding="rgb8", step=960, data=bytes(1000)),  # truncated
+        Image(height=0, width=0, encoding="rgb8", step=0, data=b""),  # zero size
+        Image(height=4, width=4, encoding="rgb8", step=6, data=bytes(24)),  # step < row
+        Image(height=100000, width=100000, encoding="mono8", step=100000, data=bytes(16)),  # absurd size
+    ]
+    for m in bad:
+        pub.publish(m)
+        time.sleep(0.15)  # one at a time so none is dropped as stale
+    st = 1_800_000_000_000_000_001
+    good.header.stamp.sec, good.header.stamp.nanosec = divmod(st, 10**9)
+    good.header.frame_id = "after_bad"
+    pub.publish(good)
+    tester.wait_for(lambda: any(stamp_ns(m) == st for m in boxes["semantic"]), what="good frame after bad ones")
+    tester.wait_for(lambda: (_diag_value(boxes, "frames_bad") or 0) >= bad_before + len(bad), timeout=10,
+                    what="diagnostics frames_bad counter")
+    assert node.proc.poll() is None
+    assert "bad frame on" in node.output and "weird42" in node.output
+
+
+def _param(name, value) -> ParameterMsg:
+    if isinstance(value, float):
+        v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    else:
+        v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    return ParameterMsg(name=name, value=v)
+
+
+def test_runtime_parameter_change(single):
+    tester, ns = single["tester"], single["ns"]
+    srv = f"{ns}/panoptic_node/set_parameters"
+    ok = tester.call(SetParameters, srv, SetParameters.Request(parameters=[_param("center_threshold", 0.25)]))
+    assert ok.results[0].successful, ok.results[0].reason
+    bad = tester.call(SetParameters, srv, SetParameters.Request(parameters=[_param("center_threshold", 1.5)]))
+    assert not bad.results[0].successful
+    assert "center_threshold" in bad.results[0].reason and "1.0" in bad.results[0].reason
+    wrong = tester.call(SetParameters, srv, SetParameters.Request(parameters=[_param("center_threshold", "high")]))
+    assert not wrong.results[0].successful
+    ro = tester.call(SetParameters, srv, SetParameters.Request(parameters=[_param("backend", "torch")]))
+    assert not ro.results[0].successful and "read-only" in ro.results[0].reason
+    got = tester.call(GetParameters, f"{ns}/panoptic_node/get_parameters",
+                      GetParameters.Request(names=["center_threshold", "backend"]))
+    assert got.values[0].double_value == 0.25 and got.values[1].string_value == "onnxruntime"
+
+
+def test_diagnostics_report_backend_and_latency(single):
+    boxes = single["boxes"]
+    single["tester"].wait_for(lambda: _diag_value(boxes, "frames_processed") and
+                              _diag_value(boxes, "frames_processed") >= 3, timeout=10)
+    st = next(s for a in reversed(boxes["diagnostics"]) for s in a.status if single["ns"] in s.name)
+    kv = {v.key: v.value for v in st.values}
+    assert kv["backend"] == "onnxruntime" and kv["device"] and float(kv["latency_p99_ms"]) > 0
+
+
+def test_sigint_exits_zero(single):
+    node = single["node"]
+    assert node.stop() == 0, node.output
+    assert "Traceback" not in node.output, node.output
+
+
+def test_two_cameras_one_node(ctx, scene):
+    ns = f"/{TAG}_two"
+    node = NodeProcess(ns, "-p", "cameras:=[front, rear]", "-r", f"front/image:={ns}_in/front",
+                       "-r", f"rear/image:={ns}_in/rear/compressed")
+    tester = Tester(ctx, f"{TAG}_tester_two")
+    try:
+        det = _det_type()
+        boxes = {c: tester.collect(det, f"{ns}/{c}/detections") for c in ("front", "rear")}
+        sem = {c: tester.collect(Image, f"{ns}/{c}/semantic") for c in ("front", "rear")}
+        pub_f = tester.node.create_publisher(Image, f"{ns}_in/front", 10)
+        pub_r = tester.node.create_publisher(CompressedImage, f"{ns}_in/rear/compressed", 10)
+        import cv2
+
+        jpeg = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", scene.image[:, :, ::-1])[1].tobytes())
+        deadline = time.monotonic() + 60
+        i = 0
+        while time.monotonic() < deadline and not (sem["front"] and sem["rear"]):
+            assert node.proc.poll() is None, node.output
+            i += 1
+            f = image_msg(scene.image, 10**9 * i, "front_cam")
+            jpeg.header = image_msg(scene.image[:1, :1], 10**9 * i + 1, "rear_cam").header
+            pub_f.publish(f)
+            pub_r.publish(jpeg)
+            time.sleep(0.3)
+        assert sem["front"] and sem["rear"], node.output
+        tester.wait_for(lambda: boxes["front"] and boxes["rear"])
+        assert {m.header.frame_id for m in sem["front"]} == {"front_cam"}
+        assert {m.header.frame_id for m in sem["rear"]} == {"rear_cam"}
+        assert (sem["rear"][0].height, sem["rear"][0].width) == scene.image.shape[:2]
+        assert "CompressedImage" in node.output
+    finally:
+        tester.close()
+        rc = node.stop()
+    assert rc == 0, node.output
+
+
+def test_configure_failure_exits_nonzero(ctx):
+    node = NodeProcess(f"/{TAG}_bad", "-p", "model:=/nonexistent/model.onnx")
+    try:
+        rc = node.proc.wait(60)
+    finally:
+        node.stop()
+    assert rc == 1, node.output
+    assert "configure failed" in node.output and "/nonexistent/model.onnx" in node.output
+    assert "Traceback" not in node.output
