@@ -35,6 +35,7 @@ class ParamSpec:
     min: float | None = None
     max: float | None = None
     choices: tuple[str, ...] | None = None
+    min_exclusive: bool = False  # (min, max] instead of [min, max]
 
     @property
     def constraints(self) -> str:
@@ -43,7 +44,7 @@ class ParamSpec:
         if self.choices:
             parts.append("one of " + ", ".join(self.choices))
         if self.min is not None or self.max is not None:
-            parts.append(f"range [{self.min}, {self.max}]")
+            parts.append(f"range {'(' if self.min_exclusive else '['}{self.min}, {self.max}]")
         return "; ".join(parts)
 
 
@@ -69,7 +70,7 @@ _SPECS: tuple[ParamSpec, ...] = (
     ParamSpec("max_image_pixels", INTEGER, "Frames with more pixels (H*W) are rejected as bad frames.", True,
               1, INT_MAX),
     # post-processing (run time)
-    ParamSpec("center_threshold", DOUBLE, "Instance centre score threshold.", False, 0.0, 1.0),
+    ParamSpec("center_threshold", DOUBLE, "Instance centre score threshold.", False, 0.0, 1.0, min_exclusive=True),
     ParamSpec("stuff_area_min", INTEGER, "Stuff segments smaller than this many pixels become unlabeled.", False,
               0, INT_MAX),
     ParamSpec("min_instance_area", INTEGER, "Thing instances smaller than this many pixels are dropped.", False,
@@ -173,6 +174,8 @@ def validate(name: str, value: Any) -> str | None:
     if spec.type in (INTEGER, DOUBLE):
         if isinstance(value, float) and not math.isfinite(value):
             return f"parameter '{name}' must be finite, got {value}; allowed {spec.constraints}"
+        if spec.min_exclusive and value <= spec.min:
+            return f"parameter '{name}' = {value} is out of range; allowed {spec.constraints}"
         if (spec.min is not None and value < spec.min) or (spec.max is not None and value > spec.max):
             return f"parameter '{name}' = {value} is out of range; allowed {spec.constraints}"
     if spec.choices and value not in spec.choices:

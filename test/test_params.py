@@ -42,7 +42,8 @@ def test_read_only_split():
 
 
 @pytest.mark.parametrize("name,value,fragment", [
-    ("center_threshold", 1.5, "out of range; allowed range [0.0, 1.0]"),
+    ("center_threshold", 1.5, "out of range; allowed range (0.0, 1.0]"),
+    ("center_threshold", 0.0, "out of range; allowed range (0.0, 1.0]"),
     ("center_threshold", -0.1, "center_threshold"),
     ("center_threshold", float("nan"), "finite"),
     ("center_threshold", "0.3", "must be of type double"),
@@ -64,11 +65,17 @@ def test_validate_rejects_with_reason(name, value, fragment):
 
 
 @pytest.mark.parametrize("name,value", [
-    ("center_threshold", 0.0), ("center_threshold", 1.0), ("stuff_area_min", 0),
+    ("center_threshold", 0.001), ("center_threshold", 1.0), ("stuff_area_min", 0),
     ("cameras", [""]), ("cameras", ["front", "rear/left"]), ("backend", "torch"), ("autostart", False),
 ])
 def test_validate_accepts(name, value):
     assert params.validate(name, value) is None
+
+
+def test_docs_list_every_parameter():
+    doc = (ROOT / "docs" / "node.md").read_text()
+    for name, spec in params.SCHEMA.items():
+        assert f"| `{name}` | {spec.type} |" in doc, f"docs/node.md does not document {name}"
 
 
 def test_yaml_mismatch_is_reported(tmp_path):
