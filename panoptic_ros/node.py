@@ -104,9 +104,6 @@ class PanopticNode(LifecycleNode):
             self.declare_parameter(spec.name, defaults[spec.name], descriptor(spec))
         self.cfg: dict[str, Any] = {n: self.get_parameter(n).value for n in P.SCHEMA}
         self.cfg["cameras"] = list(self.cfg["cameras"])
-        bad = P.validate_all(self.cfg)
-        if bad:
-            raise ValueError("; ".join(bad))
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.segmenter = None
         self.worker: InferenceWorker | None = None
@@ -144,6 +141,10 @@ class PanopticNode(LifecycleNode):
     @_logged
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         cfg = dict(self.cfg)
+        bad = P.validate_all(cfg)  # e.g. an unknown backend name or cameras list from the params file
+        if bad:
+            self.get_logger().error("configure failed: " + "; ".join(bad))
+            return FAILURE
         cams = cfg["cameras"]
         batch = min(len(cams), cfg["max_batch"] or len(cams))
         try:

@@ -361,12 +361,59 @@ def test_two_cameras_one_node(ctx, scene):
     assert rc == 0, node.output
 
 
-def test_configure_failure_exits_nonzero(ctx):
-    node = NodeProcess(f"/{TAG}_bad", "-p", "model:=/nonexistent/model.onnx")
+@pytest.mark.parametrize("override,named", [("model:=/nonexistent/model.onnx", "/nonexistent/model.onnx"),
+                                             ("backend:=cuda-magic", "cuda-magic")])
+def test_configure_failure_exits_nonzero(ctx, override, named):
+    node = NodeProcess(f"/{TAG}_bad", "-p", override)
     try:
         rc = node.proc.wait(60)
     finally:
         node.stop()
     assert rc == 1, node.output
-    assert "configure failed" in node.output and "/nonexistent/model.onnx" in node.output
+    assert "configure failed" in node.output and named in node.output
     assert "Traceback" not in node.output
+
+
+@pytest.mark.slow
+def test_latency_480x640(ctx, scene):
+    """Measure publish -> `semantic` received at 480x640 (one frame in flight), and the node's own
+    split from /diagnostics. Run: pytest -m slow -s test/test_node_ros.py -k latency"""
+    import cv2
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    ns = f"/{TAG}_lat"
+    node = NodeProcess(ns, "-r", f"image:={ns}_in", "-p", "stats_window:=1000")
+    tester = Tester(ctx, f"{TAG}_tester_lat")
+    try:
+        sem = tester.collect(Image, f"{ns}/semantic")
+        diags = tester.collect(DiagnosticArray, "/diagnostics")
+        pub = tester.node.create_publisher(Image, f"{ns}_in", 10)
+        rgb = cv2.resize(scene.image, (640, 480), interpolation=cv2.INTER_NEAREST)
+        s = {"pub": pub, "boxes": {"semantic": sem}, "tester": tester, "node": node}
+        _wait_ready(s)
+        time.sleep(1.0)
+        lat = []
+        for i in range(40):
+            st = 2_000_000_000_000_000_000 + i
+            msg = image_msg(rgb, st, "lat")
+            t0 = time.perf_counter()
+            pub.publish(msg)
+            tester.wait_for(lambda st=st: any(stamp_ns(m) == st for m in sem), what="output")
+            lat.append((time.perf_counter() - t0) * 1e3)
+        time.sleep(1.0)
+        kv = {}
+        for arr in reversed(diags):
+            for stt in arr.status:
+                if ns in stt.name:
+                    kv = {v.key: v.value for v in stt.values}
+                    break
+            if kv:
+                break
+        lat_a = np.array(lat[5:])
+        print(f"\nend-to-end publish->semantic at 480x640 over {lat_a.size} frames: mean {lat_a.mean():.1f} ms, "
+              f"p50 {np.percentile(lat_a, 50):.1f} ms, p99 {np.percentile(lat_a, 99):.1f} ms")
+        print("node diagnostics:", {k: kv.get(k) for k in ("latency_mean_ms", "latency_p99_ms", "infer_mean_ms",
+                                                          "overhead_mean_ms", "frames_processed", "device")})
+    finally:
+        tester.close()
+        assert node.stop() == 0, node.output
