@@ -283,7 +283,8 @@ class PanopticNode(LifecycleNode):
         want_overlay = self.cfg["publish_overlay"] and pubs["overlay"].get_subscription_count() > 0
         want_rgb = self.cfg["publish_panoptic_rgb"] and "panoptic_rgb" in pubs
         out = self._conv[1](result, frame.msg.header, self.segmenter.taxonomy, image_rgb=img,
-                            want_overlay=want_overlay, want_panoptic_rgb=want_rgb)
+                            want_overlay=want_overlay, want_panoptic_rgb=want_rgb,
+                            overlay_alpha=self.cfg["overlay_alpha"])
         for name in ("semantic", "instance", "panoptic", "detections"):
             pubs[name].publish(getattr(out, name))
         if want_overlay and out.overlay is not None:
@@ -326,7 +327,7 @@ class PanopticNode(LifecycleNode):
 
         header = Header(stamp=self.get_clock().now().to_msg())
         for pubs in self._pubs.values():
-            pubs["label_info"].publish(self._conv[2](self.segmenter.taxonomy, header))
+            pubs["label_info"].publish(self._conv[2](self.segmenter.taxonomy, header, self.cfg["center_threshold"]))
 
     # ---- diagnostics --------------------------------------------------------------------
     def _start_diag_timer(self) -> None:

@@ -78,6 +78,8 @@ _SPECS: tuple[ParamSpec, ...] = (
     # outputs (run time)
     ParamSpec("publish_panoptic_rgb", BOOL, "Publish 'panoptic_rgb' (COCO id = R + 256 G + 256^2 B).", False),
     ParamSpec("publish_overlay", BOOL, "Publish 'overlay' (computed only while it has subscribers).", False),
+    ParamSpec("overlay_alpha", DOUBLE, "Opacity of the class colours in 'overlay' (0 = camera image only).", False,
+              0.0, 1.0),
     ParamSpec("diagnostics_period", DOUBLE, "Seconds between /diagnostics messages.", False, 0.1, 60.0),
     ParamSpec("bad_frame_log_period", DOUBLE, "Seconds between log lines for one fault on one camera.", False,
               0.0, 3600.0),
