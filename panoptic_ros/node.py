@@ -39,7 +39,7 @@ from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescr
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from sensor_msgs.msg import CompressedImage, Image
 
 from . import params as P
@@ -310,7 +310,7 @@ class PanopticNode(LifecycleNode):
 
     def _on_incompatible_qos(self, topic_name: str, event: Any) -> None:
         self._qos_events[topic_name] = event.total_count
-        policy = getattr(event.last_policy_kind, "name", event.last_policy_kind)
+        policy = qos_policy_name_from_kind(event.last_policy_kind)
         self.get_logger().warning(
             f"incompatible QoS on {topic_name}: a publisher cannot serve this subscription "
             f"(policy {policy}, input_qos={self.cfg['input_qos']}); no frames will arrive from it. "

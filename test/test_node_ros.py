@@ -319,6 +319,15 @@ def test_diagnostics_report_backend_and_latency(single):
     assert kv["backend"] == "onnxruntime" and kv["device"] and float(kv["latency_p99_ms"]) > 0
 
 
+def test_incompatible_qos_is_logged(single):
+    """The single node subscribes reliable; a best-effort publisher cannot serve it: logged, not silent."""
+    best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
+    single["tester"].node.create_publisher(Image, f"{single['ns']}_in/image_raw", best_effort)
+    single["tester"].wait_for(lambda: "incompatible QoS on" in single["node"].output, timeout=10,
+                              what="incompatible QoS warning")
+    assert "RELIABILITY" in single["node"].output
+
+
 def test_sigint_exits_zero(single):
     node = single["node"]
     assert node.stop() == 0, node.output
