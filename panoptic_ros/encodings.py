@@ -34,10 +34,11 @@ Conventions (identical to cv_bridge's ``toCvCopy(msg, "rgb8")``)
   OpenCV's ``COLOR_YUV2RGB_UYVY`` / ``_YUY2``; the width must be even.
 * ``is_bigendian`` is honoured for 16-bit data and ignored for 8-bit data.
 
-Validation (each failure raises ``ImageDecodeError`` naming the fault; ``err.fault`` is a
+Validation, in this order (each failure raises ``ImageDecodeError`` naming the fault; ``err.fault`` is a
 short machine-readable code)
 * ``encoding``: unknown name -> the message lists the supported names.
-* ``size``: width and height must be 1..MAX_SIDE and width*height <= MAX_PIXELS.
+* ``size``: width and height must be 1..MAX_SIDE and width*height <= ``max_pixels``
+  (keyword of every decoder, default MAX_PIXELS).
 * ``step``: must be >= width * bytes per pixel.
 * ``truncated``: ``len(data)`` must be >= ``step * height``. Longer data is ACCEPTED and the
   surplus ignored (cv_bridge and rosbags-image do the same); the check runs on the declared
@@ -159,15 +160,15 @@ def _check_int(name: str, value: Any, fault: str) -> int:
     return int(value)
 
 
-def check_size(height: int, width: int) -> None:
-    """Raise ImageDecodeError (fault ``size``) unless 1 <= side <= MAX_SIDE and area <= MAX_PIXELS."""
+def check_size(height: int, width: int, max_pixels: int = MAX_PIXELS) -> None:
+    """Raise ImageDecodeError (fault ``size``) unless 1 <= side <= MAX_SIDE and area <= max_pixels."""
     for name, v in (("width", width), ("height", height)):
         if v <= 0:
             raise ImageDecodeError(f"image {name} is {v}; it must be at least 1", "size")
         if v > MAX_SIDE:
             raise ImageDecodeError(f"image {name} {v} exceeds the limit of {MAX_SIDE} pixels per side", "size")
-    if width * height > MAX_PIXELS:
-        raise ImageDecodeError(f"image {width}x{height} exceeds the limit of {MAX_PIXELS} pixels", "size")
+    if width * height > max_pixels:
+        raise ImageDecodeError(f"image {width}x{height} exceeds the limit of {max_pixels} pixels", "size")
 
 
 def _spec(encoding: Any) -> tuple[int, int, str]:
@@ -189,6 +190,8 @@ def raw_to_array(
     step: int,
     is_bigendian: bool,
     data: BytesLike,
+    *,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """The raw image in its native layout: (H, W) or (H, W, C), uint8 or native-endian uint16.
 
@@ -201,7 +204,7 @@ def raw_to_array(
     height = _check_int("height", height, "size")
     width = _check_int("width", width, "size")
     step = _check_int("step", step, "step")
-    check_size(height, width)
+    check_size(height, width, max_pixels)
     if layout in ("uyvy", "yuyv") and width % 2:
         raise ImageDecodeError(
             f"{encoding} needs an even width (two pixels share one U/V pair), got width {width}", "odd_width"
@@ -257,6 +260,8 @@ def decode_raw(
     step: int,
     is_bigendian: bool,
     data: BytesLike,
+    *,
+    max_pixels: int = MAX_PIXELS,
 ) -> np.ndarray:
     """Decode raw image bytes to (H, W, 3) uint8 RGB (see the module docstring for conventions).
 
@@ -264,7 +269,7 @@ def decode_raw(
     Raises ImageDecodeError naming the fault.
     """
     nbytes, _channels, layout = _spec(encoding)
-    arr = raw_to_array(encoding, height, width, step, is_bigendian, data)
+    arr = raw_to_array(encoding, height, width, step, is_bigendian, data, max_pixels=max_pixels)
     if layout.startswith("bayer") or layout in ("uyvy", "yuyv"):
         out = _cvt(arr, _TO_RGB[layout], encoding)  # demosaic / YUV at native depth, like cv_bridge
         return scale16_to_8(out) if nbytes == 2 else out
@@ -321,15 +326,18 @@ def _jpeg_size(b: memoryview) -> tuple[int, int]:
     raise ImageDecodeError("corrupt JPEG: no frame header (SOF) found", "corrupt")
 
 
-def decode_compressed(format: str, data: BytesLike) -> np.ndarray:  # noqa: A002 - ROS field name
+def decode_compressed(format: str, data: BytesLike, *, max_pixels: int = MAX_PIXELS) -> np.ndarray:  # noqa: A002
     """Decode a JPEG or PNG ``sensor_msgs/CompressedImage`` payload to (H, W, 3) uint8 RGB.
 
     ``format`` is the message's format string (``"jpeg"``, ``"png"``, image_transport's
     ``"bgr8; jpeg compressed bgr8"``, ...; empty means sniff the bytes). ``compressedDepth``
     and other codecs are rejected. The byte stream's own magic number decides the codec.
     The declared dimensions are read from the header and checked against MAX_SIDE /
-    MAX_PIXELS before decoding. 16-bit PNGs are scaled like raw mono16 (round(v*255/65535)),
-    as cv_bridge does; alpha is dropped.
+    ``max_pixels`` before decoding: unlike raw images, whose size is bounded by the bytes
+    actually sent, a few hundred compressed bytes can declare a huge image, so a node may
+    pass a tighter ``max_pixels`` (e.g. its expected camera size x 4).
+    16-bit PNGs are scaled like raw mono16 (round(v*255/65535)), as cv_bridge does; alpha
+    is dropped.
     """
     if not isinstance(format, str):
         raise ImageDecodeError(f"compressed format must be a string, got {type(format).__name__}", "format")
@@ -351,7 +359,7 @@ def decode_compressed(format: str, data: BytesLike) -> np.ndarray:  # noqa: A002
         )
     if h == 0 or w == 0:
         raise ImageDecodeError(f"compressed image header declares size {w}x{h}", "size")
-    check_size(h, w)
+    check_size(h, w, max_pixels)
     try:
         img = cv2.imdecode(buf, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
     except cv2.error as exc:
