@@ -217,12 +217,22 @@ def make_decoder():
 
 
 def make_message_builder():
+    """(result_to_messages or None, note). Where vision_msgs is missing, detections are left out
+    (conversions.detections_msg replaced by a stub in this process only) and the note says so."""
     try:
-        from ..conversions import result_to_messages
-
-        return result_to_messages, ""
+        from .. import conversions
     except Exception as exc:
         return None, f"conversions.result_to_messages unavailable ({type(exc).__name__}: {exc})"
+    try:
+        conversions._vision_msgs()  # noqa: SLF001 - probe only
+    except Exception as exc:
+        if hasattr(conversions, "detections_msg"):
+            conversions.detections_msg = lambda result, header: None
+            return conversions.result_to_messages, (
+                f"messages/publish exclude detections: vision_msgs not importable ({str(exc)[:80]})")
+    except AttributeError:
+        pass
+    return conversions.result_to_messages, ""
 
 
 def open_segmenter(args: argparse.Namespace, backend: str, device: str | None = None, precision: str | None = None):

@@ -1,0 +1,243 @@
+"""Fast smoke tests: statistics helpers, the bench command's output format, gpu_check --cpu-only.
+
+No timing assertions: the machine running the tests may be shared and slow. Only formats,
+shapes, and the arithmetic of the statistics are checked.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from panoptic_ros.benchmark import (
+    StageTimer,
+    format_kv,
+    format_table,
+    growth_pct,
+    overhead_ratio,
+    parse_size,
+    parse_sizes,
+    percentile,
+    summarize,
+    time_call,
+    windowed,
+)
+from panoptic_ros.loadgen import diag_drop_total, encode_rgb
+
+REPO = Path(__file__).resolve().parents[1]
+FLOAT = r"-?\d+\.\d+"
+SINGLE_LINE = re.compile(rf"^e2e_ms=({FLOAT}) infer_ms=({FLOAT}) overhead_ratio=({FLOAT})$")
+
+
+# ---------------------------------------------------------------------------------------
+# statistics
+# ---------------------------------------------------------------------------------------
+def test_summarize_known_values():
+    s = summarize(range(1, 101))  # 1..100
+    assert s.n == 100
+    assert s.mean == pytest.approx(50.5)
+    assert s.min == 1 and s.max == 100
+    assert s.p50 == pytest.approx(50.5)
+    assert s.p99 == pytest.approx(99.01)  # linear interpolation between 99 and 100
+    assert s.rate_hz == pytest.approx(1000 / 50.5)
+
+
+def test_summarize_ignores_nan_and_handles_empty():
+    s = summarize([1.0, float("nan"), 3.0, float("inf")])
+    assert s.n == 2 and s.mean == 2.0
+    e = summarize([])
+    assert e.n == 0 and math.isnan(e.mean) and math.isnan(e.p99)
+    assert math.isnan(percentile([], 50))
+
+
+def test_percentile_bounds():
+    assert percentile([5.0], 99) == 5.0
+    assert percentile([0, 10], 50) == 5.0
+    with pytest.raises(ValueError):
+        percentile([1, 2], 101)
+
+
+def test_overhead_ratio():
+    assert overhead_ratio(100.0, 80.0) == pytest.approx(0.2)
+    assert overhead_ratio(50.0, 50.0) == 0.0
+    assert overhead_ratio(10.0, 10.5) == 0.0  # timer noise clamps at 0
+    assert math.isnan(overhead_ratio(0.0, 1.0))
+    assert math.isnan(overhead_ratio(10.0, float("nan")))
+
+
+def test_growth_pct():
+    assert growth_pct(200.0, 210.0) == pytest.approx(5.0)
+    assert growth_pct(200.0, 190.0) == pytest.approx(-5.0)
+    assert math.isnan(growth_pct(0.0, 1.0))
+
+
+def test_stage_timer_order_and_warmup():
+    ticks = iter(np.arange(0.0, 100.0, 0.001))
+    t = StageTimer(warmup=2, clock=lambda: next(ticks))
+    for i in range(5):
+        with t.stage("b"):
+            pass
+        t.add("a", float(i))
+    assert t.names == ["b", "a"]  # first-appearance order
+    assert t.samples("a") == [2.0, 3.0, 4.0]
+    st = t.stats()
+    assert list(st) == ["b", "a"]
+    assert st["b"].n == 3 and st["b"].mean == pytest.approx(1.0)  # one fake tick = 1 ms
+    assert time_call(lambda: None, frames=4, warmup=1).n == 4
+
+
+def test_windowed_includes_empty_windows():
+    times = [0.0, 1.0, 2.0, 25.0, 29.0]
+    vals = [1.0, 2.0, 3.0, 10.0, 20.0]
+    w = windowed(times, vals, 10.0, start_s=0.0, end_s=30.0)
+    assert [t for t, _ in w] == [0.0, 10.0, 20.0]
+    assert [s.n for _, s in w] == [3, 0, 2]
+    assert w[0][1].mean == pytest.approx(2.0)
+    assert math.isnan(w[1][1].mean)
+    assert sum(s.n for _, s in windowed(times, vals, 7.0)) == len(times)  # every sample in one window
+    with pytest.raises(ValueError):
+        windowed([0.0], [1.0, 2.0], 1.0)
+
+
+def test_format_table_and_kv():
+    txt = format_table(["stage", "mean ms"], [("infer", 12.3456), ("publish", float("nan"))], 2)
+    lines = txt.splitlines()
+    assert lines[0].split() == ["stage", "mean", "ms"]
+    assert "12.35" in lines[2] and lines[3].split() == ["publish", "-"]
+    assert format_kv(a=1.5, b=3, c="x", d=float("nan"), e=True) == "a=1.500 b=3 c=x d=nan e=true"
+
+
+def test_parse_sizes():
+    assert parse_size("480x640") == (480, 640)
+    assert parse_sizes("240x320, 1024x2048") == [(240, 320), (1024, 2048)]
+    for bad in ("480", "ax640", "8x8"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
+def test_diag_drop_total():
+    vals = {"panoptic: cam0": {"dropped frames": "12", "rate": "9.5"},
+            "panoptic: cam1": {"drops_total": "3 frames", "latency": "x"},
+            "other": {"dropped": "n/a"}}
+    assert diag_drop_total(vals) == 15.0
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+def test_encode_rgb_round_trip(encoding):
+    from panoptic_ros.encodings import decode_raw
+
+    rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    arr, ch = encode_rgb(rgb, encoding)
+    back = decode_raw(encoding, 6, 8, 8 * ch, False, arr.tobytes())
+    assert back.shape == (6, 8, 3)
+    if encoding != "mono8":
+        np.testing.assert_array_equal(back, rgb)
+
+
+# ---------------------------------------------------------------------------------------
+# the command (random-weight model so the tests never depend on training having run)
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from panoptic_ros.model import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
+    from panoptic_ros.model_store import save_model
+    from panoptic_ros.taxonomy import Taxonomy
+
+    d = tmp_path_factory.mktemp("bench_model")
+    tax = Taxonomy.default()
+    torch.manual_seed(0)
+    arch = dict(ARCH_DEFAULTS)
+    save_model(d / "model", build_net(tax.num_classes, arch), tax, input_size=(64, 96), top_k=8, arch=arch,
+               mean=DEFAULT_MEAN, std=DEFAULT_STD)
+    return d / "model", d / "cache"
+
+
+def _env(cache: Path) -> dict:
+    env = dict(os.environ)
+    env["PANOPTIC_ROS_CACHE"] = str(cache)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    return env
+
+
+def bench(tiny_model, *args, timeout=300) -> subprocess.CompletedProcess:
+    model, cache = tiny_model
+    return subprocess.run([sys.executable, "-m", "panoptic_ros.cli", "bench", "--model", str(model), *map(str, args)],
+                          cwd=REPO, env=_env(cache), capture_output=True, text=True, timeout=timeout)
+
+
+def test_bench_single_output_format(tiny_model):
+    p = bench(tiny_model, "--height", 48, "--width", 64, "--frames", 3, "--warmup", 1, "--publish", "serialize")
+    assert p.returncode == 0, p.stderr
+    last = p.stdout.strip().splitlines()[-1]
+    m = SINGLE_LINE.match(last)
+    assert m, f"last stdout line {last!r}"
+    e2e, infer, ratio = (float(v) for v in m.groups())
+    assert e2e > 0 and infer > 0 and 0.0 <= ratio <= 1.0
+    assert ratio == pytest.approx(max(0.0, (e2e - infer) / e2e), abs=2e-3)
+    for stage in ("decode", "preprocess", "infer", "postprocess", "messages", "publish", "e2e"):
+        assert re.search(rf"^{stage}\s", p.stderr, re.M), f"stage {stage} missing from table:\n{p.stderr}"
+
+
+def test_bench_sizes_and_json(tiny_model, tmp_path):
+    out = tmp_path / "bench.json"
+    p = bench(tiny_model, "--sizes", "32x48,48x64", "--frames", 2, "--warmup", 0, "--publish", "none",
+              "--json", out)
+    assert p.returncode == 0, p.stderr
+    last = p.stdout.strip().splitlines()[-1]
+    assert last.startswith("e2e_ms=") and "e2e_ms_32x48=" in last and "e2e_ms_48x64=" in last
+    import json
+
+    data = json.loads(out.read_text())
+    assert set(data["sizes"]) == {"32x48", "48x64"}
+    assert data["machine"]["nproc"] >= 1
+
+
+def test_bench_compare_lists_backends(tiny_model):
+    p = bench(tiny_model, "--compare", "--backends", "onnxruntime,torch", "--height", 32, "--width", 48,
+              "--frames", 2, "--warmup", 0, "--publish", "none")
+    assert p.returncode == 0, p.stderr
+    last = p.stdout.strip().splitlines()[-1]
+    assert last.startswith("e2e_ms=") and "fastest=" in last
+    assert "onnxruntime-cpu" in p.stderr and "torch-cpu" in p.stderr
+
+
+def test_bench_rejects_bad_sizes(tiny_model):
+    p = bench(tiny_model, "--sizes", "480", "--frames", 1)
+    assert p.returncode == 2
+    assert "HEIGHTxWIDTH" in p.stderr
+
+
+@pytest.mark.ros
+def test_bench_publishes_over_dds(tiny_model):
+    pytest.importorskip("rclpy")
+    p = bench(tiny_model, "--height", 32, "--width", 48, "--frames", 3, "--warmup", 1, "--publish", "dds")
+    assert p.returncode == 0, p.stderr
+    assert "publish=dds" in p.stderr
+    assert SINGLE_LINE.match(p.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------
+# gpu_check: runs on a CPU-only machine, without OpenCV / PyYAML / safetensors / ROS
+# ---------------------------------------------------------------------------------------
+def test_gpu_check_cpu_only_without_optional_packages(tiny_model):
+    model, cache = tiny_model
+    env = _env(cache)
+    env["PANOPTIC_GPU_CHECK_HIDE"] = "cv2,yaml,safetensors,rclpy"
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check"), "--cpu-only", "--model", str(model),
+                        "--sizes", "32x48", "--cpu-frames", "2", "--warmup", "1"],
+                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    last = p.stdout.strip().splitlines()[-1]
+    assert "status=partial" in last and "cuda=false" in last and "failures=none" in last, last
+    assert "min_panoptic_match_pct=" in last
+    assert "stand-ins" in p.stderr and "NO CUDA" in p.stderr
+    assert re.search(r"^ort-cpu-fp32\s+32x48", p.stderr, re.M)
