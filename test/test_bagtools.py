@@ -1,0 +1,183 @@
+"""bagtools: real rosbag2 bags (MCAP and sqlite3) written and read with rosbags; no model, no DDS."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from panoptic_ros import bagtools as bt
+from panoptic_ros.conversions import image_msg_to_array
+
+ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "jpeg", "png")
+
+
+def _storage_file(bag: Path) -> Path:
+    return next(p for p in bag.iterdir() if p.suffix in (".mcap", ".db3"))
+
+
+@pytest.mark.parametrize("storage", bt.STORAGES)
+@pytest.mark.parametrize("encoding", ENCODINGS)
+def test_synthetic_roundtrip(tmp_path, storage, encoding):
+    topic = "/cam/image_raw" + ("/compressed" if encoding in ("jpeg", "png") else "")
+    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=3, height=48, width=64, topic=topic, encoding=encoding,
+                                 storage=storage, keep_images=True, step_padding=8 if encoding == "bgr8" else 0)
+    assert [f.panoptic.shape for f in bag.frames] == [(48, 64)] * 3
+    with bt.BagReader(bag.path) as r:
+        assert r.problems == []
+        info = r.topics[topic]
+        want_type = bt.COMPRESSED_TYPE if encoding in ("jpeg", "png") else bt.IMAGE_TYPE
+        assert (info.msgtype, info.count) == (want_type, 3)
+        assert info.digest.startswith("RIHS01_")
+        assert r.image_topics() == [topic]
+        recs = list(r.messages())
+    assert [x.index for x in recs] == [0, 1, 2]
+    for rec, gt in zip(recs, bag.frames):
+        msg = bt.deserialize(rec, bag.path)
+        assert bt.stamp_ns(msg.header) == gt.stamp
+        assert rec.log_time == gt.stamp + 2_000_000  # receive time trails the stamp
+        assert bt.cdr_header_stamp(rec.data) == gt.stamp
+        rgb = image_msg_to_array(msg)
+        assert rgb.shape == (48, 64, 3)
+        if encoding in ("rgb8", "bgr8", "rgba8", "png"):
+            np.testing.assert_array_equal(rgb, gt.image)
+        elif encoding == "mono8":
+            assert np.all(rgb[..., 0] == rgb[..., 1])
+        else:  # jpeg: lossy
+            assert np.abs(rgb.astype(int) - gt.image).mean() < 12
+
+
+def test_typestore_has_vision_msgs_with_rosidl_hashes():
+    store = bt.typestore()
+    for name in ("Detection2DArray", "Detection2D", "LabelInfo", "VisionClass", "BoundingBox2D"):
+        assert f"vision_msgs/msg/{name}" in store.fielddefs
+    # rosidl writes the hashes next to the built interface; they must equal rosbags' (same wire type)
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        share = Path(get_package_share_directory("vision_msgs"))
+    except Exception:
+        pytest.skip("vision_msgs is not installed in an ament index")
+    for name in ("Detection2DArray", "LabelInfo"):
+        f = share / "msg" / f"{name}.json"
+        if not f.is_file():
+            pytest.skip(f"{f} not installed")
+        hashes = {h["type_name"]: h["hash_string"] for h in json.loads(f.read_text())["type_hashes"]}
+        assert store.hash_rihs01(f"vision_msgs/msg/{name}") == hashes[f"vision_msgs/msg/{name}"]
+
+
+def test_output_namespace():
+    assert bt.output_namespace("/cam/image_raw") == "/cam"
+    assert bt.output_namespace("/cam/image_raw/compressed") == "/cam"
+    assert bt.output_namespace("/a/b/image") == "/a/b"
+    assert bt.output_namespace("/image") == ""
+
+
+def test_truncated_mcap_keeps_complete_messages(tmp_path):
+    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=6, height=480, width=640)  # ~1 MiB chunks
+    f = _storage_file(bag.path)
+    os.truncate(f, int(f.stat().st_size * 0.6))
+    with bt.BagReader(bag.path) as r:
+        assert r.recovered
+        recs = list(r.messages())
+        problems = "\n".join(r.problems)
+    assert 1 <= len(recs) < 6
+    assert [bt.cdr_header_stamp(x.data) for x in recs] == [fr.stamp for fr in bag.frames[: len(recs)]]
+    assert str(f) in problems and "byte offset" in problems and "/camera/image_raw message #" in problems
+
+
+def test_mcap_without_metadata_yaml(tmp_path):
+    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=2, height=32, width=32)
+    (bag.path / "metadata.yaml").unlink()
+    with bt.BagReader(bag.path) as r:
+        assert len(list(r.messages())) == 2
+        assert "no metadata.yaml" in r.problems[0]
+    with bt.BagReader(_storage_file(bag.path)) as r:  # a bare .mcap file
+        assert r.topics["/camera/image_raw"].count == 2
+
+
+def test_truncated_sqlite_is_a_clear_error(tmp_path):
+    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=4, height=240, width=320, storage="sqlite3")
+    f = _storage_file(bag.path)
+    os.truncate(f, f.stat().st_size // 2)
+    with pytest.raises(bt.BagError, match=str(f.parent)):
+        bt.BagReader(bag.path).open()
+
+
+def test_not_a_bag(tmp_path):
+    with pytest.raises(bt.BagError, match="no such bag"):
+        bt.BagReader(tmp_path / "missing").open()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(bt.BagError, match="not a rosbag2 bag"):
+        bt.BagReader(tmp_path / "empty").open()
+    junk = tmp_path / "junk.mcap"
+    junk.write_bytes(b"not an mcap file at all")
+    with pytest.raises(bt.BagError, match="junk.mcap"):
+        bt.BagReader(junk).open()
+
+
+def test_unknown_message_type_and_corrupt_payload(tmp_path):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import get_types_from_msg
+
+    store = bt.typestore()
+    custom = get_types_from_msg("uint8[] blob\n", "acme_msgs/msg/Blob")
+    good = bt.serialize(bt.image_message(np.zeros((4, 4, 3), np.uint8), 5, encoding="rgb8"))
+    path = tmp_path / "bag"
+    with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as w:
+        from rosbags.typesys import Stores, get_typestore
+
+        ts = get_typestore(Stores.EMPTY)
+        ts.register(custom)
+        c1 = w.add_connection("/acme/blob", "acme_msgs/msg/Blob", typestore=ts)
+        c2 = w.add_connection("/cam/image", bt.IMAGE_TYPE, typestore=store)
+        w.write(c1, 1, ts.serialize_cdr(ts.types["acme_msgs/msg/Blob"](blob=np.zeros(3, np.uint8)), "acme_msgs/msg/Blob"))
+        w.write(c2, 2, good)
+        w.write(c2, 3, good[:20])  # truncated CDR
+    with bt.BagReader(path) as r:
+        assert r.image_topics() == ["/cam/image"]
+        with pytest.raises(bt.BagError, match="acme_msgs/msg/Blob, not an Image"):
+            r.image_topics(["/acme/blob"])
+        with pytest.raises(bt.BagError, match="no topic '/nope'"):
+            r.image_topics(["/nope"])
+        recs = list(r.messages())
+    blob, ok, bad = recs
+    with pytest.raises(bt.BagMessageError, match="acme_msgs/msg/Blob is not available"):
+        bt.deserialize(blob, path)
+    assert bt.deserialize(ok, path).width == 4
+    with pytest.raises(bt.BagMessageError) as err:
+        bt.deserialize(bad, path)
+    assert "/cam/image message #1" in str(err.value) and "corrupt sensor_msgs/msg/Image payload" in str(err.value)
+    assert (err.value.topic, err.value.index, err.value.log_time) == ("/cam/image", 1, 3)
+
+
+@pytest.mark.parametrize("storage", bt.STORAGES)
+def test_writer_finalises_on_exception(tmp_path, storage):
+    msg = bt.image_message(np.zeros((8, 8, 3), np.uint8), 10)
+    with pytest.raises(RuntimeError):
+        with bt.BagWriter(tmp_path / "bag", storage) as w:
+            for i in range(3):
+                w.write_msg("/cam/image", msg, 100 + i)
+            raise RuntimeError("boom")
+    with bt.BagReader(tmp_path / "bag") as r:
+        assert r.problems == []
+        assert r.topics["/cam/image"].count == 3
+
+
+def test_writer_refuses_to_clobber(tmp_path):
+    (tmp_path / "precious").mkdir()
+    (tmp_path / "precious" / "notes.txt").write_text("keep me")
+    with pytest.raises(bt.BagError, match="exists already"):
+        bt.BagWriter(tmp_path / "precious")
+    with pytest.raises(bt.BagError, match="does not look like a rosbag2"):
+        bt.BagWriter(tmp_path / "precious", overwrite=True)
+    assert (tmp_path / "precious" / "notes.txt").read_text() == "keep me"
+    bt.write_synthetic_bag(tmp_path / "old", frames=1, height=16, width=16)
+    bt.write_synthetic_bag(tmp_path / "old", frames=2, height=16, width=16, overwrite=True)
+    with bt.BagReader(tmp_path / "old") as r:
+        assert r.topics["/camera/image_raw"].count == 2
+    shutil.rmtree(tmp_path / "old")
