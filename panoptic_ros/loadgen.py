@@ -367,12 +367,12 @@ def _diag_number(text: str) -> float | None:
         return None
 
 
-def diag_drop_total(values: dict[str, dict[str, str]]) -> float:
-    """Sum of every numeric diagnostics value whose key mentions 'drop' (one status per camera)."""
+def diag_drop_total(values: dict[str, dict[str, str]], key: str = "drop") -> float:
+    """Sum of every numeric diagnostics value whose key contains ``key`` (one status per camera)."""
     total = 0.0
     for kv in values.values():
         for k, v in kv.items():
-            if "drop" in k.lower():
+            if key in k.lower():
                 x = _diag_number(v)
                 if x is not None and math.isfinite(x):
                     total += x
@@ -551,6 +551,7 @@ class PhaseResult:
     threads_end: int
     node_exit: int | None = None
     diag_values: dict = field(default_factory=dict)
+    diag_counts: dict = field(default_factory=dict)  # per phase: frames_received/processed/dropped/bad
 
     @property
     def rss_growth_pct(self) -> float:
@@ -590,7 +591,17 @@ def run_load_phase(rec: Recorder, sampler: ProcessSampler, node: NodeProcess, *,
                        start_s=0.0, end_s=max(span, window_s))
     procs = sampler.between(t_begin, time.monotonic())
     warm = [p for p in procs if p.t >= t_first + warmup_s] or procs
-    diag = rec.diag_values(t_begin, time.monotonic())
+    # node counters are cumulative since configure: count this phase as end - start
+    diag_before = rec.diag_values(0.0, t_begin, prefix=node.namespace)
+    diag = rec.diag_values(t_begin, time.monotonic(), prefix=node.namespace)
+
+    def delta(key: str) -> float:
+        if not diag:
+            return math.nan
+        end, start = diag_drop_total(diag, key), diag_drop_total(diag_before, key) if diag_before else 0.0
+        return end - start if end >= start else end
+
+    diag_counts = {k: delta(k) for k in ("frames_received", "frames_processed", "frames_dropped", "frames_bad")}
     return PhaseResult(
         cameras=list(node.cameras),
         rate_per_camera=rate,
@@ -598,7 +609,7 @@ def run_load_phase(rec: Recorder, sampler: ProcessSampler, node: NodeProcess, *,
         published=published,
         received=received,
         missing_stamps=published - received,
-        diag_drops=diag_drop_total(diag) if diag else math.nan,
+        diag_drops=delta("drop"),
         achieved_publish_rate=float(stats.get("achieved_rate", math.nan)),
         output_rate=len(arr) / span if arr else 0.0,
         latency=summarize([a.latency_ms for a in steady]),
@@ -609,6 +620,7 @@ def run_load_phase(rec: Recorder, sampler: ProcessSampler, node: NodeProcess, *,
         threads_start=(warm[0].threads if warm else -1),
         threads_end=(s_end.threads if s_end else -1),
         diag_values=diag,
+        diag_counts=diag_counts,
     )
 
 
@@ -639,7 +651,9 @@ def phase_table(p: PhaseResult) -> str:
 def phase_summary(p: PhaseResult) -> str:
     return (f"cameras={len(p.cameras)} rate/cam={p.rate_per_camera:.1f} Hz (achieved {p.achieved_publish_rate:.1f}) "
             f"published={p.published} received={p.received} missing={p.missing_stamps} "
-            f"diag_drops={p.diag_drops:.0f} output={p.output_rate:.1f} Hz "
+            f"node received={p.diag_counts.get('frames_received', math.nan):.0f} "
+            f"processed={p.diag_counts.get('frames_processed', math.nan):.0f} dropped={p.diag_drops:.0f} "
+            f"output={p.output_rate:.1f} Hz "
             f"latency p50={p.latency.p50:.1f} p99={p.latency.p99:.1f} max={p.latency.max:.1f} ms "
             f"rss {p.rss_start_mb:.0f}->{p.rss_warm_mb:.0f}->{p.rss_end_mb:.0f} MB ({p.rss_growth_pct:+.1f}% after warm-up) "
             f"threads {p.threads_start}->{p.threads_end}")

@@ -67,7 +67,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--overload", action="store_true", help="publish above the sustainable rate on 1 and 2 cameras")
     o.add_argument("--soak", action="store_true", help="long overload, then lifecycle cycling")
     o.add_argument("--rate", type=float, default=0.0, help="publish rate per camera in Hz (0 = 2x the measured single-frame rate)")
-    o.add_argument("--duration", type=float, default=60.0, help="seconds of load per phase (--soak default: 300)")
+    o.add_argument("--duration", type=float, default=None,
+                   help="seconds of load per phase (default: 60 for --overload, 300 for --soak)")
     o.add_argument("--cameras", default="1,2", help="camera counts to run under --overload (e.g. 1,2)")
     o.add_argument("--window", type=float, default=10.0, help="seconds per latency window")
     o.add_argument("--baseline", type=float, default=10.0,
@@ -467,6 +468,7 @@ def _phase_json(ph) -> dict:
     d["latency"] = ph.latency.as_dict()
     d["windows"] = [{"t": t, **s.as_dict()} for t, s in ph.windows]
     d["diag_values"] = ph.diag_values
+    d["diag_counts"] = ph.diag_counts
     return d
 
 
@@ -484,7 +486,7 @@ def run_overload_mode(args, report: dict) -> str:
     baseline_ms = math.nan
     for cams in cams_list:
         runs = loadgen.run_overload(
-            camera_sets=[cams], rate=rate, duration=args.duration, height=args.height, width=args.width,
+            camera_sets=[cams], rate=rate, duration=args.duration if args.duration is not None else 60.0, height=args.height, width=args.width,
             encoding=args.encoding, backend=args.backend, extra_params=_node_params(args), window_s=args.window,
             watch=args.watch, baseline=(rate / 4.0, args.baseline) if (args.baseline > 0 and cams == cams_list[0]) else None)
         for r in runs:
@@ -519,7 +521,7 @@ def run_soak_mode(args, report: dict) -> str:
 
     ref_ms, ref_hz = _reference_rate(args)
     rate = args.rate if args.rate > 0 else 2.0 * ref_hz
-    duration = args.duration if args.duration != 60.0 else 300.0
+    duration = args.duration if args.duration is not None else 300.0
     log(f"soak: {duration:.0f} s at {rate:.1f} Hz, then {args.cycles} lifecycle cycles")
     runs = loadgen.run_overload(camera_sets=[[""]], rate=rate, duration=duration, height=args.height,
                                 width=args.width, encoding=args.encoding, backend=args.backend,
