@@ -82,8 +82,8 @@ def array_to_image_msg(array_: np.ndarray, encoding: str, header: Any) -> Image:
     """
     step, data = encodings.encode_raw(array_, encoding)
     buf = array.array("B")
-    buf.frombytes(data)  # one memcpy; array.array is the message's native storage (no per-byte checks)
-    msg = Image()
+    buf.frombytes(data)  # the one copy: array.array is the message's native storage
+    msg = _new_image()
     msg.header = copy_header(header)
     msg.height = int(array_.shape[0])
     msg.width = int(array_.shape[1])
@@ -92,6 +92,20 @@ def array_to_image_msg(array_: np.ndarray, encoding: str, header: Any) -> Image:
     msg.step = step
     msg.data = buf
     return msg
+
+
+def _new_image() -> Image:
+    """An Image whose ``data`` setter keeps an array.array as is.
+
+    With field checks off (the default since Jazzy, ROS_PYTHON_CHECK_FIELDS unset) the
+    generated setter copies every assigned sequence into a new array.array; with checks on
+    it stores an array.array('B') directly (no per-byte checks for arrays). Distros before
+    the ``check_fields`` keyword always check, hence the fallback.
+    """
+    try:
+        return Image(check_fields=True)
+    except (AssertionError, TypeError):  # pragma: no cover - older rosidl_generator_py
+        return Image()
 
 
 @dataclass
