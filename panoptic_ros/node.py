@@ -356,7 +356,14 @@ class PanopticNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``panoptic_node``: SIGINT/SIGTERM -> exit 0 with the worker joined and backend closed."""
-    rclpy.init(args=args)
+    argv = sys.argv if args is None else list(args)
+    try:  # rcl ignores some garbage params files and dumps a traceback for others: check first
+        for path in P.params_files_in(argv):
+            P.load_params_yaml(path)
+        rclpy.init(args=args)
+    except Exception as exc:  # ParamsError, RCLError (bad --ros-args): one clear line, non-zero exit
+        print(f"panoptic_node: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}", file=sys.stderr)
+        return 2
     node = None
     rc = 0
     try:

@@ -113,14 +113,28 @@ def default_config_path() -> Path:
     raise ParamsError(f"config/panoptic.yaml not found (looked in {', '.join(map(str, candidates))})")
 
 
-def read_params_file(path: str | Path) -> dict[str, Any]:
-    """The ``ros__parameters`` of a params file, merged over every node key (``/**`` first)."""
+def load_params_yaml(path: str | Path) -> dict[str, Any]:
+    """The parsed YAML mapping of a params file; ParamsError naming the file and fault when it is
+    missing, unreadable, not UTF-8, not YAML or not a mapping (no schema checks)."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as exc:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ParamsError(f"cannot read parameter file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+    except (OSError, ValueError, yaml.YAMLError) as exc:
         raise ParamsError(f"cannot read parameter file {path}: {exc}") from exc
     if not isinstance(data, dict):
-        raise ParamsError(f"parameter file {path}: expected a mapping of node names")
+        raise ParamsError(f"parameter file {path}: expected a mapping of node names, got {type(data).__name__}")
+    return data
+
+
+def params_files_in(argv: list[str]) -> list[str]:
+    """The paths given with ``--params-file PATH`` in a command line."""
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--params-file"]
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """The ``ros__parameters`` of a params file, merged over every node key (``/**`` first)."""
+    data = load_params_yaml(path)
     merged: dict[str, Any] = {}
     for key in sorted(data, key=lambda k: k != "/**"):
         block = data[key]
