@@ -21,7 +21,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from panoptic_ros import params as P  # noqa: E402
 from panoptic_ros.node import PanopticNode, SUCCESS, FAILURE  # noqa: E402
 from panoptic_ros.taxonomy import Taxonomy  # noqa: E402
-from panoptic_ros.types import PanopticResult  # noqa: E402
+from panoptic_ros.types import Instance, PanopticResult  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
@@ -51,13 +51,20 @@ class FakeSegmenter:
         self.config.update(kw)
 
     def segment_batch(self, images):
+        """Two thing instances (ids 1 and 2, class of the first thing) on a stuff background."""
         self.calls.append(len(images))
+        thing = self.taxonomy.thing_ids[0]
         out = []
         for im in images:
             h, w = im.shape[:2]
             sem = np.zeros((h, w), np.uint8)
             ins = np.zeros((h, w), np.uint16)
-            out.append(PanopticResult(sem, ins, sem.astype(np.int32) * 1000, (), {"infer": 1.0}))
+            sem[:2, :2], ins[:2, :2] = thing, 1
+            sem[-1:, -2:], ins[-1:, -2:] = thing, 2
+            insts = (Instance(1, thing, 0.9, (0, 0, 2, 2), 4, (0.5, 0.5)),
+                     Instance(2, thing, 0.8, (w - 2, h - 1, w, h), 2, (w - 1.5, h - 1.0)))
+            pan = self.taxonomy.encode_panoptic(sem, ins)
+            out.append(PanopticResult(sem, ins, pan, insts, {"infer": 1.0}))
         return out
 
     def close(self):
@@ -148,6 +155,7 @@ def test_lifecycle_and_batched_cameras(ctx):
     assert node.trigger_activate() == SUCCESS
     assert node.worker.running and node.worker.max_batch == 2
     node.worker.stop()  # drive the worker by hand for a deterministic batch
+    node.worker.slots.reopen()
     for cam in ("a", "b"):
         msg = Image(height=4, width=6, encoding="rgb8", step=18, data=bytes(72))
         msg.header.frame_id = cam
@@ -182,5 +190,46 @@ def test_worker_drops_stale_frames(ctx):
     while node.stats[""].snapshot().processed < 1 and time.time() < deadline:
         time.sleep(0.01)
     assert node.stats[""].snapshot().processed == 1
+    assert node.trigger_deactivate() == SUCCESS and node.trigger_cleanup() == SUCCESS
+    node.destroy_node()
+
+
+class Capture:
+    def __init__(self, subscribers: int = 1) -> None:
+        self.msgs: list = []
+        self.subscribers = subscribers
+
+    def publish(self, msg) -> None:
+        self.msgs.append(msg)
+
+    def get_subscription_count(self) -> int:
+        return self.subscribers
+
+
+@needs_conversions
+def test_published_messages_follow_the_contract(ctx):
+    node, seg = make_node(ctx, publish_panoptic_rgb=True)
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    node.worker.stop()
+    node.worker.slots.reopen()
+    real = node._pubs[""]
+    caps = {k: Capture(subscribers=0 if k == "overlay" else 1) for k in real}
+    node._pubs[""] = caps
+    msg = Image(height=4, width=6, encoding="bgr8", step=20, data=bytes(80))  # padded rows
+    msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec = "cam", 12, 345
+    node._on_image("", msg)
+    node.worker.process(node.worker.slots.take(1, timeout=0))
+    for name in ("semantic", "instance", "panoptic", "panoptic_rgb", "detections"):
+        (out,) = caps[name].msgs
+        assert (out.header.frame_id, out.header.stamp.sec, out.header.stamp.nanosec) == ("cam", 12, 345), name
+    assert caps["overlay"].msgs == []  # nobody subscribed: not computed
+    inst = caps["instance"].msgs[0]
+    arr = np.frombuffer(bytes(inst.data), np.uint16).reshape(4, 6)
+    assert {int(d.id) for d in caps["detections"].msgs[0].detections} == set(np.unique(arr).tolist()) - {0} == {1, 2}
+    caps["overlay"].subscribers = 1
+    node._on_image("", msg)
+    node.worker.process(node.worker.slots.take(1, timeout=0))
+    assert len(caps["overlay"].msgs) == 1 and caps["overlay"].msgs[0].encoding == "rgb8"
+    node._pubs[""] = real
     assert node.trigger_deactivate() == SUCCESS and node.trigger_cleanup() == SUCCESS
     node.destroy_node()

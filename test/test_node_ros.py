@@ -85,7 +85,7 @@ class NodeProcess:
         return self.proc.returncode
 
 
-class Tester:
+class Peer:
     """A plain rclpy node in this process, spun in a background thread."""
 
     def __init__(self, ctx, name: str) -> None:
@@ -167,7 +167,7 @@ def single(ctx):
     ns = f"/{TAG}_one"
     node = NodeProcess(ns, "-r", f"image:={ns}_in/image_raw", "-p", "publish_panoptic_rgb:=true",
                        "-p", "input_qos:=reliable")
-    tester = Tester(ctx, f"{TAG}_tester_one")
+    tester = Peer(ctx, f"{TAG}_tester_one")
     boxes = {o: tester.collect(Image if o != "detections" else _det_type(), f"{ns}/{o}") for o in OUTPUTS}
     from diagnostic_msgs.msg import DiagnosticArray
 
@@ -223,7 +223,7 @@ def test_outputs_carry_input_headers(single, scene):
 def test_detection_ids_match_instance_image(single, scene):
     boxes = single["boxes"]
     single["tester"].wait_for(lambda: len(boxes["detections"]) > 1 and len(boxes["instance"]) > 1)
-    checked = 0
+    checked = instances = 0
     for det in boxes["detections"]:
         inst = next((m for m in boxes["instance"] if stamp_ns(m) == stamp_ns(det)), None)
         if inst is None or det.header.frame_id == "probe":
@@ -238,7 +238,10 @@ def test_detection_ids_match_instance_image(single, scene):
             cx = d.bbox.center.position.x
             assert xs.min() - 1 <= cx <= xs.max() + 1 and d.results and d.results[0].hypothesis.class_id
         checked += 1
+        instances += len(ids_det)
     assert checked >= 1
+    if instances == 0:
+        pytest.xfail("the model found no instance in the test scene; ids matched trivially")
 
 
 def test_late_subscriber_receives_label_info(single):
@@ -338,7 +341,7 @@ def test_two_cameras_one_node(ctx, scene):
     ns = f"/{TAG}_two"
     node = NodeProcess(ns, "-p", "cameras:=[front, rear]", "-r", f"front/image:={ns}_in/front",
                        "-r", f"rear/image:={ns}_in/rear/compressed")
-    tester = Tester(ctx, f"{TAG}_tester_two")
+    tester = Peer(ctx, f"{TAG}_tester_two")
     try:
         det = _det_type()
         boxes = {c: tester.collect(det, f"{ns}/{c}/detections") for c in ("front", "rear")}
@@ -392,7 +395,7 @@ def test_latency_480x640(ctx, scene):
 
     ns = f"/{TAG}_lat"
     node = NodeProcess(ns, "-r", f"image:={ns}_in", "-p", "stats_window:=1000")
-    tester = Tester(ctx, f"{TAG}_tester_lat")
+    tester = Peer(ctx, f"{TAG}_tester_lat")
     try:
         sem = tester.collect(Image, f"{ns}/semantic")
         diags = tester.collect(DiagnosticArray, "/diagnostics")
