@@ -44,6 +44,7 @@ __all__ = [
     "array_to_image_msg",
     "copy_header",
     "image_msg_to_array",
+    "image_to_array",
     "label_info_msg",
     "result_to_messages",
 ]
@@ -59,20 +60,25 @@ def copy_header(header: Any) -> Header:
     )
 
 
-def image_msg_to_array(msg: Any) -> np.ndarray:
+def image_msg_to_array(msg: Any, *, max_pixels: int = encodings.MAX_PIXELS) -> np.ndarray:
     """(H, W, 3) uint8 RGB from a sensor_msgs/Image or CompressedImage (rclpy or rosbags).
 
     Raw images: all encodings of ``encodings.SUPPORTED_ENCODINGS``, step padding honoured;
-    an rgb8 result is a read-only view of ``msg.data`` (no copy). Compressed: JPEG / PNG.
+    an rgb8 result is a read-only view of ``msg.data`` (no copy; it keeps the buffer alive).
+    Compressed: JPEG / PNG. ``max_pixels`` caps width * height (see encodings.py).
     Raises ImageDecodeError naming the fault.
     """
     if hasattr(msg, "format") and not hasattr(msg, "encoding"):
-        return encodings.decode_compressed(msg.format, msg.data)
+        return encodings.decode_compressed(msg.format, msg.data, max_pixels=max_pixels)
     try:
         fields = (msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
     except AttributeError as exc:
         raise ImageDecodeError(f"not an Image or CompressedImage message: {type(msg).__name__}", "data_type") from exc
-    return encodings.decode_raw(*fields)
+    return encodings.decode_raw(*fields, max_pixels=max_pixels)
+
+
+#: the name docs/ARCHITECTURE.md uses
+image_to_array = image_msg_to_array
 
 
 def array_to_image_msg(array_: np.ndarray, encoding: str, header: Any) -> Image:

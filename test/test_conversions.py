@@ -271,3 +271,22 @@ def test_label_info_msg():
     assert msg.threshold == pytest.approx(0.3)
     assert msg.header.frame_id == "camera_optical"
     serialize_message(msg)  # a well-formed message
+
+
+@needs_vision_msgs
+def test_overlay_from_a_padded_rgb8_view():
+    """The node passes the decoded frame (a read-only row-strided view) straight to result_to_messages."""
+    tax = Taxonomy.default()
+    res = make_result(tax)
+    arr = np.random.default_rng(3).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    frame = conv.image_msg_to_array(image_msg(arr, "rgb8", pad=9))
+    assert not frame.flags.c_contiguous and not frame.flags.writeable
+    msgs = conv.result_to_messages(res, header(), tax, image_rgb=frame, want_overlay=True)
+    ref = conv.result_to_messages(res, header(), tax, image_rgb=arr.copy(), want_overlay=True)
+    assert bytes(msgs.overlay.data) == bytes(ref.overlay.data)
+
+
+def test_max_pixels_passthrough():
+    msg = image_msg(np.zeros((10, 10), np.uint8), "mono8")
+    with pytest.raises(ImageDecodeError, match="limit of 50"):
+        conv.image_msg_to_array(msg, max_pixels=50)
