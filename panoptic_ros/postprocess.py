@@ -13,6 +13,7 @@ instance, -1 = void.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -80,30 +81,69 @@ def majority_vote(semantic: np.ndarray, instance: np.ndarray, num_instances: int
     return out
 
 
-def instance_records(instance: np.ndarray, classes: np.ndarray, scores: np.ndarray) -> tuple[Instance, ...]:
+@lru_cache(maxsize=32)
+def _axis_map(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """How nearest-neighbour resizing (cv2 INTER_NEAREST: src = floor(dst * n_src / n_dst)) maps one axis.
+
+    Returns per source index: count of destination indices, sum of them, first and last (-1 if none).
+    """
+    src = np.minimum((np.arange(n_dst, dtype=np.int64) * n_src) // n_dst, n_src - 1)
+    count = np.bincount(src, minlength=n_src).astype(np.float64)
+    total = np.bincount(src, weights=np.arange(n_dst, dtype=np.float64), minlength=n_src)
+    first = np.full(n_src, -1, np.int64)
+    last = np.full(n_src, -1, np.int64)
+    first[src[::-1]] = np.arange(n_dst)[::-1]
+    last[src] = np.arange(n_dst)
+    for a in (count, total, first, last):
+        a.setflags(write=False)
+    return count, total, first, last
+
+
+@lru_cache(maxsize=16)
+def _pixel_weights(h: int, w: int, H: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(h*w,) weights: input pixels per network pixel, and their summed input y and x coordinates."""
+    rc, rs, _, _ = _axis_map(h, H)
+    cc, cs, _, _ = _axis_map(w, W)
+    area = (rc[:, None] * cc[None, :]).ravel()
+    sy = (rs[:, None] * cc[None, :]).ravel()
+    sx = (rc[:, None] * cs[None, :]).ravel()
+    for a in (area, sy, sx):
+        a.setflags(write=False)
+    return area, sy, sx
+
+
+def instance_records(instance: np.ndarray, classes: np.ndarray, scores: np.ndarray,
+                     input_hw: tuple[int, int] | None = None) -> tuple[Instance, ...]:
     """Instance records from a relabelled instance map.
 
-    instance: (H, W) uint16/int, 0 = none, 1..N contiguous; classes, scores: (N + 1,) per id (entry 0 unused).
-    bbox = (x0, y0, x1, y1) exclusive, area in pixels, centroid = (x, y) mean of pixel centres
-    (pixel (x, y) has its centre at (x, y) in these coordinates; mean of indices).
+    instance: (h, w) uint16/int, 0 = none, 1..N contiguous; classes, scores: (N + 1,) per id (entry 0 unused).
+    input_hw: (H, W) the map will be nearest-upsampled to (default: its own size); records are exactly
+    those of the upsampled map, computed at (h, w) with per-pixel weights.
+    bbox = (x0, y0, x1, y1) exclusive, area in pixels, centroid = (x, y) mean of pixel indices.
     """
     n = len(classes) - 1
     if n <= 0:
         return ()
-    H, W = instance.shape
-    inst = instance.astype(np.int64, copy=False)
-    area = np.bincount(inst.ravel(), minlength=n + 1)
-    rows = np.bincount((inst * H + np.arange(H)[:, None]).ravel(), minlength=(n + 1) * H).reshape(n + 1, H) > 0
-    cols = np.bincount((inst * W + np.arange(W)[None, :]).ravel(), minlength=(n + 1) * W).reshape(n + 1, W) > 0
-    sy = np.bincount(inst.ravel(), weights=np.repeat(np.arange(H, dtype=np.float64), W), minlength=n + 1)
-    sx = np.bincount(inst.ravel(), weights=np.tile(np.arange(W, dtype=np.float64), H), minlength=n + 1)
-    y0 = rows.argmax(1)
-    y1 = H - rows[:, ::-1].argmax(1)
-    x0 = cols.argmax(1)
-    x1 = W - cols[:, ::-1].argmax(1)
+    h, w = instance.shape
+    H, W = (h, w) if input_hw is None else (int(input_hw[0]), int(input_hw[1]))
+    inst = instance.astype(np.int64, copy=False).ravel()
+    wa, wsy, wsx = _pixel_weights(h, w, H, W)
+    area = np.bincount(inst, weights=wa, minlength=n + 1)
+    sy = np.bincount(inst, weights=wsy, minlength=n + 1)
+    sx = np.bincount(inst, weights=wsx, minlength=n + 1)
+    ys = np.repeat(np.arange(h, dtype=np.int64), w)
+    xs = np.tile(np.arange(w, dtype=np.int64), h)
+    rows = np.bincount(inst * h + ys, weights=wa, minlength=(n + 1) * h).reshape(n + 1, h) > 0
+    cols = np.bincount(inst * w + xs, weights=wa, minlength=(n + 1) * w).reshape(n + 1, w) > 0
+    _, _, rfirst, rlast = _axis_map(h, H)
+    _, _, cfirst, clast = _axis_map(w, W)
+    y0 = rfirst[rows.argmax(1)]
+    y1 = rlast[h - 1 - rows[:, ::-1].argmax(1)] + 1
+    x0 = cfirst[cols.argmax(1)]
+    x1 = clast[w - 1 - cols[:, ::-1].argmax(1)] + 1
     out = []
     for i in range(1, n + 1):
-        a = int(area[i])
+        a = int(round(area[i]))
         if a == 0:
             continue
         out.append(Instance(id=i, class_id=int(classes[i]), score=float(scores[i]),
@@ -120,27 +160,35 @@ def build_result(semantic: np.ndarray, instance: np.ndarray, center_score: np.nd
     semantic: (h, w) int class ids (network resolution); instance: (h, w) int, 0 or k + 1 for TopK
     centre k; center_score: (K,) float32 score per centre; input_hw: (H, W) of the camera frame.
 
-    Steps: nearest upsample to (H, W); per instance, class = majority vote over its thing pixels
-    (all its pixels take that class); thing pixels without an instance -> unlabeled; instances
-    under ``min_instance_area`` -> unlabeled; stuff classes under ``stuff_area_min`` -> unlabeled;
-    instances relabelled 1..N in TopK (score) order; panoptic = class * label_divisor + id.
+    Result = exactly what you get by nearest-upsampling the maps to (H, W) first and then: per
+    instance, class = majority vote over its thing pixels (all its pixels take that class); thing
+    pixels without an instance -> unlabeled; instances under ``min_instance_area`` input pixels ->
+    unlabeled; stuff classes under ``stuff_area_min`` input pixels -> unlabeled; instances relabelled
+    1..N in TopK (score) order; panoptic = class * label_divisor + id. For speed the counting runs
+    at (h, w) with per-pixel weights (input pixels each network pixel covers) and only the final
+    maps are upsampled.
     """
     cfg = config or PostprocessConfig()
     H, W = int(input_hw[0]), int(input_hw[1])
+    if H < 1 or W < 1:
+        raise ValueError(f"input_hw must be >= (1, 1), got {input_hw}")
+    h, w = semantic.shape
     unl = unlabeled_value(taxonomy)
     C = taxonomy.num_classes
     K = int(center_score.shape[0])
-    sem = labels_to_input(np.asarray(semantic, np.int32) if semantic.dtype != np.int32 else semantic, (H, W))
-    ins = labels_to_input(np.asarray(instance, np.int32) if instance.dtype != np.int32 else instance, (H, W))
-    sem = np.clip(sem, 0, C)  # C acts as "unlabeled" index during processing
-    ins = np.clip(ins, 0, K)
+    wa, _, _ = _pixel_weights(h, w, H, W)
+    sem = np.clip(semantic.astype(np.int64, copy=False).ravel(), 0, C)  # C = "unlabeled" while processing
+    ins = np.clip(instance.astype(np.int64, copy=False).ravel(), 0, K)
     thing_lut = taxonomy.is_thing_lut()  # (C + 1,)
     is_thing_px = thing_lut[sem]
     ins = np.where(is_thing_px, ins, 0)
 
-    # majority vote class per centre k (ids 1..K)
-    vote = majority_vote(sem, ins, K, taxonomy.thing_ids)
-    area = np.bincount(ins.ravel(), minlength=K + 1)
+    # majority vote (in input pixels) of the thing class per centre k (ids 1..K)
+    thing_ids = np.asarray(taxonomy.thing_ids, np.int64)
+    votes = np.bincount(ins * (C + 1) + sem, weights=wa, minlength=(K + 1) * (C + 1)).reshape(K + 1, C + 1)
+    area = votes.sum(1)
+    tv = votes[:, thing_ids] if thing_ids.size else np.zeros((K + 1, 1))
+    vote = np.where(tv.max(1) > 0, thing_ids[tv.argmax(1)] if thing_ids.size else -1, -1)
     keep = (area >= max(1, cfg.min_instance_area)) & (vote >= 0)
     keep[0] = False
     kept = np.flatnonzero(keep)  # in TopK order == descending score
@@ -150,13 +198,11 @@ def build_result(semantic: np.ndarray, instance: np.ndarray, center_score: np.nd
     score_of_new = np.concatenate([[0.0], np.asarray(center_score, np.float64)[kept - 1]])
 
     inst_out = new_id[ins]
-    # class map: instances take their voted class; thing pixels not in a kept instance -> unlabeled
-    class_lut = np.full(K + 1, C, np.int64)
+    class_lut = np.full(K + 1, C, np.int64)  # thing pixels outside kept instances -> unlabeled
     class_lut[kept] = vote[kept]
     sem_out = np.where(is_thing_px, class_lut[ins], sem)
-    # stuff area filter (per class, like Panoptic-DeepLab's stuff_area)
-    if cfg.stuff_area_min > 0:
-        counts = np.bincount(sem_out.ravel(), minlength=C + 1)
+    if cfg.stuff_area_min > 0:  # stuff area filter (per class, like Panoptic-DeepLab's stuff_area)
+        counts = np.bincount(sem_out, weights=wa, minlength=C + 1)
         drop = np.zeros(C + 1, bool)
         stuff = np.asarray(taxonomy.stuff_ids, np.int64)
         drop[stuff] = counts[stuff] < cfg.stuff_area_min
@@ -164,12 +210,15 @@ def build_result(semantic: np.ndarray, instance: np.ndarray, center_score: np.nd
             sem_out = np.where(drop[sem_out], C, sem_out)
     sem_lut = np.arange(C + 1, dtype=np.int64)
     sem_lut[C] = unl
-    semantic_final = sem_lut[sem_out].astype(semantic_dtype(taxonomy))
-    instance_final = inst_out.astype(np.uint16)
-    panoptic = sem_out.astype(np.int32) * np.int32(taxonomy.label_divisor) + inst_out.astype(np.int32)
-    panoptic[sem_out == C] = VOID
-    records = instance_records(instance_final, cls_of_new, score_of_new)
-    return PanopticResult(semantic=semantic_final, instance=instance_final, panoptic=panoptic, instances=records,
+    semantic_small = sem_lut[sem_out].astype(semantic_dtype(taxonomy)).reshape(h, w)
+    instance_small = inst_out.astype(np.uint16).reshape(h, w)
+    pan_lut = np.arange(C + 1, dtype=np.int32) * np.int32(taxonomy.label_divisor)
+    panoptic_small = (pan_lut[sem_out] + inst_out.astype(np.int32)).reshape(h, w)
+    panoptic_small[semantic_small == unl] = VOID
+    records = instance_records(instance_small, cls_of_new, score_of_new, (H, W))
+    return PanopticResult(semantic=labels_to_input(semantic_small, (H, W)),
+                          instance=labels_to_input(instance_small, (H, W)),
+                          panoptic=labels_to_input(panoptic_small, (H, W)), instances=records,
                           timings=dict(timings or {}))
 
 

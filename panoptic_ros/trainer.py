@@ -86,16 +86,23 @@ def training_sample(index: int, base_seed: int, size: tuple[int, int], taxonomy:
     return np.ascontiguousarray(img), np.ascontiguousarray(sem), np.ascontiguousarray(ins)
 
 
-def _batches(start: int, batch: int, base_seed: int, size, taxonomy) -> Iterator[tuple]:
+def _batches(start: int, batch: int, base_seed: int, size, taxonomy, crop=None) -> Iterator[tuple]:
     import torch
 
     i = start
+    rng = np.random.default_rng(base_seed + start + 12345)
     while True:
         imgs, sems, heats, offs, ows, pws = [], [], [], [], [], []
         for _ in range(batch):
             img, sem, ins = training_sample(i, base_seed, size, taxonomy)
             i += 1
-            s, h, o, ow, pw = make_targets(sem, ins)
+            s, h, o, ow, pw = make_targets(sem, ins)  # targets from the full scene (centres may lie outside a crop)
+            if crop is not None:
+                ch, cw = crop
+                y = int(rng.integers(0, size[0] - ch + 1))
+                x = int(rng.integers(0, size[1] - cw + 1))
+                img, s, h, o, ow, pw = (img[y:y + ch, x:x + cw], s[y:y + ch, x:x + cw], h[:, y:y + ch, x:x + cw],
+                                        o[:, y:y + ch, x:x + cw], ow[y:y + ch, x:x + cw], pw[y:y + ch, x:x + cw])
             imgs.append(img.transpose(2, 0, 1))
             sems.append(s); heats.append(h); offs.append(o); ows.append(ow); pws.append(pw)
         yield tuple(torch.from_numpy(np.stack(a)) for a in (imgs, sems, heats, offs, ows, pws))
@@ -104,7 +111,7 @@ def _batches(start: int, batch: int, base_seed: int, size, taxonomy) -> Iterator
 class _BatchStream:
     """Batches produced by a torch DataLoader worker process (overlaps scene generation with training)."""
 
-    def __init__(self, batch: int, base_seed: int, size, taxonomy, workers: int = 1) -> None:
+    def __init__(self, batch: int, base_seed: int, size, taxonomy, workers: int = 1, crop=None) -> None:
         import torch
         from torch.utils.data import DataLoader, IterableDataset
 
@@ -112,7 +119,7 @@ class _BatchStream:
             def __iter__(self_inner):
                 info = torch.utils.data.get_worker_info()
                 wid, nw = (info.id, info.num_workers) if info else (0, 1)
-                gen = _batches(wid * 100_000_000 // max(nw, 1) if nw > 1 else 0, batch, base_seed, size, taxonomy)
+                gen = _batches(wid * 100_000_000 // max(nw, 1) if nw > 1 else 0, batch, base_seed, size, taxonomy, crop)
                 for b in gen:
                     yield tuple(t.float() if t.dtype == torch.uint8 else t for t in b)
 
@@ -157,6 +164,7 @@ class TrainConfig:
     init: Path | None = None
     checkpoint_minutes: float = 5.0
     warmup: int = 100
+    crop: tuple[int, int] | None = None  # random training crop (h, w) of each scene; None = full frames
 
 
 def evaluate(module, taxonomy: Taxonomy, n: int, size: tuple[int, int], progress: bool = True,
@@ -207,7 +215,7 @@ def train(cfg: TrainConfig, taxonomy: Taxonomy | None = None, progress: bool = T
         (no_decay if p.ndim <= 1 else decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    stream = _BatchStream(cfg.batch, cfg.seed, cfg.input_size, tax, cfg.workers)
+    stream = _BatchStream(cfg.batch, cfg.seed, cfg.input_size, tax, cfg.workers, cfg.crop)
     log = open(cfg.log_path, "a") if cfg.log_path else None
     budget = cfg.minutes * 60.0
     t0 = time.time()
@@ -264,7 +272,9 @@ def train(cfg: TrainConfig, taxonomy: Taxonomy | None = None, progress: bool = T
     net.eval()
     train_meta = {"seed": cfg.seed, "steps": step, "batch": cfg.batch, "lr": cfg.lr, "seconds": round(train_s, 1),
                   "images": step * cfg.batch, "input_size": list(cfg.input_size), "center_sigma": CENTER_SIGMA,
-                  "init": str(cfg.init) if cfg.init else None}
+                  "init": str(cfg.init) if cfg.init else None, "crop": list(cfg.crop) if cfg.crop else None,
+                  "losses": {"semantic": f"CE top-{HARD_FRACTION:.0%} hard pixels, small instances x3",
+                             "center": f"MSE x{W_CENTER:g}", "offset": f"L1 x{W_OFFSET:g} on thing pixels"}}
     save({"train": train_meta})
     report = None
     if cfg.val_scenes > 0:

@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default: %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="scene-generator worker processes (default: %(default)s)")
     p.add_argument("--init", type=Path, default=None, help="start from this model directory's weights")
+    p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None,
+                   help="train on random H x W crops of each scene (faster steps); default full frames")
+    p.add_argument("--warmup", type=int, default=30, help="linear learning-rate warm-up steps (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(out_dir=args.out, steps=args.steps, minutes=args.minutes, batch=args.batch, lr=args.lr,
                       seed=args.seed, input_size=(args.height, args.width), top_k=args.top_k,
                       val_scenes=args.val_scenes, log_path=args.log, threads=args.threads, workers=args.workers,
-                      init=args.init)
+                      init=args.init, warmup=args.warmup, crop=tuple(args.crop) if args.crop else None)
     res = train(cfg, progress=not args.no_progress)
     rep = res["report"]
     print(f"trained {res['steps']} steps in {res['seconds'] / 60:.1f} min -> {args.out}", file=sys.stderr)
