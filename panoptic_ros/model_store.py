@@ -153,6 +153,8 @@ def _check_safetensors_header(path: Path) -> None:
             if n <= 0 or n > min(size - 8, 100 * 1024 * 1024):
                 raise ModelError(f"{path}: not a safetensors file (header length {n} does not fit the {size}-byte file)")
             header = json.loads(f.read(n))
+    except ModelError:
+        raise
     except OSError as exc:
         raise ModelError(f"{path}: cannot read weights: {exc}") from exc
     except ValueError as exc:
@@ -254,13 +256,24 @@ def load_torch_model(info: ModelInfo, raw: bool = False):
     state = load_state_dict(info.weights_path)
     try:
         net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise ModelError(f"{info.weights_path}: weights do not match the architecture in metadata.json: {exc}") from exc
+    except RuntimeError as exc:  # torch lists every mismatching tensor (kilobytes): keep it to one line
+        raise ModelError(f"{info.weights_path}: weights do not match the architecture in "
+                         f"{info.directory / METADATA_FILE}: {_summarize_state_dict_error(exc)}") from exc
     net.eval()
     if raw:
         return net
     h, w = info.input_size
     return build_export_module(net, info.taxonomy.is_thing_lut()[:-1].tolist(), h, w, info.top_k, info.nms_kernel)
+
+
+def _summarize_state_dict_error(exc: Exception, limit: int = 2) -> str:
+    """torch's load_state_dict error (one line per tensor) -> '<n> problem(s), e.g. ...; ...'."""
+    lines = [ln.strip().rstrip(".") for ln in str(exc).splitlines()[1:] if ln.strip()]
+    if not lines:
+        return " ".join(str(exc).split())[:300]
+    shown = "; ".join(ln[:200] for ln in lines[:limit])
+    more = f" (+{len(lines) - limit} more)" if len(lines) > limit else ""
+    return f"{len(lines)} problem(s): {shown}{more}"
 
 
 def _file_sha256(path: Path) -> str:
