@@ -1,0 +1,133 @@
+"""replay: real bags published over real DDS (domain from conftest), to a subscriber and to the real node."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from panoptic_ros import bagtools as bt
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _replay_cli(bag: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "panoptic-ros"), "replay", str(bag), *extra], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _summary(proc: subprocess.CompletedProcess) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in proc.stdout.strip().splitlines()[-1].split())
+
+
+@pytest.fixture()
+def ros():
+    import rclpy
+
+    rclpy.init(args=[])
+    yield
+    rclpy.try_shutdown()
+
+
+def test_replay_paced_with_clock(tmp_path, ros):
+    """Every frame arrives with its original stamp, paced by the recorded times; /clock follows the bag."""
+    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=6, height=48, width=64, fps=10.0, encoding="jpeg",
+                                 topic="/cam/image_raw/compressed")
+    topic = f"/t_replay_paced_{os.getpid()}/image_raw/compressed"
+    writer = bt.BagWriter(tmp_path / "rec").open()
+    rec = bt.TopicRecorder(writer, {topic: bt.COMPRESSED_TYPE, "/clock": "rosgraph_msgs/msg/Clock"},
+                           node_name="t_replay_rec").start()
+    try:
+        proc = _replay_cli(bag.path, "--remap", f"/cam/image_raw/compressed:={topic}", "--rate", "2", "--clock", "100",
+                           "--wait-for-subscribers", "20")
+        assert proc.returncode == 0, proc.stderr
+        deadline = time.monotonic() + 10
+        while len(rec.stamps[topic]) < 6 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        rec.stop()
+        writer.close()
+    kv = _summary(proc)
+    assert (kv["frames"], kv["topics"], kv["skipped"], kv["loops"]) == ("6", "1", "0", "1")
+    assert 0.2 <= float(kv["seconds"]) < 2.0  # 0.5 s of recording at rate 2 = 0.25 s
+    assert rec.stamps[topic] == [f.stamp for f in bag.frames]
+    # /clock carries bag time: within the recording, never before its first log time
+    clock = []
+    with bt.BagReader(tmp_path / "rec") as r:
+        for x in r.messages(["/clock"]):
+            clock.append(bt.cdr_header_stamp(x.data))  # Clock's first field is a Time, like a Header's
+    first, last = bag.frames[0].stamp + 2_000_000, bag.frames[-1].stamp + 2_000_000
+    assert len(clock) >= 6 and all(first <= c <= last for c in clock)
+
+
+def test_replay_errors(tmp_path):
+    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=1, height=16, width=16)
+    proc = _replay_cli(bag.path, "--topics", "/nope")
+    assert proc.returncode == 2 and "no topic '/nope'" in proc.stderr
+    proc = _replay_cli(tmp_path / "missing")
+    assert proc.returncode == 2 and "no such bag" in proc.stderr
+
+
+def test_replay_to_real_node_rate0(tmp_path, ros, record_property):
+    """Replay as fast as possible into panoptic_node: every stamp on `semantic` is a replayed frame's,
+    in order, without duplicates; the last frame always arrives (latest-frame policy); the rest are
+    the drops that policy implies (reported)."""
+    pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built")
+    n = 20
+    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=n, height=240, width=320)
+    ns = f"/t_replay_node_{os.getpid()}"
+    cmd = [str(BIN / "panoptic_node"), "--ros-args", "-r", f"__ns:={ns}", "-r", f"image:={ns}/camera/image_raw",
+           "--params-file", str(REPO / "config" / "panoptic.yaml"), "-p", "backend:=onnxruntime",
+           "-p", "threads:=1"]
+    node = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    writer = bt.BagWriter(tmp_path / "rec").open()
+    rec = None
+    try:
+        topics = {f"{ns}/semantic": bt.IMAGE_TYPE, f"{ns}/detections": "vision_msgs/msg/Detection2DArray",
+                  f"{ns}/label_info": "vision_msgs/msg/LabelInfo"}
+        rec = bt.TopicRecorder(writer, topics, latched=[f"{ns}/label_info"], node_name="t_replay_node_rec").start()
+        deadline = time.monotonic() + 120
+        while rec.publisher_count(f"{ns}/semantic") == 0:
+            assert node.poll() is None, node.stdout.read()
+            assert time.monotonic() < deadline, "panoptic_node did not come up"
+            time.sleep(0.1)
+        proc = _replay_cli(bag.path, "--remap", f"/camera/image_raw:={ns}/camera/image_raw", "--rate", "0",
+                           "--wait-for-subscribers", "30", "--start-delay", "0.5")
+        assert proc.returncode == 0, proc.stderr
+        assert _summary(proc)["frames"] == str(n)
+        sent = [f.stamp for f in bag.frames]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            got = rec.stamps[f"{ns}/semantic"]
+            if got and got[-1] == sent[-1] and time.monotonic() - rec.last_arrival > 1.0:
+                break
+    finally:
+        if rec is not None:
+            rec.stop()
+        writer.close()
+        if node.poll() is None:
+            node.send_signal(signal.SIGINT)
+        try:
+            out, _ = node.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            node.kill()
+            out, _ = node.communicate()
+    assert node.returncode == 0, out
+    got = rec.stamps[f"{ns}/semantic"]
+    dropped = n - len(got)
+    record_property("replay_rate0_sent", n)
+    record_property("replay_rate0_received", len(got))
+    record_property("replay_rate0_dropped", dropped)
+    print(f"\nreplay --rate 0 into panoptic_node: sent {n}, semantic received {len(got)}, dropped {dropped}")
+    assert got, "no output at all"
+    assert set(got) <= set(sent) and got == sorted(set(got)), "unknown, duplicated or reordered stamps"
+    assert got[-1] == sent[-1], "the newest frame must always be processed (latest-frame slot)"
+    assert rec.stamps[f"{ns}/detections"] == got
+    assert len(rec.stamps[f"{ns}/label_info"]) == 1
