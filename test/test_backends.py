@@ -153,6 +153,15 @@ def test_auto_picks_best_available_and_logs_why(model_info):
         assert "skipped: tensorrt:" in logs[0] and "torch-cuda:" in logs[0]
 
 
+@pytest.mark.skipif(CUDA, reason="a CUDA GPU is present: auto would pick a GPU backend")
+def test_auto_on_cpu_machine_says_precision_fallback(model_info):
+    logs: list[str] = []
+    be = create_backend("auto", model_info, precision="FP16", logger=logs.append)
+    assert be.name == "onnxruntime" and "precision fp16 not supported by onnxruntime: using fp32" in logs[0]
+    with pytest.raises(BackendError, match="unknown precision 'fp8'"):
+        create_backend("auto", model_info, precision="fp8")
+
+
 def test_auto_uses_logging_without_logger(model_info, caplog):
     with caplog.at_level(logging.INFO, logger="panoptic_ros.backends"):
         create_backend("auto", model_info, device="cpu")

@@ -110,7 +110,7 @@ def create_backend(
     batch: int = 1,
     device: str | None = None,
     threads: int = 0,
-    precision: str | None = None,
+    precision: str | None = "fp32",
     cache_dir: str | Path | None = None,
     workspace_mb: int | None = None,
     cuda_graph: bool = False,
@@ -123,7 +123,7 @@ def create_backend(
       batch        static batch of the model input (cameras per ``infer``)
       device       "cpu" | "cuda" | "cuda:N"; default cpu for onnxruntime/torch, cuda:0 for tensorrt
       threads      intra-op CPU threads (0 = library default)
-      precision    "fp32" | "fp16" | "int8"; default fp16 for tensorrt, fp32 otherwise
+      precision    "fp32" (default) | "fp16" (torch on CUDA, tensorrt) | "int8" (tensorrt)
       cache_dir    tensorrt engine cache (default: <model_store.default_cache_dir()>/engines)
       workspace_mb tensorrt builder workspace limit
       cuda_graph   torch on CUDA: capture one CUDA graph for the static shape
@@ -135,6 +135,10 @@ def create_backend(
         raise BackendError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)}")
     if int(batch) < 1:
         raise BackendError(f"batch must be >= 1, got {batch}")
+    if precision is not None:
+        precision = str(precision).strip().lower()
+        if precision not in ("fp32", "fp16", "int8"):
+            raise BackendError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
     avail = availability()
     if name == "auto":
         name, device, precision = _choose_auto(avail, info, device, precision, log)
@@ -239,7 +243,7 @@ def _make_tensorrt(info, avail, *, batch, device, threads, precision, cache_dir,
         model_name=_model_name(info),
         info=None if isinstance(info, (str, Path)) else info,
         device=device or "cuda:0",
-        precision=precision or "fp16",
+        precision=precision or "fp32",
         cache_dir=cache_dir,
         workspace_mb=workspace_mb or DEFAULT_WORKSPACE_MB,
         calibration=calibration,

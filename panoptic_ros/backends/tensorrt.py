@@ -32,7 +32,7 @@ from .base import Backend, BackendError, TensorSpec
 
 _log = logging.getLogger("panoptic_ros.backends.tensorrt")
 
-# engine path -> [engine, runtime, refcount, key]
+# engine path -> [engine, runtime, refcount, engine sha256, trt logger]
 _ENGINES: dict[str, list] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -52,7 +52,7 @@ def _trt_logger(trt, log: Callable[[str], None]):
             trt.ILogger.__init__(self)
 
         def log(self, severity, msg) -> None:  # noqa: D401 - TensorRT callback
-            if severity <= trt.ILogger.Severity.WARNING:
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
                 log(f"TensorRT [{str(severity).rsplit('.', 1)[-1]}]: {msg}")
 
     return _Logger()
@@ -99,7 +99,7 @@ def build_serialized_engine(
     for pool, nbytes in settings.memory_pools:
         config.set_memory_pool_limit(getattr(trt.MemoryPoolType, pool), int(nbytes))
     for flag in settings.flags:
-        if flag == "FP16" and not builder.platform_has_fast_fp16:
+        if flag == "FP16" and not getattr(builder, "platform_has_fast_fp16", True):
             log("tensorrt: this GPU has no fast FP16; building anyway")
         config.set_flag(getattr(trt.BuilderFlag, flag))
     # fixed shapes: an optimisation profile pins any dynamic dims of the network inputs
@@ -282,11 +282,12 @@ class TensorRTBackend(Backend):
             if entry is not None and entry[3] == sha:
                 entry[2] += 1
                 return entry[0]
-            runtime = trt.Runtime(_trt_logger(trt, self.log))
+            trt_log = _trt_logger(trt, self.log)  # must outlive the runtime: kept in the entry
+            runtime = trt.Runtime(trt_log)
             engine = runtime.deserialize_cuda_engine(path.read_bytes())
             if engine is None:
-                raise RuntimeError("deserialize_cuda_engine returned None")
-            _ENGINES[str(path)] = [engine, runtime, 1, sha]
+                raise RuntimeError("deserialize_cuda_engine returned None (see the TensorRT log)")
+            _ENGINES[str(path)] = [engine, runtime, 1, sha, trt_log]
             return engine
 
     def _release_engine(self) -> None:

@@ -177,10 +177,11 @@ class TorchBackend(Backend):
         if self.precision == "fp16":
             net, post = getattr(m, "net", None), getattr(m, "post", None)
             if net is not None and post is not None:
-                with torch.autocast(device_type="cuda", dtype=torch.float16):
+                # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
+                with torch.autocast(device_type="cuda", dtype=torch.float16, cache_enabled=not self.cuda_graph):
                     raw = net(image)
                 return post(*(t.float() for t in raw), thr)
-            with torch.autocast(device_type="cuda", dtype=torch.float16):
+            with torch.autocast(device_type="cuda", dtype=torch.float16, cache_enabled=not self.cuda_graph):
                 out = m(image, thr)
             return tuple(o.float() if o.is_floating_point() else o for o in out)
         return m(image, thr)
