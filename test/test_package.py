@@ -213,3 +213,13 @@ def test_console_scripts_on_venv_bin():
     bindir = Path(sysconfig.get_path("scripts"))
     for name in ("panoptic_node", "panoptic-ros"):
         assert (bindir / name).is_file(), f"{name} missing from {bindir} (run ./scripts/setup)"
+
+
+def test_workspace_crawl_finds_only_this_package():
+    """colcon/rosdep in a robot workspace must see panoptic_ros only, never interfaces/vision_msgs
+    (the venv-only copy would shadow the distro's vision_msgs and make rosdep skip it)."""
+    from catkin_pkg.packages import find_packages
+    found = {pkg.name for pkg in find_packages(str(ROOT), exclude_paths=[str(ROOT / ".venv")]).values()}
+    assert found == {"panoptic_ros"}, found
+    assert (ROOT / "interfaces" / "vision_msgs" / "COLCON_IGNORE").is_file()
+    assert (ROOT / "interfaces" / "vision_msgs" / "package.xml").is_file()
