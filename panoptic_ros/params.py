@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import yaml
 
 from .backends import BACKEND_NAMES
+from .taxonomy import describe_yaml_error
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -121,7 +122,7 @@ def load_params_yaml(path: str | Path) -> dict[str, Any]:
     except UnicodeDecodeError as exc:
         raise ParamsError(f"cannot read parameter file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
     except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise ParamsError(f"cannot read parameter file {path}: {exc}") from exc
+        raise ParamsError(f"cannot read parameter file {path}: {describe_yaml_error(exc)}") from exc
     if not isinstance(data, dict):
         raise ParamsError(f"parameter file {path}: expected a mapping of node names, got {type(data).__name__}")
     return data

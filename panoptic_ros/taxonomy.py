@@ -18,6 +18,18 @@ DEFAULT_LABEL_DIVISOR = 1000
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+def describe_yaml_error(exc: Exception) -> str:
+    """One line for a YAML (or other) parse error: 'line L, column C: problem (while ...)'.
+
+    PyYAML's own text spans several lines with the offending source and a caret."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is not None and problem:
+        context = getattr(exc, "context", None)
+        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" + (f" ({context})" if context else "")
+    return " ".join(str(exc).split())
+
+
 class TaxonomyError(ValueError):
     """The class list is unusable (clashing ids, bad colours, unreadable file)."""
 
@@ -76,7 +88,7 @@ class Taxonomy:
             text = path.read_text()
             data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
         except (OSError, ValueError, yaml.YAMLError) as exc:
-            raise TaxonomyError(f"cannot read taxonomy {path}: {exc}") from exc
+            raise TaxonomyError(f"cannot read taxonomy {path}: {describe_yaml_error(exc)}") from exc
         if isinstance(data, dict) and "taxonomy" in data:  # model metadata.json
             data = data["taxonomy"]
         if not isinstance(data, dict):
