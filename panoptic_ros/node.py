@@ -271,7 +271,7 @@ class PanopticNode(LifecycleNode):
         msg = frame.msg
         if isinstance(msg, Image) and msg.height * msg.width > self.cfg["max_image_pixels"]:
             raise ValueError(f"image {msg.width}x{msg.height} exceeds max_image_pixels={self.cfg['max_image_pixels']}")
-        img = self._conv[0](msg)
+        img = self._conv[0](msg, max_pixels=self.cfg["max_image_pixels"])  # declared size checked before decoding
         if img.shape[0] * img.shape[1] > self.cfg["max_image_pixels"]:
             raise ValueError(f"image {img.shape[1]}x{img.shape[0]} exceeds max_image_pixels")
         return img
