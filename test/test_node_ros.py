@@ -367,6 +367,7 @@ def test_two_cameras_one_node(ctx, scene):
         assert {m.header.frame_id for m in sem["rear"]} == {"rear_cam"}
         assert (sem["rear"][0].height, sem["rear"][0].width) == scene.image.shape[:2]
         assert "CompressedImage" in node.output
+        assert "batch 2" in node.output  # both cameras go through one segment_batch call
     finally:
         tester.close()
         rc = node.stop()
