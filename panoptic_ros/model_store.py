@@ -74,8 +74,17 @@ def default_model_dir() -> Path:
 def default_cache_dir() -> Path:
     """$PANOPTIC_ROS_CACHE or ~/.cache/panoptic_ros, created with mode 0o700."""
     d = Path(os.environ.get("PANOPTIC_ROS_CACHE") or Path.home() / ".cache" / "panoptic_ros")
-    d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return d
+    return _private_dir(d)
+
+
+def _private_dir(d: Path) -> Path:
+    """Create ``d`` 0o700, tighten it if we own it and it is looser (others could swap cached graphs)."""
+    from .engine_cache import EngineCacheError, ensure_cache_dir
+
+    try:
+        return ensure_cache_dir(d)
+    except (EngineCacheError, OSError) as exc:
+        raise ModelError(f"cache directory {d}: {exc}") from exc
 
 
 def load_model_info(model: str | Path = "default") -> ModelInfo:
@@ -309,8 +318,7 @@ def resolve_onnx(info: ModelInfo, batch: int = 1, cache_dir: str | Path | None =
         if b > 0 and b != batch:
             raise ModelError(f"{info.onnx_path}: ONNX has a static batch of {b}, {batch} requested")
         return info.onnx_path
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cache = _private_dir(Path(cache_dir)) if cache_dir is not None else default_cache_dir()
     key = onnx_cache_key(info, batch, raw)
     out = cache / f"{info.name}-{'raw-' if raw else ''}{info.input_size[0]}x{info.input_size[1]}-b{batch}-{key}.onnx"
     if out.is_file() and out.stat().st_size > 0:
