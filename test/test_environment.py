@@ -237,3 +237,18 @@ def test_label_info_type_hash_over_dds(ros_node):
            [(0, "road"), (1, "car"), (2, "person"), (255, "unlabeled")]
     assert got.threshold == pytest.approx(0.25)
     assert str(infos[0].topic_type_hash) == OFFICIAL_HASHES["vision_msgs/msg/LabelInfo"]
+
+
+def test_ament_index_knows_vision_msgs_and_its_type_descriptions():
+    """scripts/setup registers the build in AMENT_PREFIX_PATH (unless one is set): the share dir holds
+    rosidl's type descriptions, whose hashes are the official ones."""
+    import json
+    from ament_index_python.packages import get_package_share_directory
+    try:
+        share = Path(get_package_share_directory("vision_msgs"))
+    except Exception as exc:  # noqa: BLE001 - an environment without any ament index
+        pytest.skip(f"no ament index for vision_msgs here: {exc}")
+    for type_name, official in OFFICIAL_HASHES.items():
+        f = share / "msg" / f"{type_name.rsplit('/', 1)[1]}.json"
+        hashes = {h["type_name"]: h["hash_string"] for h in json.loads(f.read_text())["type_hashes"]}
+        assert hashes[type_name] == official, f
