@@ -594,6 +594,7 @@ def run_load_phase(rec: Recorder, sampler: ProcessSampler, node: NodeProcess, *,
     # node counters are cumulative since configure: count this phase as end - start
     diag_before = rec.diag_values(0.0, t_begin, prefix=node.namespace)
     diag = rec.diag_values(t_begin, time.monotonic(), prefix=node.namespace)
+    cpu = [q.cpu_pct for q in sampler.between(t_first + warmup_s, t_end)]
 
     def delta(key: str) -> float:
         if not diag:
@@ -602,6 +603,12 @@ def run_load_phase(rec: Recorder, sampler: ProcessSampler, node: NodeProcess, *,
         return end - start if end >= start else end
 
     diag_counts = {k: delta(k) for k in ("frames_received", "frames_processed", "frames_dropped", "frames_bad")}
+    diag_counts["node_cpu_pct"] = (sum(cpu) / len(cpu)) if cpu else math.nan
+    # the node's own view (receive -> published, windowed mean/p99), latest value per camera, averaged
+    for key in ("latency_mean_ms", "latency_p99_ms", "infer_mean_ms", "rate_hz"):
+        vals = [_diag_number(kv.get(key, "")) for kv in diag.values()]
+        vals = [v for v in vals if v is not None and math.isfinite(v)]
+        diag_counts[key] = (sum(vals) / len(vals)) if vals else math.nan
     return PhaseResult(
         cameras=list(node.cameras),
         rate_per_camera=rate,
@@ -654,9 +661,11 @@ def phase_summary(p: PhaseResult) -> str:
             f"node received={p.diag_counts.get('frames_received', math.nan):.0f} "
             f"processed={p.diag_counts.get('frames_processed', math.nan):.0f} dropped={p.diag_drops:.0f} "
             f"output={p.output_rate:.1f} Hz "
+            f"(node-side latency mean={p.diag_counts.get('latency_mean_ms', math.nan):.1f} "
+            f"p99={p.diag_counts.get('latency_p99_ms', math.nan):.1f} infer={p.diag_counts.get('infer_mean_ms', math.nan):.1f} ms) "
             f"latency p50={p.latency.p50:.1f} p99={p.latency.p99:.1f} max={p.latency.max:.1f} ms "
             f"rss {p.rss_start_mb:.0f}->{p.rss_warm_mb:.0f}->{p.rss_end_mb:.0f} MB ({p.rss_growth_pct:+.1f}% after warm-up) "
-            f"threads {p.threads_start}->{p.threads_end}")
+            f"threads {p.threads_start}->{p.threads_end} node CPU {p.diag_counts.get('node_cpu_pct', math.nan):.0f}%")
 
 
 def cycle_lifecycle(rec: Recorder, node: NodeProcess, sampler: ProcessSampler, cycles: int) -> list[dict]:

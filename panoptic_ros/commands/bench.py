@@ -72,7 +72,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--cameras", default="1,2", help="camera counts to run under --overload (e.g. 1,2)")
     o.add_argument("--window", type=float, default=10.0, help="seconds per latency window")
     o.add_argument("--baseline", type=float, default=10.0,
-                   help="seconds of light load (half the sustainable rate) before the overload, for the reference latency")
+                   help="seconds of light load before the overload (0 = skip): the node's single-frame latency, "
+                        "the reference for the overload p99")
+    o.add_argument("--baseline-rate", type=float, default=2.0, help="publish rate (Hz) of the light-load phase")
     o.add_argument("--cycles", type=int, default=20, help="lifecycle cycles under --soak")
     o.add_argument("--watch", default="semantic", help="output topic whose arrivals are timed")
     p.add_argument("--json", default="", help="also write all results as JSON to this file")
@@ -488,7 +490,7 @@ def run_overload_mode(args, report: dict) -> str:
         runs = loadgen.run_overload(
             camera_sets=[cams], rate=rate, duration=args.duration if args.duration is not None else 60.0, height=args.height, width=args.width,
             encoding=args.encoding, backend=args.backend, extra_params=_node_params(args), window_s=args.window,
-            watch=args.watch, baseline=(rate / 4.0, args.baseline) if (args.baseline > 0 and cams == cams_list[0]) else None)
+            watch=args.watch, baseline=(args.baseline_rate, args.baseline) if (args.baseline > 0 and cams == cams_list[0]) else None)
         for r in runs:
             ph = r["load"]
             if "baseline" in r:
@@ -505,6 +507,8 @@ def run_overload_mode(args, report: dict) -> str:
                 f"threads_start{tag}": ph.threads_start,
                 f"threads_end{tag}": ph.threads_end,
                 f"node_exit{tag}": r["node_exit"],
+                f"node_latency_ms{tag}": ph.diag_counts.get("latency_mean_ms", math.nan),
+                f"node_p99_ms{tag}": ph.diag_counts.get("latency_p99_ms", math.nan),
             })
             out["runs"].append({"cameras": r["cameras"], "node_exit": r["node_exit"], "load": _phase_json(ph),
                                 **({"baseline": _phase_json(r["baseline"])} if "baseline" in r else {})})
