@@ -370,6 +370,8 @@ def main(args: list[str] | None = None) -> int:
         node = PanopticNode()
         if node.cfg["autostart"]:
             if node.trigger_configure() != SUCCESS or node.trigger_activate() != SUCCESS:
+                if not rclpy.ok(context=node.context):
+                    return 0  # SIGINT/SIGTERM during start-up: a clean stop (finally releases)
                 node.get_logger().error("autostart failed (see the error above); exiting")
                 rc = 1
         if rc == 0:
