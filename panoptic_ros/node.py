@@ -219,14 +219,7 @@ class PanopticNode(LifecycleNode):
         self._release_all()
         return SUCCESS
 
-    @_logged
-    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release_all()
-        return SUCCESS
-
-    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release_all()
-        return SUCCESS
+    on_shutdown = on_error = on_cleanup  # release everything, whatever the state
 
     def _stop_io(self) -> None:
         for s in self._subs:
