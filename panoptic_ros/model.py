@@ -90,8 +90,13 @@ class Backbone(nn.Module):
         return c4, c8, c16
 
 
+def _hw(t: torch.Tensor) -> tuple[int, int]:
+    """Spatial size as Python ints, so the exported graph has constant Resize sizes (static shapes)."""
+    return int(t.shape[-2]), int(t.shape[-1])
+
+
 def _up(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+    return F.interpolate(x, size=_hw(like), mode="bilinear", align_corners=False)
 
 
 class Decoder(nn.Module):
@@ -145,7 +150,7 @@ class PanopticNet(nn.Module):
         c4, c8, c16 = self.backbone(x)
         s = self.sem_decoder(c4, c8, c16)
         i = self.ins_decoder(c4, c8, c16)
-        size = image.shape[-2:]
+        size = _hw(image)
         logits = F.interpolate(self.sem_head(s), size=size, mode="bilinear", align_corners=False)
         heat = F.interpolate(self.center_head(i), size=size, mode="bilinear", align_corners=False)
         offset = F.interpolate(self.offset_head(i), size=size, mode="bilinear", align_corners=False)

@@ -159,8 +159,10 @@ def _check_safetensors_header(path: Path) -> None:
             if len(head) < 8:
                 raise ModelError(f"{path}: truncated safetensors file ({size} bytes, no header)")
             n = int.from_bytes(head, "little")
-            if n <= 0 or n > min(size - 8, 100 * 1024 * 1024):
-                raise ModelError(f"{path}: not a safetensors file (header length {n} does not fit the {size}-byte file)")
+            if n <= 0 or n > 100 * 1024 * 1024:
+                raise ModelError(f"{path}: not a safetensors file (implausible header length {n})")
+            if n > size - 8:
+                raise ModelError(f"{path}: truncated safetensors file (header of {n} bytes, file has {size})")
             header = json.loads(f.read(n))
     except ModelError:
         raise

@@ -130,7 +130,7 @@ class _BatchStream:
         return iter(self.loader)
 
 
-def losses(out, targets):
+def losses(out, targets, w_center: float = W_CENTER, w_offset: float = W_OFFSET):
     import torch
     import torch.nn.functional as F
 
@@ -142,7 +142,7 @@ def losses(out, targets):
     l_sem = torch.topk(flat, k, sorted=False).values.mean()
     l_ctr = F.mse_loss(heat, theat)
     l_off = (torch.abs(offset - toff).sum(1) * ow).sum() / ow.sum().clamp(min=1.0)
-    total = l_sem + W_CENTER * l_ctr + W_OFFSET * l_off
+    total = l_sem + w_center * l_ctr + w_offset * l_off
     return total, {"sem": l_sem.item(), "ctr": l_ctr.item(), "off": l_off.item()}
 
 
@@ -164,6 +164,8 @@ class TrainConfig:
     init: Path | None = None
     checkpoint_minutes: float = 5.0
     warmup: int = 100
+    w_center: float = W_CENTER
+    w_offset: float = W_OFFSET
     crop: tuple[int, int] | None = None  # random training crop (h, w) of each scene; None = full frames
 
 
@@ -206,9 +208,12 @@ def train(cfg: TrainConfig, taxonomy: Taxonomy | None = None, progress: bool = T
     tax = taxonomy or Taxonomy.default()
     arch = dict(ARCH_DEFAULTS)
     net = build_net(tax.num_classes, arch)
+    prev_phases: list[dict[str, Any]] = []
     if cfg.init is not None:
         info = load_model_info(cfg.init)
         net.load_state_dict(load_state_dict(info.weights_path))
+        prev = dict(info.metadata.get("train", {}))
+        prev_phases = list(prev.pop("phases", [])) or [prev]
     net.train()
     decay, no_decay = [], []
     for n_, p in net.named_parameters():
@@ -242,7 +247,7 @@ def train(cfg: TrainConfig, taxonomy: Taxonomy | None = None, progress: bool = T
         for g in opt.param_groups:
             g["lr"] = lr
         out = net(batch[0])
-        total, parts = losses(out, batch)
+        total, parts = losses(out, batch, cfg.w_center, cfg.w_offset)
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 10.0)
@@ -274,7 +279,12 @@ def train(cfg: TrainConfig, taxonomy: Taxonomy | None = None, progress: bool = T
                   "images": step * cfg.batch, "input_size": list(cfg.input_size), "center_sigma": CENTER_SIGMA,
                   "init": str(cfg.init) if cfg.init else None, "crop": list(cfg.crop) if cfg.crop else None,
                   "losses": {"semantic": f"CE top-{HARD_FRACTION:.0%} hard pixels, small instances x3",
-                             "center": f"MSE x{W_CENTER:g}", "offset": f"L1 x{W_OFFSET:g} on thing pixels"}}
+                             "center": f"MSE x{cfg.w_center:g}", "offset": f"L1 x{cfg.w_offset:g} on thing pixels"}}
+    if prev_phases:
+        phases = prev_phases + [dict(train_meta)]
+        train_meta["phases"] = phases
+        train_meta["total_steps"] = sum(int(p.get("steps", 0)) for p in phases)
+        train_meta["total_seconds"] = round(sum(float(p.get("seconds", 0)) for p in phases), 1)
     save({"train": train_meta})
     report = None
     if cfg.val_scenes > 0:

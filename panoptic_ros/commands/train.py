@@ -28,6 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, nargs=2, metavar=("H", "W"), default=None,
                    help="train on random H x W crops of each scene (faster steps); default full frames")
     p.add_argument("--warmup", type=int, default=30, help="linear learning-rate warm-up steps (default: %(default)s)")
+    p.add_argument("--center-weight", type=float, default=200.0, help="centre MSE loss weight (default: %(default)s)")
+    p.add_argument("--offset-weight", type=float, default=0.01, help="offset L1 loss weight (default: %(default)s)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(out_dir=args.out, steps=args.steps, minutes=args.minutes, batch=args.batch, lr=args.lr,
                       seed=args.seed, input_size=(args.height, args.width), top_k=args.top_k,
                       val_scenes=args.val_scenes, log_path=args.log, threads=args.threads, workers=args.workers,
-                      init=args.init, warmup=args.warmup, crop=tuple(args.crop) if args.crop else None)
+                      init=args.init, warmup=args.warmup, w_center=args.center_weight, w_offset=args.offset_weight, crop=tuple(args.crop) if args.crop else None)
     res = train(cfg, progress=not args.no_progress)
     rep = res["report"]
     print(f"trained {res['steps']} steps in {res['seconds'] / 60:.1f} min -> {args.out}", file=sys.stderr)
