@@ -329,8 +329,8 @@ class PanopticNode(LifecycleNode):
         self._diag_timer = self.create_timer(self.cfg["diagnostics_period"], self.publish_diagnostics)
 
     def publish_diagnostics(self) -> None:
-        if self._diag_pub is None or self.segmenter is None:
-            return
+        if self._diag_pub is None or self.segmenter is None or not rclpy.ok(context=self.context):
+            return  # not active, or shutting down (publishing on a shut-down context raises)
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
         be = self.segmenter.backend
@@ -372,8 +372,11 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # bad parameter override etc.: one clear line, non-zero exit
-        print(f"panoptic_node: {type(exc).__name__}: {exc}", file=sys.stderr)
-        rc = 1
+        if node is not None and not rclpy.ok(context=node.context):
+            pass  # a callback raced SIGINT/SIGTERM (e.g. a timer publishing on the shut-down context): clean stop
+        else:
+            print(f"panoptic_node: {type(exc).__name__}: {exc}", file=sys.stderr)
+            rc = 1
     finally:
         if node is not None:
             node._release_all()
