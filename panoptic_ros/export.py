@@ -20,7 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 #: bump when the exported graph changes for the same weights (part of the ONNX cache key)
-EXPORTER_VERSION = "1"
+EXPORTER_VERSION = "2"
 DEFAULT_OPSET = 17
 INPUT_NAMES = ("image", "center_threshold")
 OUTPUT_NAMES = ("semantic", "instance", "center_score")

@@ -42,6 +42,8 @@ ARCH_DEFAULTS: dict[str, Any] = {
 }
 DEFAULT_TOP_K = 32
 DEFAULT_NMS_KERNEL = 7
+#: per-pixel tie-breaking bias step of the centre NMS (see PanopticPostProcess)
+TIE_BREAK_STEP = 1e-5
 
 
 class ConvBNReLU(nn.Sequential):
@@ -178,12 +180,20 @@ class PanopticPostProcess(nn.Module):
         ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32), torch.arange(width, dtype=torch.float32),
                                 indexing="ij")
         self.register_buffer("coords", torch.stack([ys.reshape(-1), xs.reshape(-1)], 1), persistent=False)  # [HW,2]
+        # Tie-breaker: bilinear upsampling makes flat plateaus at heatmap peaks, where every plateau pixel
+        # equals its max-pool and TopK's order among equal values is implementation-defined (torch and ORT
+        # differ). A tiny bias, distinct for all pixels of any nms_kernel x nms_kernel window, leaves one
+        # winner per plateau; it is far above float32 rounding (1e-5 steps) and moves scores by < 3e-3.
+        k = self.nms_kernel
+        tb = ((ys.remainder(k) * k + xs.remainder(k)) * TIE_BREAK_STEP).reshape(1, 1, height, width)
+        self.register_buffer("tie_break", tb, persistent=False)
 
     def forward(self, logits: torch.Tensor, heat: torch.Tensor, offset: torch.Tensor,
                 center_threshold: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, _, H, W = logits.shape
         K = self.top_k
         semantic = torch.argmax(logits, dim=1)  # [B,H,W] int64
+        heat = heat + self.tie_break
         pooled = F.max_pool2d(heat, self.nms_kernel, stride=1, padding=self.nms_kernel // 2)
         thr = center_threshold.reshape(1, 1, 1, 1)
         keep = (heat == pooled) & (heat > thr)
