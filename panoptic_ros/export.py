@@ -39,7 +39,7 @@ def build_export_module(net, is_thing: Sequence[bool], height: int, width: int, 
 
 
 def export_onnx(net, is_thing: Sequence[bool], path: str | Path, *, height: int, width: int, batch: int = 1,
-                top_k: int = 32, nms_kernel: int = 7, raw: bool = False, opset: int = DEFAULT_OPSET) -> Path:
+                top_k: int = 32, nms_kernel: int = 11, raw: bool = False, opset: int = DEFAULT_OPSET) -> Path:
     """Export ``net`` (a PanopticNet) to ``path`` atomically (temp file + os.replace).
 
     Static shapes: image [batch,3,height,width]. Returns the path.
@@ -131,7 +131,7 @@ def _ort_session(path: str | Path, threads: int = 0):
 
 
 def check_parity(net, is_thing: Sequence[bool], images: Iterable[np.ndarray], *, post_onnx: str | Path,
-                 raw_onnx: str | Path, top_k: int = 32, nms_kernel: int = 7, center_threshold: float = 0.1,
+                 raw_onnx: str | Path, top_k: int = 32, nms_kernel: int = 11, center_threshold: float = 0.1,
                  threads: int = 0) -> ParityReport:
     """Run both exported graphs (batch 1) in ONNX Runtime and the same modules in torch.
 

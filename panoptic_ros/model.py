@@ -41,7 +41,7 @@ ARCH_DEFAULTS: dict[str, Any] = {
     "offset_scale": 16.0,
 }
 DEFAULT_TOP_K = 32
-DEFAULT_NMS_KERNEL = 7
+DEFAULT_NMS_KERNEL = 11
 #: per-pixel tie-breaking bias step of the centre NMS (see PanopticPostProcess)
 TIE_BREAK_STEP = 1e-5
 

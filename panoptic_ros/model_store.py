@@ -49,7 +49,9 @@ class ModelInfo:
 
     @property
     def nms_kernel(self) -> int:
-        return int(self.metadata.get("nms_kernel", 7))
+        from .model import DEFAULT_NMS_KERNEL
+
+        return int(self.metadata.get("nms_kernel", DEFAULT_NMS_KERNEL))
 
     @property
     def name(self) -> str:
@@ -339,11 +341,13 @@ def save_model(directory: str | Path, net, taxonomy: Taxonomy, *, input_size: tu
     """Write weights.safetensors + metadata.json atomically into ``directory``."""
     from safetensors.torch import save_file
 
+    from .model import DEFAULT_NMS_KERNEL
+
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
     meta = {"taxonomy": taxonomy.to_dict(), "input_size": list(input_size), "mean": list(mean), "std": list(std),
-            "top_k": int(top_k), "nms_kernel": 7, "arch": arch}
+            "top_k": int(top_k), "nms_kernel": DEFAULT_NMS_KERNEL, "arch": arch}
     meta.update(extra or {})
     for name, writer in ((WEIGHTS_FILE, lambda p: save_file(state, p)),
                          (METADATA_FILE, lambda p: Path(p).write_text(json.dumps(meta, indent=2) + "\n"))):

@@ -200,7 +200,7 @@ def train(cfg: TrainConfig, taxonomy: Taxonomy | None = None, progress: bool = T
     import torch
 
     from .export import build_export_module
-    from .model import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
+    from .model import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_NMS_KERNEL, DEFAULT_STD, build_net
     from .model_store import load_model_info, load_state_dict, save_model
 
     torch.set_num_threads(cfg.threads)
@@ -289,7 +289,7 @@ def train(cfg: TrainConfig, taxonomy: Taxonomy | None = None, progress: bool = T
     report = None
     if cfg.val_scenes > 0:
         module = build_export_module(net, tax.is_thing_lut()[:-1].tolist(), cfg.input_size[0], cfg.input_size[1],
-                                     cfg.top_k, 7)
+                                     cfg.top_k, DEFAULT_NMS_KERNEL)
         report = evaluate(module, tax, cfg.val_scenes, cfg.input_size, progress)
         ev = {"scenes": cfg.val_scenes, "seed_start": synthetic.VALIDATION_SEED_START,
               "size": list(cfg.input_size), "pq": round(report.pq, 4), "sq": round(report.sq, 4),

@@ -27,7 +27,7 @@ def exported(tmp_path_factory):
     net = load_torch_model(info, raw=True)
     is_thing = info.taxonomy.is_thing_lut()[:-1].tolist()
     h, w = info.input_size
-    post = export_onnx(net, is_thing, d / "post.onnx", height=h, width=w, top_k=info.top_k)
+    post = export_onnx(net, is_thing, d / "post.onnx", height=h, width=w, top_k=info.top_k, nms_kernel=info.nms_kernel)
     raw = export_onnx(net, is_thing, d / "raw.onnx", height=h, width=w, raw=True)
     return info, net, is_thing, post, raw
 
@@ -61,7 +61,7 @@ def test_parity_with_torch(exported):
     info, net, is_thing, post, raw = exported
     h, w = info.input_size
     imgs = [synthetic.generate_scene(s, h, w, info.taxonomy).image for s in synthetic.validation_seeds(3, start=4242)]
-    rep = check_parity(net, is_thing, imgs, post_onnx=post, raw_onnx=raw, top_k=info.top_k)
+    rep = check_parity(net, is_thing, imgs, post_onnx=post, raw_onnx=raw, top_k=info.top_k, nms_kernel=info.nms_kernel)
     assert rep.panoptic_identical >= 0.999, rep
     assert rep.max_abs_diff_logits < 1e-2, rep
 

@@ -111,3 +111,14 @@ def test_bad_input(seg):
         seg.segment(np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError):
         seg.segment(np.zeros((10, 10, 3), np.float32))
+
+
+def test_fixed_batch_backend_pads_partial_batch(tmp_path, monkeypatch, seg):
+    monkeypatch.setenv("PANOPTIC_ROS_CACHE", str(tmp_path))
+    imgs = [synthetic.generate_scene(s, 120, 160).image for s in (21, 22, 23)]
+    with Segmenter.from_model("default", "onnxruntime", batch=2, threads=2) as s2:
+        assert s2.batch_size == 2
+        res = s2.segment_batch(imgs)  # 2 + 1 (padded)
+    assert len(res) == 3
+    for r, im in zip(res, imgs):
+        assert np.array_equal(r.panoptic, seg.segment(im).panoptic)
