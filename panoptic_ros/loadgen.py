@@ -643,6 +643,16 @@ def start_node(rec: Recorder, cameras: Sequence[str], *, backend: str, extra_par
         code = node.stop()
         tail = (log_dir / f"{ns}.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"node did not offer {outs} within {startup_timeout:.0f} s (exit {code}); log tail:\n{tail}")
+    # outputs exist from configure on; frames count only once the node is active
+    fqn = f"{node.namespace.rstrip('/')}/{node.node_name}"
+    deadline = time.monotonic() + startup_timeout
+    state = None
+    while time.monotonic() < deadline and node.alive():
+        state = rec.get_state(fqn, timeout=5.0)
+        if state == "active":
+            break
+        time.sleep(0.2)
+    log(f"node state: {state!r}")
     for c, t in zip(node.cameras, outs):
         rec.watch(t, c)
     time.sleep(0.5)  # let the subscriptions match
