@@ -77,6 +77,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     o.add_argument("--baseline-rate", type=float, default=2.0, help="publish rate (Hz) of the light-load phase")
     o.add_argument("--cycles", type=int, default=20, help="lifecycle cycles under --soak")
     o.add_argument("--watch", default="semantic", help="output topic whose arrivals are timed")
+    p.add_argument("--large-shm", type=int, default=0, metavar="MB",
+                   help="Fast DDS: use a shared-memory segment of MB MiB for this run and the node it starts "
+                        "(the default 512 KiB segment makes best-effort readers lose most VGA frames)")
     p.add_argument("--json", default="", help="also write all results as JSON to this file")
 
 
@@ -574,6 +577,10 @@ def run(args: argparse.Namespace) -> int:
     if args.frames < 1 or args.warmup < 0:
         log("error: --frames must be >= 1 and --warmup >= 0")
         return 2
+    if args.large_shm > 0:
+        from ..loadgen import use_large_shm
+
+        log(f"Fast DDS profile with a {args.large_shm} MiB shared-memory segment: {use_large_shm(args.large_shm)}")
     report: dict[str, Any] = {"machine": machine_info()}
     log(f"machine: {report['machine']['cpu']} x{report['machine']['nproc']} (load avg {report['machine']['loadavg']})")
     try:
