@@ -100,16 +100,48 @@ def _axis_map(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 @lru_cache(maxsize=16)
-def _pixel_weights(h: int, w: int, H: int, W: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(h*w,) weights: input pixels per network pixel, and their summed input y and x coordinates."""
-    rc, rs, _, _ = _axis_map(h, H)
-    cc, cs, _, _ = _axis_map(w, W)
+def _pixel_weights(h: int, w: int, H: int, W: int) -> np.ndarray | int:
+    """Input pixels each network pixel becomes under the nearest upsample (0 if none).
+
+    (h*w,) float64 in general; a plain int when every network pixel covers the same number of
+    input pixels (integer scale on both axes, e.g. 240x320 -> 480x640), where an unweighted
+    bincount times that int is the same count and about twice as fast.
+    """
+    rc, _, _, _ = _axis_map(h, H)
+    cc, _, _, _ = _axis_map(w, W)
+    if rc.min() == rc.max() and cc.min() == cc.max():
+        return int(rc[0]) * int(cc[0])
     area = (rc[:, None] * cc[None, :]).ravel()
-    sy = (rs[:, None] * cc[None, :]).ravel()
-    sx = (rc[:, None] * cs[None, :]).ravel()
-    for a in (area, sy, sx):
-        a.setflags(write=False)
-    return area, sy, sx
+    area.setflags(write=False)
+    return area
+
+
+def _weighted_counts(key: np.ndarray, weights: np.ndarray | int, minlength: int) -> np.ndarray:
+    """float64 ``bincount(key, weights)`` for ``_pixel_weights`` (array or uniform int); exact integer values."""
+    if isinstance(weights, int):
+        return np.bincount(key, minlength=minlength).astype(np.float64) * weights
+    return np.bincount(key, weights=weights, minlength=minlength)
+
+
+@lru_cache(maxsize=16)
+def _pixel_coords(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """(h*w,) intp row and column index of every pixel of a flattened (h, w) map (gathers beat divmod)."""
+    ys = np.repeat(np.arange(h, dtype=np.intp), w)
+    xs = np.tile(np.arange(w, dtype=np.intp), h)
+    ys.setflags(write=False)
+    xs.setflags(write=False)
+    return ys, xs
+
+
+def _clipped(a: np.ndarray, hi: int) -> np.ndarray:
+    """``a`` clipped to [0, hi] as a new signed integer array (int32 from int8/16/32 and uint8/16, int64 from int64).
+
+    Typed int32 bounds keep int32 maps in int32 (NumPy 2 promotion); other dtypes (uint32/64,
+    float, bool) go through int64 first, like the original ``astype(np.int64)``.
+    """
+    if not (a.dtype.kind == "i" or (a.dtype.kind == "u" and a.dtype.itemsize <= 2)):
+        a = a.astype(np.int64)
+    return np.clip(a, np.int32(0), np.int32(hi))
 
 
 def instance_records(instance: np.ndarray, classes: np.ndarray, scores: np.ndarray,
@@ -118,25 +150,36 @@ def instance_records(instance: np.ndarray, classes: np.ndarray, scores: np.ndarr
 
     instance: (h, w) uint16/int, 0 = none, 1..N contiguous; classes, scores: (N + 1,) per id (entry 0 unused).
     input_hw: (H, W) the map will be nearest-upsampled to (default: its own size); records are exactly
-    those of the upsampled map, computed at (h, w) with per-pixel weights.
+    those of the upsampled map, computed at (h, w) without building it.
     bbox = (x0, y0, x1, y1) exclusive, area in pixels, centroid = (x, y) mean of pixel indices.
+
+    How: the nearest upsample is separable (network row y becomes rc[y] input rows, column x
+    becomes cc[x] input columns), so two weighted histograms over the instance pixels only —
+    per (id, row) weighted by cc[x] and per (id, column) weighted by rc[y] — give every
+    statistic: area = row_hist @ rc, sum of input y = row_hist @ rs, sum of input x = col_hist @ cs, and the
+    occupied rows / columns whose first / last input index is the bbox. All sums are of
+    integers (< 2**53) in float64, hence exact whatever the summation order. No per-instance
+    masks, no full-size arrays, one pass of (id, row) / (id, column) counting.
     """
     n = len(classes) - 1
     if n <= 0:
         return ()
     h, w = instance.shape
     H, W = (h, w) if input_hw is None else (int(input_hw[0]), int(input_hw[1]))
-    inst = instance.astype(np.int64, copy=False).ravel()
-    wa, wsy, wsx = _pixel_weights(h, w, H, W)
-    area = np.bincount(inst, weights=wa, minlength=n + 1)
-    sy = np.bincount(inst, weights=wsy, minlength=n + 1)
-    sx = np.bincount(inst, weights=wsx, minlength=n + 1)
-    ys = np.repeat(np.arange(h, dtype=np.int64), w)
-    xs = np.tile(np.arange(w, dtype=np.int64), h)
-    rows = np.bincount(inst * h + ys, weights=wa, minlength=(n + 1) * h).reshape(n + 1, h) > 0
-    cols = np.bincount(inst * w + xs, weights=wa, minlength=(n + 1) * w).reshape(n + 1, w) > 0
-    _, _, rfirst, rlast = _axis_map(h, H)
-    _, _, cfirst, clast = _axis_map(w, W)
+    rc, rs, rfirst, rlast = _axis_map(h, H)
+    cc, cs, cfirst, clast = _axis_map(w, W)
+    flat = np.ascontiguousarray(instance).ravel()
+    idx = np.flatnonzero(flat > 0)  # instance pixels only (~10 % of a street scene); bool is the fast path
+    ids = flat[idx].astype(np.intp)
+    grid_y, grid_x = _pixel_coords(h, w)
+    ys, xs = grid_y[idx], grid_x[idx]
+    row_hist = np.bincount(ids * h + ys, weights=cc[xs], minlength=(n + 1) * h).reshape(n + 1, h)
+    col_hist = np.bincount(ids * w + xs, weights=rc[ys], minlength=(n + 1) * w).reshape(n + 1, w)
+    area = row_hist @ rc
+    sy = row_hist @ rs
+    sx = col_hist @ cs
+    rows = (row_hist > 0) & (rc > 0)  # a network row with rc == 0 is not in the upsampled map
+    cols = (col_hist > 0) & (cc > 0)
     y0 = rfirst[rows.argmax(1)]
     y1 = rlast[h - 1 - rows[:, ::-1].argmax(1)] + 1
     x0 = cfirst[cols.argmax(1)]
@@ -164,9 +207,14 @@ def build_result(semantic: np.ndarray, instance: np.ndarray, center_score: np.nd
     instance, class = majority vote over its thing pixels (all its pixels take that class); thing
     pixels without an instance -> unlabeled; instances under ``min_instance_area`` input pixels ->
     unlabeled; stuff classes under ``stuff_area_min`` input pixels -> unlabeled; instances relabelled
-    1..N in TopK (score) order; panoptic = class * label_divisor + id. For speed the counting runs
-    at (h, w) with per-pixel weights (input pixels each network pixel covers) and only the final
-    maps are upsampled.
+    1..N in TopK (score) order; panoptic = class * label_divisor + id.
+
+    Why it is cheap: every output pixel depends only on its (centre k, class c) pair, so the work
+    on pixels is one key map ``k * (C + 1) + c`` at network resolution, one weighted bincount of it
+    (weights = input pixels per network pixel, so areas are input-resolution areas), and three
+    gathers from (K + 1) x (C + 1) lookup tables that hold all the decisions (vote, filters,
+    relabelling, panoptic encoding). Only the three final maps are upsampled (one nearest resize
+    each); records come from ``instance_records`` at network resolution.
     """
     cfg = config or PostprocessConfig()
     H, W = int(input_hw[0]), int(input_hw[1])
@@ -176,18 +224,17 @@ def build_result(semantic: np.ndarray, instance: np.ndarray, center_score: np.nd
     unl = unlabeled_value(taxonomy)
     C = taxonomy.num_classes
     K = int(center_score.shape[0])
-    wa, _, _ = _pixel_weights(h, w, H, W)
-    sem = np.clip(semantic.astype(np.int64, copy=False).ravel(), 0, C)  # C = "unlabeled" while processing
-    ins = np.clip(instance.astype(np.int64, copy=False).ravel(), 0, K)
-    thing_lut = taxonomy.is_thing_lut()  # (C + 1,)
-    is_thing_px = thing_lut[sem]
-    ins = np.where(is_thing_px, ins, 0)
+    # per-pixel work: the (k, c) key, C = "unlabeled" class while processing
+    key = _clipped(instance, K) * np.int32(C + 1)
+    key += _clipped(semantic, C)
+    key = key.astype(np.intp, copy=False).ravel()  # bincount and take index with intp: convert once
+    votes = _weighted_counts(key, _pixel_weights(h, w, H, W), (K + 1) * (C + 1)).reshape(K + 1, C + 1)
 
-    # majority vote (in input pixels) of the thing class per centre k (ids 1..K)
+    # decisions per centre k (ids 1..K): majority thing class (in input pixels), area over thing pixels
+    is_thing = taxonomy.is_thing_lut()  # (C + 1,)
     thing_ids = np.asarray(taxonomy.thing_ids, np.int64)
-    votes = np.bincount(ins * (C + 1) + sem, weights=wa, minlength=(K + 1) * (C + 1)).reshape(K + 1, C + 1)
-    area = votes.sum(1)
     tv = votes[:, thing_ids] if thing_ids.size else np.zeros((K + 1, 1))
+    area = tv.sum(1)  # only thing pixels belong to an instance
     vote = np.where(tv.max(1) > 0, thing_ids[tv.argmax(1)] if thing_ids.size else -1, -1)
     keep = (area >= max(1, cfg.min_instance_area)) & (vote >= 0)
     keep[0] = False
@@ -196,25 +243,28 @@ def build_result(semantic: np.ndarray, instance: np.ndarray, center_score: np.nd
     new_id[kept] = np.arange(1, len(kept) + 1)
     cls_of_new = np.concatenate([[-1], vote[kept]])
     score_of_new = np.concatenate([[0.0], np.asarray(center_score, np.float64)[kept - 1]])
+    class_of_k = np.full(K + 1, C, np.int64)  # thing pixels outside kept instances -> unlabeled
+    class_of_k[kept] = vote[kept]
 
-    inst_out = new_id[ins]
-    class_lut = np.full(K + 1, C, np.int64)  # thing pixels outside kept instances -> unlabeled
-    class_lut[kept] = vote[kept]
-    sem_out = np.where(is_thing_px, class_lut[ins], sem)
+    # decisions per (k, c): stuff pixels ignore k; thing pixels take their instance's id and class
+    k_eff = np.where(is_thing[None, :], np.arange(K + 1)[:, None], 0)  # (K + 1, C + 1)
+    ins_tab = new_id[k_eff]
+    sem_tab = np.where(is_thing[None, :], class_of_k[k_eff], np.arange(C + 1)[None, :])
     if cfg.stuff_area_min > 0:  # stuff area filter (per class, like Panoptic-DeepLab's stuff_area)
-        counts = np.bincount(sem_out, weights=wa, minlength=C + 1)
+        counts = np.bincount(sem_tab.ravel(), weights=votes.ravel(), minlength=C + 1)
         drop = np.zeros(C + 1, bool)
         stuff = np.asarray(taxonomy.stuff_ids, np.int64)
         drop[stuff] = counts[stuff] < cfg.stuff_area_min
         if drop.any():
-            sem_out = np.where(drop[sem_out], C, sem_out)
-    sem_lut = np.arange(C + 1, dtype=np.int64)
-    sem_lut[C] = unl
-    semantic_small = sem_lut[sem_out].astype(semantic_dtype(taxonomy)).reshape(h, w)
-    instance_small = inst_out.astype(np.uint16).reshape(h, w)
-    pan_lut = np.arange(C + 1, dtype=np.int32) * np.int32(taxonomy.label_divisor)
-    panoptic_small = (pan_lut[sem_out] + inst_out.astype(np.int32)).reshape(h, w)
-    panoptic_small[semantic_small == unl] = VOID
+            sem_tab = np.where(drop[sem_tab], C, sem_tab)
+    void = sem_tab == C
+    pan_tab = (sem_tab * taxonomy.label_divisor + ins_tab).astype(np.int32)
+    pan_tab[void] = VOID
+    sem_tab[void] = unl
+
+    semantic_small = sem_tab.astype(semantic_dtype(taxonomy)).ravel().take(key).reshape(h, w)
+    instance_small = ins_tab.astype(np.uint16).ravel().take(key).reshape(h, w)
+    panoptic_small = pan_tab.ravel().take(key).reshape(h, w)
     records = instance_records(instance_small, cls_of_new, score_of_new, (H, W))
     return PanopticResult(semantic=labels_to_input(semantic_small, (H, W)),
                           instance=labels_to_input(instance_small, (H, W)),

@@ -6,6 +6,7 @@ import pytest
 from panoptic_ros.postprocess import PostprocessConfig, build_result, instance_records, majority_vote
 from panoptic_ros.preprocess import Preprocessor, labels_to_input
 from panoptic_ros.taxonomy import Taxonomy
+from panoptic_ros.types import Instance
 
 TAX = Taxonomy.default()
 ROAD, SIDEWALK, SKY, PERSON, CAR, BIKE = 0, 1, 4, 5, 6, 7
@@ -134,3 +135,75 @@ def test_counting_at_network_resolution_is_exact(hw):
         assert inst.bbox == (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1)
         assert inst.area == len(ys)
         assert inst.centroid == pytest.approx((xs.mean(), ys.mean()))
+
+
+def _reference_result(sem, ins, score, hw, tax, cfg):
+    """The definition, written the slow obvious way: upsample the network maps to the input size
+    first, then decide per instance with full-size masks. build_result must equal this exactly."""
+    C, K = tax.num_classes, len(score)
+    S = np.clip(labels_to_input(sem.astype(np.int32), hw).astype(np.int64), 0, C)
+    I = np.clip(labels_to_input(ins.astype(np.int32), hw).astype(np.int64), 0, K)
+    thing = np.isin(S, tax.thing_ids)
+    I[~thing] = 0
+    kept = []  # (k, class) in TopK order
+    for k in np.unique(I[I > 0]):
+        m = I == k
+        votes = [np.count_nonzero(m & (S == t)) for t in sorted(tax.thing_ids)]
+        if m.sum() >= max(1, cfg.min_instance_area):
+            kept.append((int(k), sorted(tax.thing_ids)[int(np.argmax(votes))]))  # ties -> smaller class id
+    out_sem = np.where(thing, C, S)
+    out_ins = np.zeros(S.shape, np.int64)
+    for new, (k, cls) in enumerate(kept, 1):
+        m = I == k
+        out_sem[m], out_ins[m] = cls, new
+    for c in tax.stuff_ids:
+        m = out_sem == c
+        if 0 < m.sum() < cfg.stuff_area_min:
+            out_sem[m] = C
+    void = out_sem == C
+    records = []
+    for new, (k, cls) in enumerate(kept, 1):
+        ys, xs = np.nonzero(out_ins == new)
+        records.append(Instance(id=new, class_id=cls, score=float(score[k - 1]),
+                                bbox=(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
+                                area=len(ys), centroid=(float(xs.mean()), float(ys.mean()))))
+    return (np.where(void, 255, out_sem).astype(np.uint8), out_ins.astype(np.uint16),
+            np.where(void, -1, out_sem * tax.label_divisor + out_ins).astype(np.int32), tuple(records))
+
+
+def _network_like_maps(seed):
+    """A synthetic scene at the network size, made to look like network output: int32 maps, centre
+    values 1..K with a few centres missing, stray class blobs inside instances (majority vote), and
+    void (255) pixels the post-processing must treat as unlabeled."""
+    from panoptic_ros.synthetic import generate_scene
+
+    rng = np.random.default_rng(seed)
+    sc = generate_scene(seed, 240, 320, TAX)
+    sem = sc.semantic.astype(np.int32)
+    ins = np.where(np.isin(sem, TAX.thing_ids), sc.instance.astype(np.int32), 0)
+    for _ in range(rng.integers(0, 6)):  # stray blobs of another class (thing or stuff)
+        y, x = rng.integers(0, 236), rng.integers(0, 316)
+        sem[y:y + rng.integers(1, 5), x:x + rng.integers(1, 5)] = rng.integers(0, TAX.num_classes)
+    ins[np.isin(ins, rng.integers(1, 8, 2))] = 0  # centres below threshold: thing pixels without instance
+    K = 32
+    score = np.zeros(K, np.float32)
+    n = int(min(K, ins.max()))
+    score[:n] = np.sort(rng.random(n).astype(np.float32))[::-1]
+    return sem, np.minimum(ins, K), score
+
+
+@pytest.mark.parametrize("hw", [(480, 640), (481, 641), (720, 1280), (100, 100)])
+def test_build_result_equals_full_resolution_reference(hw):
+    """50 scenes per input size: label maps, ids and records identical to the slow definition."""
+    cfgs = [PostprocessConfig(), PostprocessConfig(stuff_area_min=0, min_instance_area=0),
+            PostprocessConfig(stuff_area_min=3000, min_instance_area=300)]
+    for seed in range(50):
+        sem, ins, score = _network_like_maps(seed)
+        cfg = cfgs[seed % 3]
+        r = build_result(sem, ins, score, hw, TAX, cfg)
+        ref_sem, ref_ins, ref_pan, ref_records = _reference_result(sem, ins, score, hw, TAX, cfg)
+        assert r.semantic.dtype == np.uint8 and r.instance.dtype == np.uint16 and r.panoptic.dtype == np.int32
+        assert np.array_equal(r.semantic, ref_sem), (seed, hw)
+        assert np.array_equal(r.instance, ref_ins), (seed, hw)
+        assert np.array_equal(r.panoptic, ref_pan), (seed, hw)
+        assert r.instances == ref_records, (seed, hw)
