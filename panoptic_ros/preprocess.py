@@ -14,6 +14,7 @@ network pixel; no class mixing) — fast even at 1080p.
 
 from __future__ import annotations
 
+import threading
 from typing import Sequence
 
 import cv2
@@ -37,8 +38,13 @@ def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     h, w = size
     if image.shape[:2] == (h, w):
         return image
-    shrink = image.shape[0] >= h and image.shape[1] >= w
-    return cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    return cv2.resize(image, (w, h), interpolation=interpolation(image.shape[:2], size))
+
+
+def interpolation(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> int:
+    """The cv2 flag for resizing src_hw -> dst_hw: INTER_AREA when shrinking both axes, else INTER_LINEAR."""
+    shrink = src_hw[0] >= dst_hw[0] and src_hw[1] >= dst_hw[1]
+    return cv2.INTER_AREA if shrink else cv2.INTER_LINEAR
 
 
 def to_nchw(images: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
@@ -52,22 +58,60 @@ def to_nchw(images: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.n
     if out is None:
         out = np.empty((len(images), 3, h, w), np.float32)
     for b, im in enumerate(images):
-        out[b] = im.transpose(2, 0, 1)
+        # cv2.split makes 3 contiguous uint8 planes; a contiguous uint8 -> float32 copy per plane is
+        # about twice as fast as the strided out[b] = im.transpose(2, 0, 1) (same values)
+        for c, plane in enumerate(cv2.split(im)):
+            np.copyto(out[b, c], plane)
     return out
 
 
 class Preprocessor:
-    """Resize + layout for a fixed network input size (h, w)."""
+    """Resize + layout for a fixed network input size (h, w).
+
+    Per frame: one ``cv2.resize`` (same flag as ``resize_image``: INTER_AREA down / INTER_LINEAR
+    up, as the model was trained), one ``cv2.split`` into three uint8 planes and one uint8 ->
+    float32 copy per plane into the network input buffer. Every destination is preallocated:
+    fresh 0.2-0.9 MB arrays per frame cost more in page faults than the copies themselves
+    (0.26 ms vs 0.55 ms per VGA frame with fresh arrays here).
+
+    The returned array is reused: it stays valid until the next call **from the same thread**
+    (buffers are per thread, so concurrent callers never share one). Every backend consumes its
+    input within ``infer``, so the Segmenter never holds it longer.
+    """
 
     def __init__(self, input_size: tuple[int, int]) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
+        self._local = threading.local()
+
+    def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """This thread's (n, 3, h, w) float32 input, (h, w, 3) uint8 resize target and 3 uint8 planes."""
+        loc = self._local
+        if not hasattr(loc, "inputs"):
+            h, w = self.input_size
+            loc.inputs = {}
+            loc.resized = np.empty((h, w, 3), np.uint8)
+            loc.planes = [np.empty((h, w), np.uint8) for _ in range(3)]
+        if n not in loc.inputs:
+            loc.inputs[n] = np.zeros((n, 3, *self.input_size), np.float32)
+        return loc.inputs[n], loc.resized, loc.planes
 
     def __call__(self, images: Sequence[np.ndarray], batch: int | None = None) -> np.ndarray:
         """Frames of any sizes -> (max(batch, len), 3, h, w) float32; extra batch rows are zero padding."""
-        resized = [resize_image(im, self.input_size) for im in images]
-        n = max(len(resized), batch or 0)
-        out = np.zeros((n, 3, *self.input_size), np.float32)
-        to_nchw(resized, out[: len(resized)])
+        if len(images) == 0:
+            raise ValueError("Preprocessor needs at least one image")
+        h, w = self.input_size
+        n = max(len(images), batch or 0)
+        out, resized, planes = self._buffers(n)
+        for b, im in enumerate(images):
+            im = check_image(im)
+            if im.shape[:2] == (h, w):
+                src = im
+            else:
+                src = cv2.resize(im, (w, h), dst=resized, interpolation=interpolation(im.shape[:2], (h, w)))
+            cv2.split(src, planes)
+            for c in range(3):
+                np.copyto(out[b, c], planes[c])
+        out[len(images):] = 0.0  # padding rows may hold an earlier, fuller batch
         return out
 
 

@@ -109,6 +109,23 @@ def test_preprocess_any_size(hw):
     assert (x[2] == 0).all() and 0 <= x.min() and x.max() <= 255
 
 
+def test_preprocessor_reused_buffers_match_resize_and_transpose():
+    """Preallocated per-thread buffers change nothing: same values as resize_image + transpose, and
+    padding rows are zero again after a fuller batch used the same buffer."""
+    from panoptic_ros.preprocess import resize_image
+
+    rng = np.random.default_rng(3)
+    pre = Preprocessor((240, 320))
+    for hw in [(480, 640), (240, 320), (100, 100), (481, 641), (200, 700)]:
+        imgs = [rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for _ in range(2)]
+        want = np.zeros((3, 3, 240, 320), np.float32)
+        for b, im in enumerate(imgs):
+            want[b] = resize_image(im, (240, 320)).transpose(2, 0, 1)
+        assert np.array_equal(pre(imgs, batch=3), want)
+        want[1] = 0
+        assert np.array_equal(pre(imgs[:1], batch=3), want)
+
+
 def test_labels_to_input_exact_nearest():
     lab = np.arange(6, dtype=np.int32).reshape(2, 3)
     up = labels_to_input(lab, (4, 6))
