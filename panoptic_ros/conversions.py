@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Collection
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -40,6 +40,7 @@ from .visualize import panoptic_to_rgb
 __all__ = [
     "ImageDecodeError",
     "ImageEncodeError",
+    "LABEL_OUTPUTS",
     "OutputMessages",
     "array_to_image_msg",
     "copy_header",
@@ -114,14 +115,18 @@ def _new_image() -> Image:
         return Image()
 
 
+#: the outputs ``result_to_messages`` builds by default (overlay and panoptic_rgb are opt-in)
+LABEL_OUTPUTS = ("semantic", "instance", "panoptic", "detections")
+
+
 @dataclass
 class OutputMessages:
     """Messages for one frame; ``None`` where not requested."""
 
-    semantic: Image
-    instance: Image
-    panoptic: Image
-    detections: Any  # vision_msgs/Detection2DArray
+    semantic: Image | None
+    instance: Image | None
+    panoptic: Image | None
+    detections: Any  # vision_msgs/Detection2DArray, or None
     panoptic_rgb: Image | None = None
     overlay: Image | None = None
 
@@ -210,25 +215,39 @@ def result_to_messages(
     want_overlay: bool = False,
     want_panoptic_rgb: bool = False,
     overlay_alpha: float = 0.5,
+    outputs: Collection[str] = LABEL_OUTPUTS,
 ) -> OutputMessages:
-    """All output messages of one frame (see the module docstring for the contract).
+    """Output messages of one frame (see the module docstring for the contract).
 
+    ``outputs``: which of semantic, instance, panoptic, detections to build (default all four);
+    the others are ``None`` in the result. The node passes only those with subscribers: a VGA
+    frame's label images are 2.1 MB, and building + serialising unwanted ones was a quarter of
+    the per-frame overhead. Whatever is built comes from the one ``result``, so the ids in the
+    instance image always match the Detection2D ids of the same frame (same header stamp).
     ``image_rgb`` (the decoded input frame, (H, W, 3) uint8) is needed only for the overlay;
     ``want_overlay`` without it raises ValueError. Maps must share the input resolution.
+    Each image message is one copy of its array (``array_to_image_msg``; no copy at all for the
+    dtype conversions when the result already has the contract's dtypes, as Segmenter's does).
     """
+    unknown = set(outputs) - set(LABEL_OUTPUTS)
+    if unknown:
+        raise ValueError(f"unknown output(s) {sorted(unknown)}; known: {list(LABEL_OUTPUTS)}")
     h, w = result.semantic.shape[:2]
     for name in ("instance", "panoptic"):
         if getattr(result, name).shape != (h, w):
             raise ValueError(f"result.{name} shape {getattr(result, name).shape} != semantic shape {(h, w)}")
-    sem, sem_enc = _semantic_image(result.semantic, taxonomy)
-    instance = _as_dtype(result.instance, np.uint16, "instance")
-    panoptic = _as_dtype(result.panoptic, np.int32, "panoptic")
-    msgs = OutputMessages(
-        semantic=array_to_image_msg(sem, sem_enc, header),
-        instance=array_to_image_msg(instance, "16UC1", header),
-        panoptic=array_to_image_msg(panoptic, "32SC1", header),
-        detections=detections_msg(result, header),
-    )
+    msgs = OutputMessages(semantic=None, instance=None, panoptic=None, detections=None)
+    if "semantic" in outputs:
+        sem, sem_enc = _semantic_image(result.semantic, taxonomy)
+        msgs.semantic = array_to_image_msg(sem, sem_enc, header)
+    if "instance" in outputs:
+        msgs.instance = array_to_image_msg(_as_dtype(result.instance, np.uint16, "instance"), "16UC1", header)
+    if "panoptic" in outputs or want_panoptic_rgb:
+        panoptic = _as_dtype(result.panoptic, np.int32, "panoptic")
+        if "panoptic" in outputs:
+            msgs.panoptic = array_to_image_msg(panoptic, "32SC1", header)
+    if "detections" in outputs:
+        msgs.detections = detections_msg(result, header)
     if want_panoptic_rgb:
         msgs.panoptic_rgb = array_to_image_msg(panoptic_to_rgb(panoptic), "rgb8", header)
     if want_overlay:

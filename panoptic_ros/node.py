@@ -50,6 +50,7 @@ _TYPES = {P.STRING: ParameterType.PARAMETER_STRING, P.BOOL: ParameterType.PARAME
           P.INTEGER: ParameterType.PARAMETER_INTEGER, P.DOUBLE: ParameterType.PARAMETER_DOUBLE,
           P.STRING_ARRAY: ParameterType.PARAMETER_STRING_ARRAY}
 OUTPUTS = ("semantic", "instance", "panoptic", "overlay", "detections")
+LABEL_OUTPUTS = ("semantic", "instance", "panoptic", "detections")  # = conversions.LABEL_OUTPUTS (no ROS import here)
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -270,20 +271,31 @@ class PanopticNode(LifecycleNode):
         return img
 
     def _publish(self, frame: Frame, img: Any, result: Any, infer_ms: float) -> None:
+        """Build and publish only the outputs someone subscribes to.
+
+        Label images are large (2.1 MB per VGA frame for semantic + instance + panoptic) and
+        rclpy serialises every published message even without a subscriber, so an output with
+        no subscription is neither built nor published (as the overlay always was). Everything
+        published for a frame comes from the same ``result`` with the input header, so
+        ``instance`` ids and ``detections`` always agree for a stamp.
+        """
         pubs = self._pubs.get(frame.camera)
         if pubs is None:
             return
+        outputs = tuple(n for n in LABEL_OUTPUTS if pubs[n].get_subscription_count() > 0)
         want_overlay = self.cfg["publish_overlay"] and pubs["overlay"].get_subscription_count() > 0
-        want_rgb = self.cfg["publish_panoptic_rgb"] and "panoptic_rgb" in pubs
-        out = self._conv[1](result, frame.msg.header, self.segmenter.taxonomy, image_rgb=img,
-                            want_overlay=want_overlay, want_panoptic_rgb=want_rgb,
-                            overlay_alpha=self.cfg["overlay_alpha"])
-        for name in ("semantic", "instance", "panoptic", "detections"):
-            pubs[name].publish(getattr(out, name))
-        if want_overlay and out.overlay is not None:
-            pubs["overlay"].publish(out.overlay)
-        if want_rgb and out.panoptic_rgb is not None:
-            pubs["panoptic_rgb"].publish(out.panoptic_rgb)
+        want_rgb = (self.cfg["publish_panoptic_rgb"] and "panoptic_rgb" in pubs
+                    and pubs["panoptic_rgb"].get_subscription_count() > 0)
+        if outputs or want_overlay or want_rgb:
+            out = self._conv[1](result, frame.msg.header, self.segmenter.taxonomy, image_rgb=img,
+                                want_overlay=want_overlay, want_panoptic_rgb=want_rgb,
+                                overlay_alpha=self.cfg["overlay_alpha"], outputs=outputs)
+            for name in outputs:
+                pubs[name].publish(getattr(out, name))
+            if want_overlay and out.overlay is not None:
+                pubs["overlay"].publish(out.overlay)
+            if want_rgb and out.panoptic_rgb is not None:
+                pubs["panoptic_rgb"].publish(out.panoptic_rgb)
         latency_ms = (time.monotonic() - frame.t_received) * 1e3
         self.stats[frame.camera].on_processed(latency_ms, float(result.timings.get("infer", infer_ms)))
 

@@ -245,6 +245,25 @@ def test_result_to_messages_optional_outputs_and_errors():
 
 
 @needs_vision_msgs
+def test_result_to_messages_builds_only_requested_outputs():
+    """The node asks only for outputs with subscribers; what it gets equals the full build."""
+    tax = Taxonomy.default()
+    res = make_result(tax)
+    full = conv.result_to_messages(res, header(), tax)
+    for outputs in [(), ("semantic",), ("instance", "detections"), ("panoptic",), conv.LABEL_OUTPUTS]:
+        msgs = conv.result_to_messages(res, header(), tax, outputs=outputs)
+        for name in conv.LABEL_OUTPUTS:
+            if name in outputs:
+                assert getattr(msgs, name) == getattr(full, name), name
+            else:
+                assert getattr(msgs, name) is None, name
+    rgb_only = conv.result_to_messages(res, header(), tax, outputs=(), want_panoptic_rgb=True)
+    assert rgb_only.panoptic is None and rgb_only.panoptic_rgb is not None
+    with pytest.raises(ValueError, match="unknown output"):
+        conv.result_to_messages(res, header(), tax, outputs=("overlay",))
+
+
+@needs_vision_msgs
 def test_semantic_16bit_for_large_taxonomy():
     big = Taxonomy(tuple(ClassInfo(i, f"c{i}", i >= 290, (i % 256, 0, 0)) for i in range(300)))
     res = make_result(big)  # uint8 semantic with 255 unlabeled -> 16UC1 with 65535
