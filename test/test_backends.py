@@ -18,6 +18,8 @@ from panoptic_ros.backends import AUTO_ORDER, BackendError, availability, create
 
 torch = pytest.importorskip("torch")
 
+from model_helpers import default_or_untrained_model_info  # noqa: E402
+
 CUDA = torch.cuda.is_available()
 NO_CUDA = "needs an NVIDIA GPU: torch.cuda.is_available() is False on this machine (CPU-only torch)"
 HAS_TRT = importlib.util.find_spec("tensorrt") is not None
@@ -29,22 +31,7 @@ def model_info(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     cache = tmp_path_factory.mktemp("onnx_cache")
     mp.setenv("PANOPTIC_ROS_CACHE", str(cache))
-    from panoptic_ros.model_store import ModelError, load_model_info
-
-    try:
-        info = load_model_info("default")
-    except ModelError:
-        from panoptic_ros.model import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
-        from panoptic_ros.model_store import save_model
-        from panoptic_ros.synthetic import generate_scene
-
-        torch.manual_seed(0)
-        tax = generate_scene(0, 32, 32).taxonomy
-        d = tmp_path_factory.mktemp("model") / "untrained"
-        save_model(d, build_net(tax.num_classes), tax, input_size=(96, 128), top_k=16, arch=dict(ARCH_DEFAULTS),
-                   mean=DEFAULT_MEAN, std=DEFAULT_STD)
-        info = load_model_info(d)
-    yield info
+    yield default_or_untrained_model_info(tmp_path_factory)
     mp.undo()
 
 

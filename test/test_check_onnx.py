@@ -12,28 +12,16 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from panoptic_ros import onnx_ops  # noqa: E402
 from panoptic_ros.cli import main  # noqa: E402
 
+from model_helpers import default_or_untrained_model_info  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def exported_onnx(tmp_path_factory):
     """The default model's exported ONNX (or, until it lands, a same-architecture untrained export)."""
-    from panoptic_ros.model_store import ModelError, load_model_info, resolve_onnx
+    from panoptic_ros.model_store import resolve_onnx
 
     cache = tmp_path_factory.mktemp("onnx_cache")
-    try:
-        info = load_model_info("default")
-    except ModelError:
-        import torch
-
-        from panoptic_ros.model import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
-        from panoptic_ros.model_store import save_model
-        from panoptic_ros.synthetic import generate_scene
-
-        torch.manual_seed(0)
-        tax = generate_scene(0, 32, 32).taxonomy
-        d = tmp_path_factory.mktemp("model") / "untrained"
-        save_model(d, build_net(tax.num_classes), tax, input_size=(96, 128), top_k=16, arch=dict(ARCH_DEFAULTS),
-                   mean=DEFAULT_MEAN, std=DEFAULT_STD)
-        info = load_model_info(d)
+    info = default_or_untrained_model_info(tmp_path_factory)
     return resolve_onnx(info, batch=1, cache_dir=cache)
 
 

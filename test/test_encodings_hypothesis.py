@@ -22,31 +22,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rosbags.image import message_to_cvimage
-from rosbags.typesys import Stores, get_typestore
 
 from panoptic_ros import encodings as enc
 from panoptic_ros.encodings import ImageDecodeError
 
-TS = get_typestore(Stores.ROS2_KILTED)
-RbImage = TS.types["sensor_msgs/msg/Image"]
-RbCompressed = TS.types["sensor_msgs/msg/CompressedImage"]
-RbHeader = TS.types["std_msgs/msg/Header"]
-RbTime = TS.types["builtin_interfaces/msg/Time"]
+from encoding_cases import CASES, RbCompressed, RbHeader, RbImage, RbTime
 
 # encoding -> (bytes per channel, channels, rosbags-image encoding for the same bytes, tolerance)
-ORACLE = {
-    "rgb8": (1, 3, "rgb8", 0), "bgr8": (1, 3, "bgr8", 0), "rgba8": (1, 4, "rgba8", 0),
-    "bgra8": (1, 4, "bgra8", 0), "mono8": (1, 1, "mono8", 0), "8UC1": (1, 1, "mono8", 0),
-    "8UC3": (1, 3, "bgr8", 0), "8UC4": (1, 4, "bgra8", 0), "mono16": (2, 1, "mono16", 1),
-    "16UC1": (2, 1, "mono16", 1), "rgb16": (2, 3, "rgb16", 1), "bgr16": (2, 3, "bgr16", 1),
-    "rgba16": (2, 4, "rgba16", 1), "bgra16": (2, 4, "bgra16", 1),
-    "yuv422": (1, 2, "yuv422", 0), "uyvy": (1, 2, "uyvy", 0),
-    "yuv422_yuy2": (1, 2, "yuv422_yuy2", 0), "yuyv": (1, 2, "yuyv", 0),
-    "bayer_rggb8": (1, 1, "bayer_rggb8", 0), "bayer_bggr8": (1, 1, "bayer_bggr8", 0),
-    "bayer_gbrg8": (1, 1, "bayer_gbrg8", 0), "bayer_grbg8": (1, 1, "bayer_grbg8", 0),
-    "bayer_rggb16": (2, 1, "bayer_rggb16", 1), "bayer_bggr16": (2, 1, "bayer_bggr16", 1),
-    "bayer_gbrg16": (2, 1, "bayer_gbrg16", 1), "bayer_grbg16": (2, 1, "bayer_grbg16", 1),
-}
+ORACLE = {e: (np.dtype(dtype).itemsize, ch, ref, tol) for e, (dtype, ch, ref, tol) in CASES.items()}
 INVALID_NAMES = ["", "RGB8", "rgb 8", "rgb8 ", "32FC1", "16SC1", "nv12", "bayer_rggb", "jpeg", "mono32", "8UC2"]
 
 COUNTS: Counter = Counter()

@@ -10,22 +10,14 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
-from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
 from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
@@ -34,112 +26,16 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("vision_msgs") is None, reason="vision_msgs not built (scripts/setup)"),
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
-EXE = Path(sys.executable).parent / "panoptic_node"
-PARAMS = ROOT / "config" / "panoptic.yaml"
+from ros_helpers import NodeProcess, RosTester, image_msg, param_msg, stamp_ns  # noqa: E402
+from ros_helpers import ctx  # noqa: E402,F401  (module-scoped fixture)
+
 OUTPUTS = ("semantic", "instance", "panoptic", "panoptic_rgb", "overlay", "detections")
 TAG = f"t{os.getpid()}"
 
 
-def _model_available() -> bool:
-    try:
-        from panoptic_ros.model_store import load_model_info
-
-        load_model_info("default")
-        return True
-    except Exception:
-        return False
-
-
-class NodeProcess:
-    """The node executable in a subprocess, with its output captured for assertions."""
-
-    def __init__(self, ns: str, *ros_args: str) -> None:
-        self.ns = ns
-        cmd = [str(EXE), "--ros-args", "-r", f"__ns:={ns}", "--params-file", str(PARAMS),
-               "-p", "backend:=onnxruntime", "-p", "diagnostics_period:=0.3", *ros_args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0"))
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        self._reader.join(5)
-        return self.proc.returncode
-
-
-class Peer:
-    """A plain rclpy node in this process, spun in a background thread."""
-
-    def __init__(self, ctx, name: str) -> None:
-        self.node = rclpy.create_node(name, context=ctx)
-        self.executor = SingleThreadedExecutor(context=ctx)
-        self.executor.add_node(self.node)
-        self.received: dict[str, list] = {}
-        self._lock = threading.Lock()
-        self._spin = threading.Thread(target=self._run, daemon=True)
-        self._stop = False
-        self._spin.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def collect(self, msg_type, topic: str, qos=10) -> list:
-        box = self.received.setdefault(topic, [])
-        self.node.create_subscription(msg_type, topic, lambda m: box.append(m), qos)
-        return box
-
-    def wait_for(self, pred, timeout: float = 30.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-    def call(self, srv_type, name: str, request, timeout: float = 10.0):
-        client = self.node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-        future = client.call_async(request)
-        self.wait_for(future.done, timeout, f"response from {name}")
-        self.node.destroy_client(client)
-        return future.result()
-
-    def close(self) -> None:
-        self._stop = True
-        self._spin.join(2)
-        self.executor.shutdown()
-        self.node.destroy_node()
-
-
-def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str) -> Image:
-    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3,
-                data=rgb.tobytes())
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
-    msg.header.frame_id = frame_id
-    return msg
-
-
-def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+def start_node(ns: str, *ros_args: str) -> NodeProcess:
+    """This module's nodes report diagnostics every 0.3 s."""
+    return NodeProcess(ns, "-p", "diagnostics_period:=0.3", *ros_args)
 
 
 @pytest.fixture(scope="module")
@@ -150,24 +46,12 @@ def scene():
 
 
 @pytest.fixture(scope="module")
-def ctx():
-    if not EXE.exists():
-        pytest.skip(f"{EXE} not installed (pip install -e .)")
-    if not _model_available():
-        pytest.skip("no default model in models/default yet")
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
-
-
-@pytest.fixture(scope="module")
 def single(ctx):
     """One-camera node: input remapped with -r image:=..., outputs in its namespace."""
     ns = f"/{TAG}_one"
-    node = NodeProcess(ns, "-r", f"image:={ns}_in/image_raw", "-p", "publish_panoptic_rgb:=true",
-                       "-p", "input_qos:=reliable")
-    tester = Peer(ctx, f"{TAG}_tester_one")
+    node = start_node(ns, "-r", f"image:={ns}_in/image_raw", "-p", "publish_panoptic_rgb:=true",
+                      "-p", "input_qos:=reliable")
+    tester = RosTester(ctx, f"{TAG}_tester_one")
     boxes = {o: tester.collect(Image if o != "detections" else _det_type(), f"{ns}/{o}") for o in OUTPUTS}
     from diagnostic_msgs.msg import DiagnosticArray
 
@@ -288,25 +172,17 @@ def test_malformed_frames_are_survived(single, scene):
     assert "bad frame on" in node.output and "weird42" in node.output
 
 
-def _param(name, value) -> ParameterMsg:
-    if isinstance(value, float):
-        v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
-    else:
-        v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
-    return ParameterMsg(name=name, value=v)
-
-
 def test_runtime_parameter_change(single):
     tester, ns = single["tester"], single["ns"]
     srv = f"{ns}/panoptic_node/set_parameters"
-    ok = tester.call(SetParameters, srv, SetParameters.Request(parameters=[_param("center_threshold", 0.25)]))
+    ok = tester.call(SetParameters, srv, SetParameters.Request(parameters=[param_msg("center_threshold", 0.25)]))
     assert ok.results[0].successful, ok.results[0].reason
-    bad = tester.call(SetParameters, srv, SetParameters.Request(parameters=[_param("center_threshold", 1.5)]))
+    bad = tester.call(SetParameters, srv, SetParameters.Request(parameters=[param_msg("center_threshold", 1.5)]))
     assert not bad.results[0].successful
     assert "center_threshold" in bad.results[0].reason and "1.0" in bad.results[0].reason
-    wrong = tester.call(SetParameters, srv, SetParameters.Request(parameters=[_param("center_threshold", "high")]))
+    wrong = tester.call(SetParameters, srv, SetParameters.Request(parameters=[param_msg("center_threshold", "high")]))
     assert not wrong.results[0].successful
-    ro = tester.call(SetParameters, srv, SetParameters.Request(parameters=[_param("backend", "torch")]))
+    ro = tester.call(SetParameters, srv, SetParameters.Request(parameters=[param_msg("backend", "torch")]))
     assert not ro.results[0].successful and "read-only" in ro.results[0].reason
     got = tester.call(GetParameters, f"{ns}/panoptic_node/get_parameters",
                       GetParameters.Request(names=["center_threshold", "backend"]))
@@ -339,9 +215,9 @@ def test_sigint_exits_zero(single):
 
 def test_two_cameras_one_node(ctx, scene):
     ns = f"/{TAG}_two"
-    node = NodeProcess(ns, "-p", "cameras:=[front, rear]", "-r", f"front/image:={ns}_in/front",
-                       "-r", f"rear/image:={ns}_in/rear/compressed")
-    tester = Peer(ctx, f"{TAG}_tester_two")
+    node = start_node(ns, "-p", "cameras:=[front, rear]", "-r", f"front/image:={ns}_in/front",
+                      "-r", f"rear/image:={ns}_in/rear/compressed")
+    tester = RosTester(ctx, f"{TAG}_tester_two")
     try:
         det = _det_type()
         boxes = {c: tester.collect(det, f"{ns}/{c}/detections") for c in ("front", "rear")}
@@ -377,7 +253,7 @@ def test_two_cameras_one_node(ctx, scene):
 @pytest.mark.parametrize("override,named", [("model:=/nonexistent/model.onnx", "/nonexistent/model.onnx"),
                                              ("backend:=cuda-magic", "cuda-magic")])
 def test_configure_failure_exits_nonzero(ctx, override, named):
-    node = NodeProcess(f"/{TAG}_bad", "-p", override)
+    node = start_node(f"/{TAG}_bad", "-p", override)
     try:
         rc = node.proc.wait(60)
     finally:
@@ -397,8 +273,8 @@ def test_latency_480x640(ctx, scene):
     ns = f"/{TAG}_lat"
     # reliable input: with Fast DDS over UDP loopback (rmem_default 212 KB) best-effort 900 KB frames
     # are mostly lost on this host (docs/node.md, "Large images and best effort")
-    node = NodeProcess(ns, "-r", f"image:={ns}_in", "-p", "stats_window:=1000", "-p", "input_qos:=reliable")
-    tester = Peer(ctx, f"{TAG}_tester_lat")
+    node = start_node(ns, "-r", f"image:={ns}_in", "-p", "stats_window:=1000", "-p", "input_qos:=reliable")
+    tester = RosTester(ctx, f"{TAG}_tester_lat")
     try:
         sem = tester.collect(Image, f"{ns}/semantic")
         diags = tester.collect(DiagnosticArray, "/diagnostics")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -13,7 +12,6 @@ import pytest
 
 from panoptic_ros import bagtools as bt
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
@@ -82,10 +80,9 @@ def test_replay_to_real_node_rate0(tmp_path, ros, record_property):
     n = 20
     bag = bt.write_synthetic_bag(tmp_path / "bag", frames=n, height=240, width=320)
     ns = f"/t_replay_node_{os.getpid()}"
-    cmd = [str(BIN / "panoptic_node"), "--ros-args", "-r", f"__ns:={ns}", "-r", f"image:={ns}/camera/image_raw",
-           "--params-file", str(REPO / "config" / "panoptic.yaml"), "-p", "backend:=onnxruntime",
-           "-p", "threads:=1"]
-    node = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    from ros_helpers import NodeProcess
+
+    node = NodeProcess(ns, "-p", "threads:=1", "-r", f"image:={ns}/camera/image_raw")
     writer = bt.BagWriter(tmp_path / "rec").open()
     rec = None
     try:
@@ -94,7 +91,7 @@ def test_replay_to_real_node_rate0(tmp_path, ros, record_property):
         rec = bt.TopicRecorder(writer, topics, latched=[f"{ns}/label_info"], node_name="t_replay_node_rec").start()
         deadline = time.monotonic() + 120
         while rec.publisher_count(f"{ns}/semantic") == 0:
-            assert node.poll() is None, node.stdout.read()
+            assert node.alive(), node.output
             assert time.monotonic() < deadline, "panoptic_node did not come up"
             time.sleep(0.1)
         proc = _replay_cli(bag.path, "--remap", f"/camera/image_raw:={ns}/camera/image_raw", "--rate", "0",
@@ -112,14 +109,8 @@ def test_replay_to_real_node_rate0(tmp_path, ros, record_property):
         if rec is not None:
             rec.stop()
         writer.close()
-        if node.poll() is None:
-            node.send_signal(signal.SIGINT)
-        try:
-            out, _ = node.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            node.kill()
-            out, _ = node.communicate()
-    assert node.returncode == 0, out
+        rc = node.stop()
+    assert rc == 0, node.output
     got = rec.stamps[f"{ns}/semantic"]
     dropped = n - len(got)
     record_property("replay_rate0_sent", n)

@@ -36,7 +36,8 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("vision_msgs") is None, reason="vision_msgs not built (scripts/setup)"),
 ]
 
-from test_robust_params import EXE, NodeProcess, RosTester, stamp_ns  # noqa: E402
+from ros_helpers import NodeProcess, RosTester, stamp_ns  # noqa: E402
+from ros_helpers import ctx  # noqa: E402,F401  (module-scoped fixture)
 
 TAG = f"ri{os.getpid()}"
 SEED = 8
@@ -232,22 +233,6 @@ def test_generator_is_deterministic_and_mixed():
 # ------------------------------------------------------------------------------------------
 # the run
 # ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def ctx():
-    if not EXE.exists():
-        pytest.skip(f"{EXE} not installed (pip install -e .)")
-    try:
-        from panoptic_ros.model_store import load_model_info
-
-        load_model_info("default")
-    except Exception:
-        pytest.skip("no default model in models/default yet")
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
-
-
 def _diag_counts(diag_box: list, prefix: str) -> dict[str, dict[str, str]]:
     """camera -> latest KeyValues of this node's statuses."""
     out: dict[str, dict[str, str]] = {}
@@ -262,8 +247,8 @@ def test_hostile_frames_survived(ctx):
     from diagnostic_msgs.msg import DiagnosticArray
 
     ns = f"/{TAG}"
-    node = NodeProcess(ns, "-p", "cameras:=[raw, comp]", "-p", "max_batch:=1", "-p", "input_qos:=reliable",
-                       "-p", "diagnostics_period:=0.1", "-p", "bad_frame_log_period:=60.0",
+    node = NodeProcess(ns, "-p", "threads:=1", "-p", "cameras:=[raw, comp]", "-p", "max_batch:=1",
+                       "-p", "input_qos:=reliable", "-p", "diagnostics_period:=0.1", "-p", "bad_frame_log_period:=60.0",
                        "-p", f"max_image_pixels:={MAX_IMAGE_PIXELS}",
                        "-r", f"raw/image:={ns}/in/raw", "-r", f"comp/image:={ns}/in/comp/compressed")
     tester = RosTester(ctx, f"{TAG}_tester")

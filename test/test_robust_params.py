@@ -10,22 +10,14 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
-from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
 pytestmark = [
@@ -33,151 +25,18 @@ pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("vision_msgs") is None, reason="vision_msgs not built (scripts/setup)"),
 ]
 
-ROOT = Path(__file__).resolve().parents[1]
-EXE = Path(sys.executable).parent / "panoptic_node"
+from ros_helpers import NodeProcess, RosTester, from_pvalue, image_msg, param_msg, stamp_ns  # noqa: E402
+from ros_helpers import ctx  # noqa: E402,F401  (module-scoped fixture)
+
 TAG = f"rp{os.getpid()}"
-
-
-class NodeProcess:
-    """``panoptic_node`` as launch_ros starts it; output captured; SIGINT must give exit 0."""
-
-    def __init__(self, ns: str, *ros_args: str) -> None:
-        cmd = [str(EXE), "--ros-args", "-r", f"__ns:={ns}", "--params-file", str(ROOT / "config" / "panoptic.yaml"),
-               "-p", "backend:=onnxruntime", "-p", "threads:=1", *ros_args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0"))
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=lambda: [self.lines.append(ln.rstrip()) for ln in self.proc.stdout],
-                                        daemon=True)
-        self._reader.start()
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        self._reader.join(5)
-        return self.proc.returncode
-
-
-class RosTester:
-    def __init__(self, ctx, name: str) -> None:
-        self.node = rclpy.create_node(name, context=ctx)
-        self.executor = SingleThreadedExecutor(context=ctx)
-        self.executor.add_node(self.node)
-        self._stop = False
-        self._spin = threading.Thread(target=self._run, daemon=True)
-        self._spin.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            self.executor.spin_once(timeout_sec=0.05)
-
-    def collect(self, msg_type, topic: str, qos=10) -> list:
-        box: list = []
-        self.node.create_subscription(msg_type, topic, box.append, qos)
-        return box
-
-    @staticmethod
-    def wait_for(pred, timeout: float = 30.0, what: str = "condition") -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if pred():
-                return
-            time.sleep(0.02)
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-    def call(self, srv_type, name: str, request, timeout: float = 15.0):
-        client = self.node.create_client(srv_type, name)
-        try:
-            assert client.wait_for_service(timeout_sec=timeout), f"service {name} not available"
-            future = client.call_async(request)
-            self.wait_for(future.done, timeout, f"response from {name}")
-            return future.result()
-        finally:
-            self.node.destroy_client(client)
-
-    def close(self) -> None:
-        self._stop = True
-        self._spin.join(2)
-        self.executor.shutdown()
-        self.node.destroy_node()
-
-
-def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "cam") -> Image:
-    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3, data=rgb.tobytes())
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
-    msg.header.frame_id = frame_id
-    return msg
-
-
-def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-
-
-def pvalue(v) -> ParameterValue:
-    """Python value -> rcl_interfaces ParameterValue (exact type: 1 is an integer, 1.0 a double)."""
-    if v is None:
-        return ParameterValue(type=ParameterType.PARAMETER_NOT_SET)
-    if isinstance(v, bool):
-        return ParameterValue(type=ParameterType.PARAMETER_BOOL, bool_value=v)
-    if isinstance(v, int):
-        return ParameterValue(type=ParameterType.PARAMETER_INTEGER, integer_value=v)
-    if isinstance(v, float):
-        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=v)
-    if isinstance(v, str):
-        return ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=v)
-    if isinstance(v, list) and all(isinstance(x, str) for x in v):
-        return ParameterValue(type=ParameterType.PARAMETER_STRING_ARRAY, string_array_value=v)
-    if isinstance(v, list) and all(isinstance(x, float) for x in v):
-        return ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=v)
-    if isinstance(v, bytes):
-        return ParameterValue(type=ParameterType.PARAMETER_BYTE_ARRAY, byte_array_value=[bytes([b]) for b in v])
-    raise TypeError(v)
-
-
-def from_pvalue(pv: ParameterValue):
-    t = pv.type
-    return {ParameterType.PARAMETER_BOOL: lambda: pv.bool_value,
-            ParameterType.PARAMETER_INTEGER: lambda: pv.integer_value,
-            ParameterType.PARAMETER_DOUBLE: lambda: pv.double_value,
-            ParameterType.PARAMETER_STRING: lambda: pv.string_value,
-            ParameterType.PARAMETER_STRING_ARRAY: lambda: list(pv.string_array_value),
-            ParameterType.PARAMETER_NOT_SET: lambda: None}.get(t, lambda: ("type", t))()
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    if not EXE.exists():
-        pytest.skip(f"{EXE} not installed (pip install -e .)")
-    try:
-        from panoptic_ros.model_store import load_model_info
-
-        load_model_info("default")
-    except Exception:
-        pytest.skip("no default model in models/default yet")
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.try_shutdown(context=context)
+CALL_TIMEOUT = 15.0  # parameter service calls
 
 
 @pytest.fixture(scope="module")
 def running(ctx):
     ns = f"/{TAG}"
     fq = f"{ns}/panoptic_node"
-    node = NodeProcess(ns, "-r", f"image:={ns}/cam", "-p", "input_qos:=reliable")
+    node = NodeProcess(ns, "-p", "threads:=1", "-r", f"image:={ns}/cam", "-p", "input_qos:=reliable")
     tester = RosTester(ctx, f"{TAG}_tester")
     sem = tester.collect(Image, f"{ns}/semantic")
     pub = tester.node.create_publisher(Image, f"{ns}/cam", 10)
@@ -196,13 +55,14 @@ def running(ctx):
 
 
 def get_params(s, names: list[str]) -> dict:
-    res = s["tester"].call(GetParameters, f"{s['fq']}/get_parameters", GetParameters.Request(names=names))
+    res = s["tester"].call(GetParameters, f"{s['fq']}/get_parameters", GetParameters.Request(names=names),
+                            timeout=CALL_TIMEOUT)
     return {n: from_pvalue(v) for n, v in zip(names, res.values)}
 
 
 def set_param(s, name: str, value):
-    req = SetParameters.Request(parameters=[ParameterMsg(name=name, value=pvalue(value))])
-    res = s["tester"].call(SetParameters, f"{s['fq']}/set_parameters", req)
+    req = SetParameters.Request(parameters=[param_msg(name, value)])
+    res = s["tester"].call(SetParameters, f"{s['fq']}/set_parameters", req, timeout=CALL_TIMEOUT)
     assert len(res.results) == 1
     return res.results[0]
 
@@ -287,10 +147,11 @@ def test_atomic_set_all_or_nothing(running):
     s = running
     before = get_params(s, ["center_threshold", "stuff_area_min"])
     req = SetParametersAtomically.Request(parameters=[
-        ParameterMsg(name="center_threshold", value=pvalue(0.33)),
-        ParameterMsg(name="stuff_area_min", value=pvalue(-5)),
+        param_msg("center_threshold", 0.33),
+        param_msg("stuff_area_min", -5),
     ])
-    res = s["tester"].call(SetParametersAtomically, f"{s['fq']}/set_parameters_atomically", req)
+    res = s["tester"].call(SetParametersAtomically, f"{s['fq']}/set_parameters_atomically", req,
+                           timeout=CALL_TIMEOUT)
     assert not res.result.successful and res.result.reason
     assert get_params(s, ["center_threshold", "stuff_area_min"]) == before
     still_publishing(s)
