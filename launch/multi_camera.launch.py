@@ -29,7 +29,13 @@ def generate_launch_description():
                               description="Inference backend: auto | onnxruntime | torch | tensorrt."),
         DeclareLaunchArgument("namespace", default_value="panoptic",
                               description="Namespace of the node and its output topics."),
+        DeclareLaunchArgument("dds_profile", default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
+                              description="Fast DDS profile file for the node (FASTDDS_DEFAULT_PROFILES_FILE): the "
+                                          "shipped one has a 16 MiB shared-memory segment so frames > 512 KiB are "
+                                          "not lost over best effort; '' = Fast DDS defaults. Ignored when "
+                                          "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already."),
     ]
+    user_profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
     node = Node(
         package="panoptic_ros",
         executable="panoptic_node",
@@ -38,6 +44,7 @@ def generate_launch_description():
         parameters=[LaunchConfiguration("params_file"),
                     {"cameras": ["front", "rear"], "backend": LaunchConfiguration("backend")}],
         remappings=[("front/image", LaunchConfiguration("front")), ("rear/image", LaunchConfiguration("rear"))],
+        additional_env=None if user_profile else {"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
         output="screen",
         emulate_tty=True,
     )

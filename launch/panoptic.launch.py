@@ -5,6 +5,9 @@
 
 Outputs appear in ``namespace`` (semantic, instance, panoptic, overlay, detections, label_info;
 /diagnostics). Parameters: config/panoptic.yaml (override with params_file:=...).
+The node gets FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_frames.xml (16 MiB shared-memory
+segment, so camera frames > 512 KiB survive best effort) unless it is set already; dds_profile:=''
+keeps Fast DDS defaults. Give the camera driver the same profile.
 """
 
 import os
@@ -30,7 +33,13 @@ def generate_launch_description():
                               description="Model directory, 'default', or an .onnx file."),
         DeclareLaunchArgument("namespace", default_value="panoptic",
                               description="Namespace of the node and its output topics."),
+        DeclareLaunchArgument("dds_profile", default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
+                              description="Fast DDS profile file for the node (FASTDDS_DEFAULT_PROFILES_FILE): the "
+                                          "shipped one has a 16 MiB shared-memory segment so frames > 512 KiB are "
+                                          "not lost over best effort; '' = Fast DDS defaults. Ignored when "
+                                          "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already."),
     ]
+    user_profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
     node = Node(
         package="panoptic_ros",
         executable="panoptic_node",
@@ -39,6 +48,7 @@ def generate_launch_description():
         parameters=[LaunchConfiguration("params_file"),
                     {"backend": LaunchConfiguration("backend"), "model": LaunchConfiguration("model")}],
         remappings=[("image", LaunchConfiguration("image"))],
+        additional_env=None if user_profile else {"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
         output="screen",
         emulate_tty=True,
     )

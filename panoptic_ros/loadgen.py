@@ -57,42 +57,16 @@ def ros_env(base: dict | None = None) -> dict:
     return env
 
 
-FASTDDS_LARGE_SHM_XML = """<?xml version="1.0" encoding="UTF-8" ?>
-<dds xmlns="http://www.eprosima.com">
-  <profiles>
-    <transport_descriptors>
-      <transport_descriptor>
-        <transport_id>shm_large</transport_id>
-        <type>SHM</type>
-        <segment_size>{size}</segment_size>
-        <maxMessageSize>{size}</maxMessageSize>
-      </transport_descriptor>
-      <transport_descriptor>
-        <transport_id>udp</transport_id>
-        <type>UDPv4</type>
-      </transport_descriptor>
-    </transport_descriptors>
-    <participant profile_name="panoptic_large_shm" is_default_profile="true">
-      <rtps>
-        <userTransports>
-          <transport_id>shm_large</transport_id>
-          <transport_id>udp</transport_id>
-        </userTransports>
-        <useBuiltinTransports>false</useBuiltinTransports>
-      </rtps>
-    </participant>
-  </profiles>
-</dds>
-"""
-
-
 def use_large_shm(size_mb: int = 16) -> Path:
     """Fast DDS's default shared-memory segment (512 KiB) cannot hold a 640x480 rgb8 frame, so such
-    frames go over UDP fragments and best-effort readers lose most of them. This writes a profile with
-    a ``size_mb`` segment and points FASTDDS_DEFAULT_PROFILES_FILE (this process and every child) at it."""
-    path = Path(tempfile.gettempdir()) / f"panoptic_fastdds_shm_{size_mb}mb.xml"
-    path.write_text(FASTDDS_LARGE_SHM_XML.format(size=int(size_mb) * 2**20))
-    os.environ["FASTDDS_DEFAULT_PROFILES_FILE"] = str(path)
+    frames go over UDP fragments and best-effort readers lose most of them. Points
+    FASTDDS_DEFAULT_PROFILES_FILE (this process and every child) at a profile with a ``size_mb``
+    segment: the shipped config/fastdds_large_frames.xml for 16 MiB, else a copy of it with the size
+    changed (dds_profile.large_shm_profile). ``bench --large-shm`` asks for it, so it overrides."""
+    from .dds_profile import ENV, large_shm_profile
+
+    path = large_shm_profile(size_mb)
+    os.environ[ENV] = str(path)
     return path
 
 

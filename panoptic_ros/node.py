@@ -42,6 +42,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_policy_name_from_kind
 from sensor_msgs.msg import CompressedImage, Image
 
+from . import dds_profile
 from . import params as P
 from .frame_slots import Frame, FrameSlots, InferenceWorker
 from .stats import CameraStats, Throttle, camera_status
@@ -373,6 +374,8 @@ def main(args: list[str] | None = None) -> int:
     rc = 0
     try:
         node = PanopticNode()
+        if node.cfg["input_qos"] == "sensor_data" and not dds_profile.user_profile():
+            node.get_logger().info(dds_profile.hint())  # large frames over best effort: see the shipped profile
         if node.cfg["autostart"]:
             if node.trigger_configure() != SUCCESS or node.trigger_activate() != SUCCESS:
                 if not rclpy.ok(context=node.context):
