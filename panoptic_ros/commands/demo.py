@@ -7,7 +7,8 @@
 3. With ``--live``: also starts the real ``panoptic_node`` as a subprocess, replays the camera
    bag to it over DDS at ``--rate`` and records its outputs into ``OUT/live_bag``; reports how
    many frames the node dropped (latest-frame policy) and whether the live results equal the
-   offline ones.
+   offline ones. Replay, recorder and node use ``--dds-profile`` (default: the shipped
+   config/fastdds_large_frames.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is set already.
 4. Reads the outputs back from the bag, scores them against the ground truth (PQ / SQ / RQ),
    writes ``OUT/overlays/*.png``, ``OUT/contact_sheet.png`` (input | prediction | ground truth)
    and ``OUT/summary.txt``.
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import dds_profile
+
 HELP = "generate a synthetic camera bag, segment it like the node does, score it, write overlays + contact sheet"
 
 CAMERA_TOPIC = "/camera/image_raw"
@@ -43,6 +46,7 @@ def add_arguments(p) -> None:
     p.add_argument("--live", action="store_true",
                    help="also run the real panoptic_node over DDS (replay + record) and compare")
     p.add_argument("--rate", type=float, default=1.0, help="--live replay rate factor (default 1; 0 = max)")
+    dds_profile.add_argument(p)
 
 
 def _image_array(msg) -> np.ndarray:
@@ -133,6 +137,11 @@ def run(args) -> int:
     # 3. live run over DDS
     live = None
     if args.live:
+        try:  # this process (replay, recorder) and the node it starts; an existing env setting wins
+            dds_profile.apply(getattr(args, "dds_profile", None))
+        except FileNotFoundError as exc:
+            print(f"demo: {exc}", file=sys.stderr)
+            return 2
         live = run_live(out, cam, cfg, rate=args.rate, storage=args.storage)
 
     # 4. score, pictures, summary

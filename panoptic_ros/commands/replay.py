@@ -6,7 +6,9 @@ paced by the recorded log times scaled by ``--rate`` (``--rate 0``: as fast as p
 ``--clock`` also publishes rosgraph_msgs/Clock on /clock with the bag's time, for nodes
 running with ``use_sim_time``. Publishers are reliable (depth ``--depth``) by default so a
 fast replay is not lost inside DDS; the subscriber's own QoS decides what it keeps (the
-node's sensor-data input keeps only the latest frame).
+node's sensor-data input keeps only the latest frame). ``--dds-profile`` (default: the shipped
+config/fastdds_large_frames.xml, 16 MiB shared-memory segment) unless FASTDDS_DEFAULT_PROFILES_FILE
+is set already.
 
 Last stdout line: ``frames=N topics=K seconds=S skipped=M loops=L``.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import sys
 import time
+
+from .. import dds_profile
 
 HELP = "publish a bag's image topics over ROS 2 with their original stamps (rate-scaled; optional /clock)"
 
@@ -38,6 +42,7 @@ def add_arguments(p) -> None:
                    help="sleep SEC seconds after creating the publishers (discovery) before the first frame")
     p.add_argument("--ack-timeout", type=float, default=5.0, metavar="SEC",
                    help="at the end, wait up to SEC seconds for reliable subscribers to acknowledge everything")
+    dds_profile.add_argument(p)
 
 
 def _parse_remaps(items: list[str]) -> dict[str, str]:
@@ -58,7 +63,8 @@ def run(args) -> int:
         return 2
     try:
         remaps = _parse_remaps(args.remap)
-    except ValueError as exc:
+        dds_profile.apply(getattr(args, "dds_profile", None))  # before the first participant; an existing env setting wins
+    except (ValueError, FileNotFoundError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     try:
