@@ -88,6 +88,21 @@ def test_launch_arguments_have_descriptions(path):
     assert used <= declared, f"{path.name}: LaunchConfiguration without DeclareLaunchArgument: {used - declared}"
     if path.name == "panoptic.launch.py":
         assert {"image", "params_file", "backend", "namespace"} <= declared
+    assert "dds_profile" in declared, f"{path.name}: no dds_profile argument (Fast DDS profile for large frames)"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_launch_defaults_name_installed_config_files(path):
+    """Every default of the form os.path.join(share, "config", NAME) is a file in config/ that setup.py installs."""
+    tree = ast.parse(path.read_text())
+    names = [ast.literal_eval(n.args[2]) for n in ast.walk(tree)
+             if isinstance(n, ast.Call) and ast.unparse(n.func) == "os.path.join" and len(n.args) == 3
+             and isinstance(n.args[1], ast.Constant) and n.args[1].value == "config"]
+    assert "panoptic.yaml" in names and "fastdds_large_frames.xml" in names, names
+    for name in names:
+        assert (ROOT / "config" / name).is_file(), f"{path.name}: default config/{name} does not exist"
+        ext = name.rsplit(".", 1)[-1]
+        assert f'glob("config/*.{ext}")' in (ROOT / "setup.py").read_text(), f"setup.py does not install config/*.{ext}"
 
 
 def test_every_parameter_file_sets_only_declared_parameters():
@@ -115,6 +130,7 @@ def test_rviz_config_shows_node_outputs():
 def test_setup_installs_launch_and_config():
     text = (ROOT / "setup.py").read_text()
     assert re.search(r'glob\("launch/\*\.py"\)', text) and re.search(r'glob\("config/\*\.rviz"\)', text)
+    assert re.search(r'glob\("config/\*\.xml"\)', text)  # the Fast DDS profile
 
 
 def _launch_ros_available() -> bool:
