@@ -8,7 +8,8 @@ running with ``use_sim_time``. Publishers are reliable (depth ``--depth``) by de
 fast replay is not lost inside DDS; the subscriber's own QoS decides what it keeps (the
 node's sensor-data input keeps only the latest frame). ``--dds-profile`` (default: the shipped
 config/fastdds_large_frames.xml, 16 MiB shared-memory segment) unless FASTDDS_DEFAULT_PROFILES_FILE
-is set already.
+is set already. At the end the publishers stay up ``--linger`` seconds (default 1) so
+best-effort subscribers such as the node also get the last frames.
 
 Last stdout line: ``frames=N topics=K seconds=S skipped=M loops=L``.
 """
@@ -42,6 +43,9 @@ def add_arguments(p) -> None:
                    help="sleep SEC seconds after creating the publishers (discovery) before the first frame")
     p.add_argument("--ack-timeout", type=float, default=5.0, metavar="SEC",
                    help="at the end, wait up to SEC seconds for reliable subscribers to acknowledge everything")
+    p.add_argument("--linger", type=float, default=1.0, metavar="SEC",
+                   help="at the end, keep the publishers alive SEC seconds so best-effort subscribers take the last "
+                        "frames (Fast DDS discards samples of a vanished writer not yet delivered; default 1)")
     dds_profile.add_argument(p)
 
 
@@ -76,7 +80,7 @@ def run(args) -> int:
             stats = replay(reader, topics, {t: infos[t].msgtype for t in topics}, remaps=remaps, rate=args.rate,
                            loop=args.loop, clock_hz=args.clock, reliable=args.qos == "reliable", depth=args.depth,
                            wait_for_subscribers=args.wait_for_subscribers, start_delay=args.start_delay,
-                           ack_timeout=args.ack_timeout)
+                           ack_timeout=args.ack_timeout, linger=args.linger)
     except bt.BagError as exc:
         print(f"replay: error: {exc}", file=sys.stderr)
         print("frames=0 topics=0 seconds=0 skipped=0 loops=0 error=1")
@@ -92,7 +96,7 @@ def run(args) -> int:
 def replay(reader, topics: list[str], msgtypes: dict[str, str], *, remaps: dict[str, str] | None = None,
            rate: float = 1.0, loop: bool = False, clock_hz: float | None = None, reliable: bool = True,
            depth: int = 100, wait_for_subscribers: float = 0.0, start_delay: float = 0.0,
-           ack_timeout: float = 5.0, node_name: str = "panoptic_replay", progress: bool | None = None) -> dict:
+           ack_timeout: float = 5.0, linger: float = 1.0, node_name: str = "panoptic_replay", progress: bool | None = None) -> dict:
     """Publish ``topics`` of an open ``BagReader``; returns counts (see the module docstring)."""
     import rclpy
     from rclpy.duration import Duration
@@ -185,6 +189,11 @@ def replay(reader, topics: list[str], msgtypes: dict[str, str], *, remaps: dict[
                     p.wait_for_all_acked(Duration(seconds=ack_timeout))
                 except Exception:
                     pass
+        if linger > 0 and not stats["interrupted"] and stats["frames"]:
+            # Best-effort readers never acknowledge; destroying the writer at once races their
+            # receive threads, and Fast DDS drops a vanished writer's undelivered samples (seen in CI:
+            # the node never got the last replayed frame).
+            time.sleep(linger)
         node.destroy_node()
         if own_context and rclpy.ok():
             rclpy.shutdown()
