@@ -16,26 +16,17 @@ import re
 import tempfile
 from pathlib import Path
 
+from .package_files import config_file
+
 PROFILE_FILE = "fastdds_large_frames.xml"
 DEFAULT_SEGMENT_MB = 16
 ENV = "FASTDDS_DEFAULT_PROFILES_FILE"
 LEGACY_ENV = "FASTRTPS_DEFAULT_PROFILES_FILE"
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def shipped_profile() -> Path:
     """config/fastdds_large_frames.xml from the source tree or the installed share directory."""
-    candidates = [PACKAGE_DIR.parent / "config" / PROFILE_FILE]
-    try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("panoptic_ros")) / "config" / PROFILE_FILE)
-    except Exception:  # ament index not available / package not installed through it
-        pass
-    for p in candidates:
-        if p.is_file():
-            return p
-    raise FileNotFoundError(f"{PROFILE_FILE} not found in {', '.join(str(c.parent) for c in candidates)}")
+    return config_file(PROFILE_FILE)
 
 
 def profile_xml(segment_mb: int = DEFAULT_SEGMENT_MB) -> str:

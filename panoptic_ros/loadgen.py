@@ -39,6 +39,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .benchmark import Stats, format_table, growth_pct, summarize, windowed
+from .package_files import config_file
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 
@@ -253,15 +254,9 @@ def node_command() -> list[str]:
 
 
 def default_params_file() -> Path | None:
-    p = REPO_DIR / "config" / "panoptic.yaml"
-    if p.is_file():
-        return p
     try:
-        from ament_index_python.packages import get_package_share_directory
-
-        p = Path(get_package_share_directory("panoptic_ros")) / "config" / "panoptic.yaml"
-        return p if p.is_file() else None
-    except Exception:
+        return config_file("panoptic.yaml")
+    except FileNotFoundError:
         return None
 
 

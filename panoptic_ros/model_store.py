@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .taxonomy import PACKAGE_DIR, Taxonomy, TaxonomyError
+from .package_files import find
+from .taxonomy import Taxonomy, TaxonomyError
 
 WEIGHTS_FILE = "weights.safetensors"
 METADATA_FILE = "metadata.json"
@@ -60,17 +61,10 @@ class ModelInfo:
 
 def default_model_dir() -> Path:
     """models/default from the source tree, else share/panoptic_ros/models/default (ament index)."""
-    candidates = [PACKAGE_DIR.parent / "models" / "default"]
     try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("panoptic_ros")) / "models" / "default")
-    except Exception:  # ament index absent or package not installed
-        pass
-    for c in candidates:
-        if (c / METADATA_FILE).is_file():
-            return c
-    raise ModelError(f"default model not found (looked in {', '.join(map(str, candidates))})")
+        return find("models/default", lambda c: (c / METADATA_FILE).is_file())
+    except FileNotFoundError as exc:
+        raise ModelError(f"default model not found: {exc}") from None
 
 
 def default_cache_dir() -> Path:

@@ -17,9 +17,9 @@ from typing import Any, Mapping
 import yaml
 
 from .backends import BACKEND_NAMES
+from .package_files import config_file
 from .taxonomy import describe_yaml_error
 
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 #: parameter type names (match rclpy Parameter.Type names, lower case)
 STRING, BOOL, INTEGER, DOUBLE, STRING_ARRAY = "string", "bool", "integer", "double", "string_array"
@@ -101,17 +101,10 @@ class ParamsError(ValueError):
 
 def default_config_path() -> Path:
     """config/panoptic.yaml from the source tree or the installed share directory."""
-    candidates = [PACKAGE_DIR.parent / "config" / "panoptic.yaml"]
     try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("panoptic_ros")) / "config" / "panoptic.yaml")
-    except Exception:  # ament index absent or package not installed: source tree only
-        pass
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise ParamsError(f"config/panoptic.yaml not found (looked in {', '.join(map(str, candidates))})")
+        return config_file("panoptic.yaml")
+    except FileNotFoundError as exc:
+        raise ParamsError(str(exc)) from None
 
 
 def load_params_yaml(path: str | Path) -> dict[str, Any]:

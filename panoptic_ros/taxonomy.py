@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 import yaml
 
+from .package_files import config_file
+
 DEFAULT_LABEL_DIVISOR = 1000
-PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 def describe_yaml_error(exc: Exception) -> str:
@@ -145,15 +146,8 @@ class Taxonomy:
 
 def default_classes_path() -> Path:
     """config/classes.yaml, from the source tree or the installed share/ directory."""
-    candidates = [PACKAGE_DIR.parent / "config" / "classes.yaml"]
     try:
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("panoptic_ros")) / "config" / "classes.yaml")
-    except Exception:  # ament index absent or package not installed: source tree only
-        pass
-    for c in candidates:
-        if c.is_file():
-            return c
-    raise TaxonomyError(f"config/classes.yaml not found (looked in {', '.join(map(str, candidates))})")
+        return config_file("classes.yaml")
+    except FileNotFoundError as exc:
+        raise TaxonomyError(str(exc)) from None
 

@@ -86,3 +86,13 @@ def test_yaml_mismatch_is_reported(tmp_path):
     p.write_text("just a string")
     with pytest.raises(params.ParamsError, match="mapping"):
         params.read_params_file(p)
+
+
+def test_shipped_config_files_resolve_from_the_source_tree_and_missing_ones_name_where_they_were_sought():
+    from panoptic_ros import dds_profile, package_files, taxonomy
+
+    assert params.default_config_path() == ROOT / "config" / "panoptic.yaml"
+    assert taxonomy.default_classes_path() == ROOT / "config" / "classes.yaml"
+    assert dds_profile.shipped_profile() == ROOT / "config" / "fastdds_large_frames.xml"
+    with pytest.raises(FileNotFoundError, match=r"config/no_such\.yaml not found \(looked in .*config/no_such\.yaml"):
+        package_files.config_file("no_such.yaml")
