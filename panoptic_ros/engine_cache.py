@@ -25,6 +25,7 @@ import json
 import os
 import stat
 import tempfile
+import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -185,6 +186,29 @@ def ensure_cache_dir(path: str | os.PathLike) -> Path:
 
 
 # -- atomic writes ----------------------------------------------------------------------
+STALE_TEMP_AGE_S = 3600.0
+
+
+def remove_stale_temp_files(directory: str | os.PathLike, max_age_s: float = STALE_TEMP_AGE_S) -> list[Path]:
+    """Delete ``*.tmp`` files older than ``max_age_s`` in ``directory``; returns what was removed.
+
+    Atomic writes leave their temp file behind only when the process is killed (SIGKILL, power
+    loss) between mkstemp and os.replace; a write takes seconds, so an hour-old temp file is
+    abandoned. Without this a robot that is often hard-killed while exporting slowly fills its
+    cache disk with partial ONNX / engine files nobody ever reads.
+    """
+    now = time.time()
+    removed = []
+    for p in Path(directory).glob("*.tmp"):
+        try:
+            if p.is_file() and not p.is_symlink() and now - p.stat().st_mtime > max_age_s:
+                p.unlink()
+                removed.append(p)
+        except OSError:  # raced with another process or not ours: leave it
+            pass
+    return removed
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview, mode: int = 0o600) -> Path:
     """Write ``data`` to ``path`` via a temp file in the same dir + fsync + os.replace.
 

@@ -321,8 +321,10 @@ def resolve_onnx(info: ModelInfo, batch: int = 1, cache_dir: str | Path | None =
     out = cache / f"{info.name}-{'raw-' if raw else ''}{info.input_size[0]}x{info.input_size[1]}-b{batch}-{key}.onnx"
     if out.is_file() and out.stat().st_size > 0:
         return out
+    from .engine_cache import remove_stale_temp_files
     from .export import export_onnx
 
+    remove_stale_temp_files(cache)  # partial exports of processes killed mid-write
     net = load_torch_model(info, raw=True)
     h, w = info.input_size
     export_onnx(net, info.taxonomy.is_thing_lut()[:-1].tolist(), out, height=h, width=w, batch=batch,

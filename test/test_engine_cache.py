@@ -149,6 +149,19 @@ def test_atomic_write_replaces_and_is_private(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["x.engine"]
 
 
+def test_stale_temp_files_are_swept_but_not_fresh_ones_or_engines(tmp_path):
+    old = [tmp_path / ".a.engine.1.tmp", tmp_path / "timing.cache.2.tmp"]
+    fresh, engine = tmp_path / ".b.engine.3.tmp", tmp_path / "a.engine"
+    for p in (*old, fresh, engine):
+        p.write_bytes(b"x")
+    (tmp_path / "link.tmp").symlink_to(engine)
+    for p in (*old, engine):
+        os.utime(p, (0, 0))
+    assert sorted(ec.remove_stale_temp_files(tmp_path)) == sorted(old)
+    assert sorted(os.listdir(tmp_path)) == sorted([fresh.name, engine.name, "link.tmp"])
+    assert ec.remove_stale_temp_files(tmp_path, max_age_s=-1) == [fresh]
+
+
 def test_atomic_write_failure_leaves_no_partial_file(tmp_path, monkeypatch):
     p = tmp_path / "x.engine"
     ec.atomic_write_bytes(p, b"old")

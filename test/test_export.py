@@ -2,6 +2,7 @@
 model_store errors; loading never unpickles."""
 
 import json
+import os
 import pickle
 
 import numpy as np
@@ -68,7 +69,16 @@ def test_parity_with_torch(exported):
 
 def test_resolve_onnx_caches(tmp_path):
     info = load_model_info("default")
+    # a partial export left by a process killed mid-write an hour ago goes; a fresh one (another
+    # process exporting right now) and foreign files stay
+    abandoned, busy, foreign = tmp_path / "default-x.onnx.abc.tmp", tmp_path / "default-y.onnx.def.tmp", tmp_path / "notes"
+    for p in (abandoned, busy, foreign):
+        p.write_bytes(b"partial")
+    for p in (abandoned, foreign):
+        os.utime(p, (p.stat().st_atime - 7200, p.stat().st_mtime - 7200))
     p1 = resolve_onnx(info, batch=1, cache_dir=tmp_path)
+    assert not abandoned.exists() and busy.exists() and foreign.exists()
+    busy.unlink()
     mtime = p1.stat().st_mtime_ns
     p2 = resolve_onnx(info, batch=1, cache_dir=tmp_path)
     assert p1 == p2 and p2.stat().st_mtime_ns == mtime

@@ -257,6 +257,8 @@ class TensorRTBackend(Backend):
         if reason is None:
             self.build_reason = None
             return engine_path
+        for stale in ec.remove_stale_temp_files(cache_dir):
+            self.log(f"tensorrt: removed abandoned partial write {stale.name}")
         self.log(f"tensorrt: building engine {engine_path.name} ({meta.precision}, input {list(meta.input_shape)}): {reason}")
         self._build(meta, cache_dir, slot, shapes)
         self.build_reason = reason
