@@ -119,6 +119,21 @@ def test_onnxruntime_threads_honoured(model_info):
         be.close()
 
 
+def test_onnxruntime_threads_do_not_spin_unless_asked(model_info):
+    """Spinning intra-op threads steal the cores post-processing and publishing need (see the backend)."""
+    from panoptic_ros.backends.onnxruntime import OnnxRuntimeBackend
+
+    key = "session.intra_op.allow_spinning"
+    be = create_backend("onnxruntime", model_info).open()
+    spin = OnnxRuntimeBackend(be.model_path, allow_spinning=True).open()
+    try:
+        assert be._session.get_session_options().get_session_config_entry(key) == "0"
+        assert spin._session.get_session_options().get_session_config_entry(key) == "1"
+    finally:
+        be.close()
+        spin.close()
+
+
 def test_torch_threads_honoured(model_info):
     before = torch.get_num_threads()
     try:
