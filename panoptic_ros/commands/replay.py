@@ -45,7 +45,7 @@ def add_arguments(p) -> None:
                    help="at the end, wait up to SEC seconds for reliable subscribers to acknowledge everything")
     p.add_argument("--linger", type=float, default=1.0, metavar="SEC",
                    help="at the end, keep the publishers alive SEC seconds so best-effort subscribers take the last "
-                        "frames (Fast DDS discards samples of a vanished writer not yet delivered; default 1)")
+                        "frames (they never acknowledge, so --ack-timeout does not wait for them; default 1)")
     dds_profile.add_argument(p)
 
 
@@ -190,9 +190,8 @@ def replay(reader, topics: list[str], msgtypes: dict[str, str], *, remaps: dict[
                 except Exception:
                     pass
         if linger > 0 and not stats["interrupted"] and stats["frames"]:
-            # Best-effort readers never acknowledge; destroying the writer at once races their
-            # receive threads, and Fast DDS drops a vanished writer's undelivered samples (seen in CI:
-            # the node never got the last replayed frame).
+            # Best-effort readers never acknowledge, so nothing above waited for them; destroying
+            # the writer at once races their receive threads for the last frames.
             time.sleep(linger)
         node.destroy_node()
         if own_context and rclpy.ok():
