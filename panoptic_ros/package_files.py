@@ -13,13 +13,13 @@ from typing import Callable
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def candidates(relpath: str, package: str = "panoptic_ros") -> list[Path]:
+def candidates(relpath: str) -> list[Path]:
     """Where ``relpath`` (e.g. ``config/panoptic.yaml``) is looked for, in order."""
     found = [PACKAGE_DIR.parent / relpath]
     try:
         from ament_index_python.packages import get_package_share_directory
 
-        found.append(Path(get_package_share_directory(package)) / relpath)
+        found.append(Path(get_package_share_directory("panoptic_ros")) / relpath)
     except Exception:  # ament index absent or package not installed through it: source tree only
         pass
     return found
