@@ -14,7 +14,10 @@ setup(
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.py")),
-        ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
+        (
+            "share/" + package_name + "/config",
+            glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml"),
+        ),
         ("share/" + package_name + "/models/default", glob("models/default/*")),
     ],
     install_requires=["setuptools", "numpy", "pyyaml"],
@@ -26,7 +29,7 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            "panoptic_node = panoptic_ros.node:main",
+            "panoptic_node = panoptic_ros.ros.node:main",
             "panoptic-ros = panoptic_ros.cli:main",
         ],
     },

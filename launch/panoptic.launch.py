@@ -13,42 +13,67 @@ keeps Fast DDS defaults. Give the camera driver the same profile.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+
+from launch import LaunchDescription
 
 
 def generate_launch_description():
     share = get_package_share_directory("panoptic_ros")
     args = [
-        DeclareLaunchArgument("image", default_value="/camera/image_raw",
-                              description="Input image topic (sensor_msgs/Image; a topic ending in /compressed "
-                                          "is read as sensor_msgs/CompressedImage)."),
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "panoptic.yaml"),
-                              description="Node parameter file (keys under /** ros__parameters)."),
-        DeclareLaunchArgument("backend", default_value="auto",
-                              description="Inference backend: auto | onnxruntime | torch | tensorrt."),
-        DeclareLaunchArgument("model", default_value="default",
-                              description="Model directory, 'default', or an .onnx file."),
-        DeclareLaunchArgument("namespace", default_value="panoptic",
-                              description="Namespace of the node and its output topics."),
-        DeclareLaunchArgument("dds_profile", default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
-                              description="Fast DDS profile file for the node (FASTDDS_DEFAULT_PROFILES_FILE): the "
-                                          "shipped one has a 16 MiB shared-memory segment so frames > 512 KiB are "
-                                          "not lost over best effort; '' = Fast DDS defaults. Ignored when "
-                                          "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already."),
+        DeclareLaunchArgument(
+            "image",
+            default_value="/camera/image_raw",
+            description="Input image topic (sensor_msgs/Image; a topic ending in /compressed "
+            "is read as sensor_msgs/CompressedImage).",
+        ),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=os.path.join(share, "config", "panoptic.yaml"),
+            description="Node parameter file (keys under /** ros__parameters).",
+        ),
+        DeclareLaunchArgument(
+            "backend",
+            default_value="auto",
+            description="Inference backend: auto | onnxruntime | torch | tensorrt.",
+        ),
+        DeclareLaunchArgument(
+            "model",
+            default_value="default",
+            description="Model directory, 'default', or an .onnx file.",
+        ),
+        DeclareLaunchArgument(
+            "namespace",
+            default_value="panoptic",
+            description="Namespace of the node and its output topics.",
+        ),
+        DeclareLaunchArgument(
+            "dds_profile",
+            default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
+            description="Fast DDS profile file for the node (FASTDDS_DEFAULT_PROFILES_FILE): the "
+            "shipped one has a 16 MiB shared-memory segment so frames > 512 KiB are "
+            "not lost over best effort; '' = Fast DDS defaults. Ignored when "
+            "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already.",
+        ),
     ]
-    user_profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE")
+    user_profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get(
+        "FASTRTPS_DEFAULT_PROFILES_FILE"
+    )
     node = Node(
         package="panoptic_ros",
         executable="panoptic_node",
         name="panoptic_node",
         namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"),
-                    {"backend": LaunchConfiguration("backend"), "model": LaunchConfiguration("model")}],
+        parameters=[
+            LaunchConfiguration("params_file"),
+            {"backend": LaunchConfiguration("backend"), "model": LaunchConfiguration("model")},
+        ],
         remappings=[("image", LaunchConfiguration("image"))],
-        additional_env=None if user_profile else {"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
+        additional_env=None
+        if user_profile
+        else {"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
         output="screen",
         emulate_tty=True,
     )

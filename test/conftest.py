@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("ROS_DOMAIN_ID", os.environ.get("PANOPTIC_TEST_DOMAIN_ID", str(1 + os.getpid() % 100)))
+os.environ.setdefault(
+    "ROS_DOMAIN_ID", os.environ.get("PANOPTIC_TEST_DOMAIN_ID", str(1 + os.getpid() % 100))
+)
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")

@@ -6,20 +6,33 @@ from __future__ import annotations
 def default_or_untrained_model_info(tmp_path_factory):
     """ModelInfo of the default model (models/default); until it lands, a freshly initialised network of
     the same architecture saved with model_store.save_model (same export path, same ONNX contract)."""
-    from panoptic_ros.model_store import ModelError, load_model_info
+    from panoptic_ros.families.model_store import ModelError, load_model_info
 
     try:
         return load_model_info("default")
     except ModelError:
         import torch
 
-        from panoptic_ros.model import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
-        from panoptic_ros.model_store import save_model
-        from panoptic_ros.synthetic import generate_scene
+        from panoptic_ros.families.model_store import save_model
+        from panoptic_ros.training.network import (
+            ARCH_DEFAULTS,
+            DEFAULT_MEAN,
+            DEFAULT_STD,
+            build_net,
+        )
+        from panoptic_ros.training.synthetic import generate_scene
 
         torch.manual_seed(0)
         tax = generate_scene(0, 32, 32).taxonomy
         d = tmp_path_factory.mktemp("model") / "untrained"
-        save_model(d, build_net(tax.num_classes), tax, input_size=(96, 128), top_k=16, arch=dict(ARCH_DEFAULTS),
-                   mean=DEFAULT_MEAN, std=DEFAULT_STD)
+        save_model(
+            d,
+            build_net(tax.num_classes),
+            tax,
+            input_size=(96, 128),
+            top_k=16,
+            arch=dict(ARCH_DEFAULTS),
+            mean=DEFAULT_MEAN,
+            std=DEFAULT_STD,
+        )
         return load_model_info(d)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from panoptic_ros.taxonomy import Taxonomy
+from panoptic_ros.core.taxonomy import Taxonomy
 
 
 def _blob(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -28,7 +28,9 @@ def random_gt(rng: np.random.Generator, taxonomy: Taxonomy, h: int, w: int) -> n
     stuff, things = list(taxonomy.stuff_ids), list(taxonomy.thing_ids)
     gt = np.empty((h, w), np.int32)
     # stuff bands; sometimes the same stuff class twice with a second "instance"
-    cuts = np.sort(rng.choice(np.arange(1, h), size=min(h - 1, int(rng.integers(1, 4))), replace=False))
+    cuts = np.sort(
+        rng.choice(np.arange(1, h), size=min(h - 1, int(rng.integers(1, 4))), replace=False)
+    )
     for k, (a, b) in enumerate(zip([0, *cuts], [*cuts, h])):
         cls = int(rng.choice(stuff))
         inst = int(rng.integers(0, 2)) if rng.random() < 0.2 else 0

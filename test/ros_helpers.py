@@ -46,10 +46,24 @@ class NodeProcess:
 
     def __init__(self, ns: str, *ros_args: str) -> None:
         self.ns = ns
-        cmd = [str(EXE), "--ros-args", "-r", f"__ns:={ns}", "--params-file", str(PARAMS),
-               "-p", "backend:=onnxruntime", *ros_args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0"))
+        cmd = [
+            str(EXE),
+            "--ros-args",
+            "-r",
+            f"__ns:={ns}",
+            "--params-file",
+            str(PARAMS),
+            "-p",
+            "backend:=onnxruntime",
+            *ros_args,
+        ]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0"),
+        )
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -134,7 +148,7 @@ def ctx():
     if not EXE.exists():
         pytest.skip(f"{EXE} not installed (pip install -e .)")
     try:
-        from panoptic_ros.model_store import load_model_info
+        from panoptic_ros.families.model_store import load_model_info
 
         load_model_info("default")
     except Exception:
@@ -147,7 +161,13 @@ def ctx():
 
 def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "cam") -> Image:
     """An rgb8 sensor_msgs/Image of ``rgb`` with the given stamp (ns) and frame id."""
-    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding="rgb8", step=rgb.shape[1] * 3, data=rgb.tobytes())
+    msg = Image(
+        height=rgb.shape[0],
+        width=rgb.shape[1],
+        encoding="rgb8",
+        step=rgb.shape[1] * 3,
+        data=rgb.tobytes(),
+    )
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
     msg.header.frame_id = frame_id
     return msg
@@ -174,19 +194,23 @@ def pvalue(v) -> ParameterValue:
     if isinstance(v, list) and all(isinstance(x, float) for x in v):
         return ParameterValue(type=ParameterType.PARAMETER_DOUBLE_ARRAY, double_array_value=v)
     if isinstance(v, bytes):
-        return ParameterValue(type=ParameterType.PARAMETER_BYTE_ARRAY, byte_array_value=[bytes([b]) for b in v])
+        return ParameterValue(
+            type=ParameterType.PARAMETER_BYTE_ARRAY, byte_array_value=[bytes([b]) for b in v]
+        )
     raise TypeError(v)
 
 
 def from_pvalue(pv: ParameterValue):
     """rcl_interfaces ParameterValue -> Python value (``("type", t)`` for types not mapped here)."""
     t = pv.type
-    return {ParameterType.PARAMETER_BOOL: lambda: pv.bool_value,
-            ParameterType.PARAMETER_INTEGER: lambda: pv.integer_value,
-            ParameterType.PARAMETER_DOUBLE: lambda: pv.double_value,
-            ParameterType.PARAMETER_STRING: lambda: pv.string_value,
-            ParameterType.PARAMETER_STRING_ARRAY: lambda: list(pv.string_array_value),
-            ParameterType.PARAMETER_NOT_SET: lambda: None}.get(t, lambda: ("type", t))()
+    return {
+        ParameterType.PARAMETER_BOOL: lambda: pv.bool_value,
+        ParameterType.PARAMETER_INTEGER: lambda: pv.integer_value,
+        ParameterType.PARAMETER_DOUBLE: lambda: pv.double_value,
+        ParameterType.PARAMETER_STRING: lambda: pv.string_value,
+        ParameterType.PARAMETER_STRING_ARRAY: lambda: list(pv.string_array_value),
+        ParameterType.PARAMETER_NOT_SET: lambda: None,
+    }.get(t, lambda: ("type", t))()
 
 
 def param_msg(name: str, value) -> ParameterMsg:

@@ -36,11 +36,14 @@ def model_info(tmp_path_factory):
 
 
 def _inputs(info, seeds, thr=0.1):
-    from panoptic_ros.synthetic import generate_scene
+    from panoptic_ros.training.synthetic import generate_scene
 
     h, w = info.input_size
     imgs = [generate_scene(s, height=h, width=w, taxonomy=info.taxonomy).image for s in seeds]
-    return {"image": np.stack(imgs).transpose(0, 3, 1, 2).astype(np.float32), "center_threshold": np.array([thr], np.float32)}
+    return {
+        "image": np.stack(imgs).transpose(0, 3, 1, 2).astype(np.float32),
+        "center_threshold": np.array([thr], np.float32),
+    }
 
 
 # -- parity -------------------------------------------------------------------------------
@@ -57,10 +60,12 @@ def test_parity_is_not_vacuous(model_info):
     assert out["instance"].max() >= 1
 
 
-
 def test_onnxruntime_and_torch_agree_on_raw_outputs(model_info):
     x = _inputs(model_info, [11])
-    with create_backend("onnxruntime", model_info, threads=1) as ort, create_backend("torch", model_info, threads=1) as tb:
+    with (
+        create_backend("onnxruntime", model_info, threads=1) as ort,
+        create_backend("torch", model_info, threads=1) as tb,
+    ):
         assert ort.input_specs == tb.input_specs
         assert ort.output_specs == tb.output_specs
         a, b = ort.infer(x), tb.infer(x)
@@ -81,8 +86,8 @@ def test_onnxruntime_and_torch_agree_on_raw_outputs(model_info):
 
 
 def test_segmenter_panoptic_maps_agree(model_info):
-    from panoptic_ros.pipeline import Segmenter
-    from panoptic_ros.synthetic import generate_scene
+    from panoptic_ros.core.pipeline import Segmenter
+    from panoptic_ros.training.synthetic import generate_scene
 
     seg_o = Segmenter.from_model(model_info, backend="onnxruntime", threads=1)
     seg_t = Segmenter.from_model(model_info, backend="torch", threads=1)
@@ -104,7 +109,9 @@ def test_batch2_matches_batch1(model_info):
         out2 = b2.infer(x)
     with create_backend("onnxruntime", model_info, batch=1, threads=1) as b1:
         for i in range(2):
-            out1 = b1.infer({"image": x["image"][i : i + 1], "center_threshold": x["center_threshold"]})
+            out1 = b1.infer(
+                {"image": x["image"][i : i + 1], "center_threshold": x["center_threshold"]}
+            )
             assert (out1["semantic"][0] == out2["semantic"][i]).mean() >= 0.999
             assert (out1["instance"][0] == out2["instance"][i]).mean() >= 0.999
 
@@ -159,7 +166,10 @@ def test_auto_picks_best_available_and_logs_why(model_info):
 def test_auto_on_cpu_machine_says_precision_fallback(model_info):
     logs: list[str] = []
     be = create_backend("auto", model_info, precision="FP16", logger=logs.append)
-    assert be.name == "onnxruntime" and "precision fp16 not supported by onnxruntime: using fp32" in logs[0]
+    assert (
+        be.name == "onnxruntime"
+        and "precision fp16 not supported by onnxruntime: using fp32" in logs[0]
+    )
     with pytest.raises(BackendError, match="unknown precision 'fp8'"):
         create_backend("auto", model_info, precision="fp8")
 
@@ -176,7 +186,10 @@ def test_unknown_backend(model_info):
         create_backend("openvino", model_info)
 
 
-@pytest.mark.skipif(HAS_TRT and CUDA, reason="tensorrt and a GPU are present: the missing-tensorrt error cannot happen")
+@pytest.mark.skipif(
+    HAS_TRT and CUDA,
+    reason="tensorrt and a GPU are present: the missing-tensorrt error cannot happen",
+)
 def test_tensorrt_missing_names_it_and_suggests_onnxruntime(model_info):
     with pytest.raises(BackendError) as exc:
         create_backend("tensorrt", model_info)
@@ -186,7 +199,9 @@ def test_tensorrt_missing_names_it_and_suggests_onnxruntime(model_info):
 
 @pytest.mark.skipif(CUDA, reason="a CUDA GPU is present")
 def test_torch_cuda_without_gpu_is_clear(model_info):
-    with pytest.raises(BackendError, match=r"device 'cuda' requested.*torch.cuda.is_available\(\) is False.*'cpu'"):
+    with pytest.raises(
+        BackendError, match=r"device 'cuda' requested.*torch.cuda.is_available\(\) is False.*'cpu'"
+    ):
         create_backend("torch", model_info, device="cuda")
 
 
@@ -213,7 +228,7 @@ def test_corrupt_onnx_names_the_file(tmp_path):
 
 
 def test_truncated_exported_onnx(model_info, tmp_path):
-    from panoptic_ros.model_store import resolve_onnx
+    from panoptic_ros.families.model_store import resolve_onnx
 
     src = resolve_onnx(model_info)
     cut = tmp_path / "truncated.onnx"
@@ -231,7 +246,9 @@ def test_bad_inputs_raise_backend_error(model_info, backend):
         with pytest.raises(BackendError, match="has shape"):
             be.infer({**x, "image": x["image"][0]})
         with pytest.raises(BackendError, match="has shape"):
-            be.infer({**x, "image": np.concatenate([x["image"]] * 2)})  # batch 2 into a batch-1 model
+            be.infer(
+                {**x, "image": np.concatenate([x["image"]] * 2)}
+            )  # batch 2 into a batch-1 model
         with pytest.raises(BackendError, match="missing input 'image'"):
             be.infer({"img": x["image"], "center_threshold": x["center_threshold"]})
         with pytest.raises(BackendError, match="unexpected input"):
@@ -263,12 +280,19 @@ def test_option_errors(model_info, tmp_path):
 
 # -- GPU-only paths (skipped here) ----------------------------------------------------------
 @pytest.mark.skipif(not CUDA, reason=NO_CUDA)
-@pytest.mark.parametrize("precision,cuda_graph,min_equal", [("fp32", False, 0.999), ("fp32", True, 0.999), ("fp16", False, 0.99), ("fp16", True, 0.99)])
-def test_torch_cuda_matches_cpu(model_info, precision, cuda_graph, min_equal):  # pragma: no cover - GPU only
+@pytest.mark.parametrize(
+    "precision,cuda_graph,min_equal",
+    [("fp32", False, 0.999), ("fp32", True, 0.999), ("fp16", False, 0.99), ("fp16", True, 0.99)],
+)
+def test_torch_cuda_matches_cpu(
+    model_info, precision, cuda_graph, min_equal
+):  # pragma: no cover - GPU only
     x = _inputs(model_info, [7])
     with create_backend("torch", model_info, threads=1) as cpu:
         ref = cpu.infer(x)
-    with create_backend("torch", model_info, device="cuda", precision=precision, cuda_graph=cuda_graph) as gpu:
+    with create_backend(
+        "torch", model_info, device="cuda", precision=precision, cuda_graph=cuda_graph
+    ) as gpu:
         out = gpu.infer(x)
         out2 = gpu.infer(x)  # buffers reused
         assert "cuda" in gpu.device
@@ -279,18 +303,26 @@ def test_torch_cuda_matches_cpu(model_info, precision, cuda_graph, min_equal):  
 
 @pytest.mark.skipif(not CUDA, reason=NO_CUDA)
 def test_torch_cuda_backends_own_streams(model_info):  # pragma: no cover - GPU only
-    with create_backend("torch", model_info, device="cuda") as a, create_backend("torch", model_info, device="cuda") as b:
+    with (
+        create_backend("torch", model_info, device="cuda") as a,
+        create_backend("torch", model_info, device="cuda") as b,
+    ):
         assert a._stream is not None and a._stream != b._stream
         assert a._host_in["image"].is_pinned()
 
 
-@pytest.mark.skipif(not (CUDA and HAS_TRT), reason="TensorRT backend needs the 'tensorrt' package and an NVIDIA GPU (absent here)")
+@pytest.mark.skipif(
+    not (CUDA and HAS_TRT),
+    reason="TensorRT backend needs the 'tensorrt' package and an NVIDIA GPU (absent here)",
+)
 def test_tensorrt_matches_onnxruntime(model_info, tmp_path):  # pragma: no cover - GPU only
     x = _inputs(model_info, [9])
     with create_backend("onnxruntime", model_info, threads=1) as ort:
         ref = ort.infer(x)
-    with create_backend("tensorrt", model_info, precision="fp32", cache_dir=tmp_path) as a, \
-            create_backend("tensorrt", model_info, precision="fp32", cache_dir=tmp_path) as b:
+    with (
+        create_backend("tensorrt", model_info, precision="fp32", cache_dir=tmp_path) as a,
+        create_backend("tensorrt", model_info, precision="fp32", cache_dir=tmp_path) as b,
+    ):
         assert a._engine is b._engine and a._context is not b._context
         out = a.infer(x)
     for k in ("semantic", "instance"):

@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panoptic_ros import bagtools as bt
-from panoptic_ros.conversions import image_msg_to_array
+from panoptic_ros.bags import bagtools as bt
+from panoptic_ros.ros.conversions import image_msg_to_array
 
 ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "jpeg", "png")
 
@@ -24,8 +24,17 @@ def _storage_file(bag: Path) -> Path:
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_synthetic_roundtrip(tmp_path, storage, encoding):
     topic = "/cam/image_raw" + ("/compressed" if encoding in ("jpeg", "png") else "")
-    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=3, height=48, width=64, topic=topic, encoding=encoding,
-                                 storage=storage, keep_images=True, step_padding=8 if encoding == "bgr8" else 0)
+    bag = bt.write_synthetic_bag(
+        tmp_path / "bag",
+        frames=3,
+        height=48,
+        width=64,
+        topic=topic,
+        encoding=encoding,
+        storage=storage,
+        keep_images=True,
+        step_padding=8 if encoding == "bgr8" else 0,
+    )
     assert [f.panoptic.shape for f in bag.frames] == [(48, 64)] * 3
     with bt.BagReader(bag.path) as r:
         assert r.problems == []
@@ -66,7 +75,9 @@ def test_typestore_has_vision_msgs_with_rosidl_hashes():
         f = share / "msg" / f"{name}.json"
         if not f.is_file():
             pytest.skip(f"{f} not installed")
-        hashes = {h["type_name"]: h["hash_string"] for h in json.loads(f.read_text())["type_hashes"]}
+        hashes = {
+            h["type_name"]: h["hash_string"] for h in json.loads(f.read_text())["type_hashes"]
+        }
         assert store.hash_rihs01(f"vision_msgs/msg/{name}") == hashes[f"vision_msgs/msg/{name}"]
 
 
@@ -86,8 +97,14 @@ def test_truncated_mcap_keeps_complete_messages(tmp_path):
         recs = list(r.messages())
         problems = "\n".join(r.problems)
     assert 1 <= len(recs) < 6
-    assert [bt.cdr_header_stamp(x.data) for x in recs] == [fr.stamp for fr in bag.frames[: len(recs)]]
-    assert str(f) in problems and "byte offset" in problems and "/camera/image_raw message #" in problems
+    assert [bt.cdr_header_stamp(x.data) for x in recs] == [
+        fr.stamp for fr in bag.frames[: len(recs)]
+    ]
+    assert (
+        str(f) in problems
+        and "byte offset" in problems
+        and "/camera/image_raw message #" in problems
+    )
 
 
 def test_mcap_without_metadata_yaml(tmp_path):
@@ -101,7 +118,9 @@ def test_mcap_without_metadata_yaml(tmp_path):
 
 
 def test_truncated_sqlite_is_a_clear_error(tmp_path):
-    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=4, height=240, width=320, storage="sqlite3")
+    bag = bt.write_synthetic_bag(
+        tmp_path / "bag", frames=4, height=240, width=320, storage="sqlite3"
+    )
     f = _storage_file(bag.path)
     os.truncate(f, f.stat().st_size // 2)
     with pytest.raises(bt.BagError, match=str(f.parent)):
@@ -135,7 +154,13 @@ def test_unknown_message_type_and_corrupt_payload(tmp_path):
         ts.register(custom)
         c1 = w.add_connection("/acme/blob", "acme_msgs/msg/Blob", typestore=ts)
         c2 = w.add_connection("/cam/image", bt.IMAGE_TYPE, typestore=store)
-        w.write(c1, 1, ts.serialize_cdr(ts.types["acme_msgs/msg/Blob"](blob=np.zeros(3, np.uint8)), "acme_msgs/msg/Blob"))
+        w.write(
+            c1,
+            1,
+            ts.serialize_cdr(
+                ts.types["acme_msgs/msg/Blob"](blob=np.zeros(3, np.uint8)), "acme_msgs/msg/Blob"
+            ),
+        )
         w.write(c2, 2, good)
         w.write(c2, 3, good[:20])  # truncated CDR
     with bt.BagReader(path) as r:
@@ -151,7 +176,9 @@ def test_unknown_message_type_and_corrupt_payload(tmp_path):
     assert bt.deserialize(ok, path).width == 4
     with pytest.raises(bt.BagMessageError) as err:
         bt.deserialize(bad, path)
-    assert "/cam/image message #1" in str(err.value) and "corrupt sensor_msgs/msg/Image payload" in str(err.value)
+    assert "/cam/image message #1" in str(
+        err.value
+    ) and "corrupt sensor_msgs/msg/Image payload" in str(err.value)
     assert (err.value.topic, err.value.index, err.value.log_time) == ("/cam/image", 1, 3)
 
 

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panoptic_ros.benchmark import (
+from panoptic_ros.bench.loadgen import diag_drop_total, encode_rgb
+from panoptic_ros.bench.timing import (
     StageTimer,
     format_kv,
     format_table,
@@ -29,7 +30,6 @@ from panoptic_ros.benchmark import (
     time_call,
     windowed,
 )
-from panoptic_ros.loadgen import diag_drop_total, encode_rgb
 
 REPO = Path(__file__).resolve().parents[1]
 FLOAT = r"-?\d+\.\d+"
@@ -101,7 +101,9 @@ def test_windowed_includes_empty_windows():
     assert [s.n for _, s in w] == [3, 0, 2]
     assert w[0][1].mean == pytest.approx(2.0)
     assert math.isnan(w[1][1].mean)
-    assert sum(s.n for _, s in windowed(times, vals, 7.0)) == len(times)  # every sample in one window
+    assert sum(s.n for _, s in windowed(times, vals, 7.0)) == len(
+        times
+    )  # every sample in one window
     with pytest.raises(ValueError):
         windowed([0.0], [1.0, 2.0], 1.0)
 
@@ -123,15 +125,17 @@ def test_parse_sizes():
 
 
 def test_diag_drop_total():
-    vals = {"panoptic: cam0": {"dropped frames": "12", "rate": "9.5"},
-            "panoptic: cam1": {"drops_total": "3 frames", "latency": "x"},
-            "other": {"dropped": "n/a"}}
+    vals = {
+        "panoptic: cam0": {"dropped frames": "12", "rate": "9.5"},
+        "panoptic: cam1": {"drops_total": "3 frames", "latency": "x"},
+        "other": {"dropped": "n/a"},
+    }
     assert diag_drop_total(vals) == 15.0
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
 def test_encode_rgb_round_trip(encoding):
-    from panoptic_ros.encodings import decode_raw
+    from panoptic_ros.core.encodings import decode_raw
 
     rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
     arr, ch = encode_rgb(rgb, encoding)
@@ -148,16 +152,24 @@ def test_encode_rgb_round_trip(encoding):
 def tiny_model(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("onnxruntime")
-    from panoptic_ros.model import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
-    from panoptic_ros.model_store import save_model
-    from panoptic_ros.taxonomy import Taxonomy
+    from panoptic_ros.core.taxonomy import Taxonomy
+    from panoptic_ros.families.model_store import save_model
+    from panoptic_ros.training.network import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
 
     d = tmp_path_factory.mktemp("bench_model")
     tax = Taxonomy.default()
     torch.manual_seed(0)
     arch = dict(ARCH_DEFAULTS)
-    save_model(d / "model", build_net(tax.num_classes, arch), tax, input_size=(64, 96), top_k=8, arch=arch,
-               mean=DEFAULT_MEAN, std=DEFAULT_STD)
+    save_model(
+        d / "model",
+        build_net(tax.num_classes, arch),
+        tax,
+        input_size=(64, 96),
+        top_k=8,
+        arch=arch,
+        mean=DEFAULT_MEAN,
+        std=DEFAULT_STD,
+    )
     return d / "model", d / "cache"
 
 
@@ -170,12 +182,30 @@ def _env(cache: Path) -> dict:
 
 def bench(tiny_model, *args, timeout=300) -> subprocess.CompletedProcess:
     model, cache = tiny_model
-    return subprocess.run([sys.executable, "-m", "panoptic_ros.cli", "bench", "--model", str(model), *map(str, args)],
-                          cwd=REPO, env=_env(cache), capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "panoptic_ros.cli", "bench", "--model", str(model), *map(str, args)],
+        cwd=REPO,
+        env=_env(cache),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def test_bench_single_output_format(tiny_model):
-    p = bench(tiny_model, "--height", 48, "--width", 64, "--frames", 3, "--warmup", 1, "--publish", "serialize")
+    p = bench(
+        tiny_model,
+        "--height",
+        48,
+        "--width",
+        64,
+        "--frames",
+        3,
+        "--warmup",
+        1,
+        "--publish",
+        "serialize",
+    )
     assert p.returncode == 0, p.stderr
     last = p.stdout.strip().splitlines()[-1]
     m = SINGLE_LINE.match(last)
@@ -184,13 +214,26 @@ def test_bench_single_output_format(tiny_model):
     assert e2e > 0 and infer > 0 and 0.0 <= ratio <= 1.0
     assert ratio == pytest.approx(max(0.0, (e2e - infer) / e2e), abs=2e-3)
     for stage in ("decode", "preprocess", "infer", "postprocess", "messages", "publish", "e2e"):
-        assert re.search(rf"^{stage}\s", p.stderr, re.M), f"stage {stage} missing from table:\n{p.stderr}"
+        assert re.search(rf"^{stage}\s", p.stderr, re.M), (
+            f"stage {stage} missing from table:\n{p.stderr}"
+        )
 
 
 def test_bench_sizes_and_json(tiny_model, tmp_path):
     out = tmp_path / "bench.json"
-    p = bench(tiny_model, "--sizes", "32x48,48x64", "--frames", 2, "--warmup", 0, "--publish", "none",
-              "--json", out)
+    p = bench(
+        tiny_model,
+        "--sizes",
+        "32x48,48x64",
+        "--frames",
+        2,
+        "--warmup",
+        0,
+        "--publish",
+        "none",
+        "--json",
+        out,
+    )
     assert p.returncode == 0, p.stderr
     last = p.stdout.strip().splitlines()[-1]
     assert last.startswith("e2e_ms=") and "e2e_ms_32x48=" in last and "e2e_ms_48x64=" in last
@@ -202,8 +245,22 @@ def test_bench_sizes_and_json(tiny_model, tmp_path):
 
 
 def test_bench_compare_lists_backends(tiny_model):
-    p = bench(tiny_model, "--compare", "--backends", "onnxruntime,torch", "--height", 32, "--width", 48,
-              "--frames", 2, "--warmup", 0, "--publish", "none")
+    p = bench(
+        tiny_model,
+        "--compare",
+        "--backends",
+        "onnxruntime,torch",
+        "--height",
+        32,
+        "--width",
+        48,
+        "--frames",
+        2,
+        "--warmup",
+        0,
+        "--publish",
+        "none",
+    )
     assert p.returncode == 0, p.stderr
     last = p.stdout.strip().splitlines()[-1]
     assert last.startswith("e2e_ms=") and "fastest=" in last
@@ -219,7 +276,9 @@ def test_bench_rejects_bad_sizes(tiny_model):
 @pytest.mark.ros
 def test_bench_publishes_over_dds(tiny_model):
     pytest.importorskip("rclpy")
-    p = bench(tiny_model, "--height", 32, "--width", 48, "--frames", 3, "--warmup", 1, "--publish", "dds")
+    p = bench(
+        tiny_model, "--height", 32, "--width", 48, "--frames", 3, "--warmup", 1, "--publish", "dds"
+    )
     assert p.returncode == 0, p.stderr
     assert "publish=dds" in p.stderr
     assert SINGLE_LINE.match(p.stdout.strip().splitlines()[-1])
@@ -232,9 +291,26 @@ def test_gpu_check_cpu_only_without_optional_packages(tiny_model):
     model, cache = tiny_model
     env = _env(cache)
     env["PANOPTIC_GPU_CHECK_HIDE"] = "cv2,yaml,safetensors,rclpy"
-    p = subprocess.run([sys.executable, str(REPO / "scripts" / "gpu_check"), "--cpu-only", "--model", str(model),
-                        "--sizes", "32x48", "--cpu-frames", "2", "--warmup", "1"],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts" / "gpu_check"),
+            "--cpu-only",
+            "--model",
+            str(model),
+            "--sizes",
+            "32x48",
+            "--cpu-frames",
+            "2",
+            "--warmup",
+            "1",
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     last = p.stdout.strip().splitlines()[-1]
     assert "status=partial" in last and "cuda=false" in last and "failures=none" in last, last

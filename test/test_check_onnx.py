@@ -1,4 +1,4 @@
-"""``panoptic-ros check-onnx`` and panoptic_ros.onnx_ops on the exported model and on
+"""``panoptic-ros check-onnx`` and panoptic_ros.backends.onnx_ops on the exported model and on
 hand-built graphs with ops / attributes TensorRT cannot import."""
 
 from __future__ import annotations
@@ -7,18 +7,17 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx")
+from model_helpers import default_or_untrained_model_info  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from panoptic_ros import onnx_ops  # noqa: E402
+from panoptic_ros.backends import onnx_ops  # noqa: E402
 from panoptic_ros.cli import main  # noqa: E402
-
-from model_helpers import default_or_untrained_model_info  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def exported_onnx(tmp_path_factory):
     """The default model's exported ONNX (or, until it lands, a same-architecture untrained export)."""
-    from panoptic_ros.model_store import resolve_onnx
+    from panoptic_ros.families.model_store import resolve_onnx
 
     cache = tmp_path_factory.mktemp("onnx_cache")
     info = default_or_untrained_model_info(tmp_path_factory)
@@ -78,9 +77,13 @@ def test_unsupported_ops_flagged(tmp_path, capsys):
     assert by["Relu"].count == 2 and by["Relu"].status == "supported"
     assert by["Unique"].status == "unsupported"
     assert by["MyPlugin"].status == "unsupported" and "plugin" in by["MyPlugin"].notes[0]
-    assert by["TopK"].status == "unsupported" and any("K=5000 >= 3840" in n for n in by["TopK"].notes)
+    assert by["TopK"].status == "unsupported" and any(
+        "K=5000 >= 3840" in n for n in by["TopK"].notes
+    )
     assert by["Resize"].status == "unsupported" and any("'cubic'" in n for n in by["Resize"].notes)
-    assert by["MaxPool"].status == "unsupported" and any("Indices" in n for n in by["MaxPool"].notes)
+    assert by["MaxPool"].status == "unsupported" and any(
+        "Indices" in n for n in by["MaxPool"].notes
+    )
     assert by["Flatten"].status == "supported"
     assert {o.op for o in rep.unsupported} == {"Unique", "MyPlugin", "TopK", "Resize", "MaxPool"}
 
@@ -93,10 +96,16 @@ def test_unsupported_ops_flagged(tmp_path, capsys):
 
 def test_restricted_ops_within_limits_pass_and_subgraphs_are_scanned(tmp_path):
     x = _vi("x", [1, 64])
-    then_g = helper.make_graph([helper.make_node("Unique", ["x"], ["y1"])], "then", [], [_vi("y1", None)])
-    else_g = helper.make_graph([helper.make_node("Identity", ["x"], ["y2"])], "else", [], [_vi("y2", None)])
+    then_g = helper.make_graph(
+        [helper.make_node("Unique", ["x"], ["y1"])], "then", [], [_vi("y1", None)]
+    )
+    else_g = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y2"])], "else", [], [_vi("y2", None)]
+    )
     nodes = [
-        helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.array([8], np.int64))),
+        helper.make_node(
+            "Constant", [], ["k"], value=numpy_helper.from_array(np.array([8], np.int64))
+        ),
         helper.make_node("TopK", ["x", "k"], ["v", "i"]),
         helper.make_node("ReduceMax", ["x"], ["mx"], keepdims=0),
         helper.make_node("Greater", ["mx", "zero"], ["c"]),
@@ -114,9 +123,14 @@ def test_restricted_ops_within_limits_pass_and_subgraphs_are_scanned(tmp_path):
 def test_dynamic_topk_k_and_opset_out_of_range(tmp_path):
     x = _vi("x", [1, 64])
     kin = _vi("k", [1], TensorProto.INT64)
-    m = _model([helper.make_node("TopK", ["x", "k"], ["v", "i"])], [x, kin], [_vi("v", None)], opset=8)
+    m = _model(
+        [helper.make_node("TopK", ["x", "k"], ["v", "i"])], [x, kin], [_vi("v", None)], opset=8
+    )
     rep = onnx_ops.analyze(m)
-    assert rep.unsupported[0].op == "TopK" and "not a build-time constant" in rep.unsupported[0].notes[-1]
+    assert (
+        rep.unsupported[0].op == "TopK"
+        and "not a build-time constant" in rep.unsupported[0].notes[-1]
+    )
     assert rep.problems and "opset 8 outside" in rep.problems[0]
     assert not rep.ok
 

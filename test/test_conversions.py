@@ -19,14 +19,16 @@ from rosbags.typesys import Stores, get_typestore
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from panoptic_ros import conversions as conv
-from panoptic_ros.encodings import ImageDecodeError, ImageEncodeError
-from panoptic_ros.taxonomy import ClassInfo, Taxonomy
-from panoptic_ros.types import UNLABELED, Instance, PanopticResult
-from panoptic_ros.visualize import rgb_to_panoptic
+from panoptic_ros.core.encodings import ImageDecodeError, ImageEncodeError
+from panoptic_ros.core.taxonomy import ClassInfo, Taxonomy
+from panoptic_ros.core.types import UNLABELED, Instance, PanopticResult
+from panoptic_ros.core.visualize import rgb_to_panoptic
+from panoptic_ros.ros import conversions as conv
 
 HAVE_VISION_MSGS = importlib.util.find_spec("vision_msgs") is not None
-needs_vision_msgs = pytest.mark.skipif(not HAVE_VISION_MSGS, reason="vision_msgs not importable (scripts/setup builds it)")
+needs_vision_msgs = pytest.mark.skipif(
+    not HAVE_VISION_MSGS, reason="vision_msgs not importable (scripts/setup builds it)"
+)
 
 TS = get_typestore(Stores.ROS2_KILTED)
 
@@ -51,16 +53,29 @@ def image_msg(arr: np.ndarray, encoding: str, pad: int = 0) -> Image:
 
 def to_rosbags(msg):
     """rclpy message -> CDR bytes -> rosbags message object (independent deserialiser)."""
-    return TS.deserialize_cdr(serialize_message(msg), type(msg).__module__.split(".")[0] + "/msg/" + type(msg).__name__)
+    return TS.deserialize_cdr(
+        serialize_message(msg), type(msg).__module__.split(".")[0] + "/msg/" + type(msg).__name__
+    )
 
 
 # -- input side -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoding, ch, dtype", [
-    ("rgb8", 3, np.uint8), ("bgr8", 3, np.uint8), ("rgba8", 4, np.uint8), ("bgra8", 4, np.uint8),
-    ("mono8", 1, np.uint8), ("mono16", 1, np.uint16), ("yuv422", 2, np.uint8), ("yuyv", 2, np.uint8),
-    ("bayer_rggb8", 1, np.uint8), ("bayer_grbg16", 1, np.uint16),
-])
+
+@pytest.mark.parametrize(
+    "encoding, ch, dtype",
+    [
+        ("rgb8", 3, np.uint8),
+        ("bgr8", 3, np.uint8),
+        ("rgba8", 4, np.uint8),
+        ("bgra8", 4, np.uint8),
+        ("mono8", 1, np.uint8),
+        ("mono16", 1, np.uint16),
+        ("yuv422", 2, np.uint8),
+        ("yuyv", 2, np.uint8),
+        ("bayer_rggb8", 1, np.uint8),
+        ("bayer_grbg16", 1, np.uint16),
+    ],
+)
 @pytest.mark.parametrize("pad", [0, 5])
 def test_image_msg_to_array_rclpy_and_rosbags(encoding, ch, dtype, pad):
     rng = np.random.default_rng(len(encoding) + pad)
@@ -112,17 +127,27 @@ def test_bad_messages_raise_image_decode_error():
     with pytest.raises(ImageDecodeError, match="not a JPEG or PNG"):
         conv.image_msg_to_array(CompressedImage(format="jpeg", data=b"\x00\x01garbage"))
     with pytest.raises(ImageDecodeError, match="unsupported compressed"):
-        conv.image_msg_to_array(CompressedImage(format="16UC1; compressedDepth png", data=b"\x00" * 20))
+        conv.image_msg_to_array(
+            CompressedImage(format="16UC1; compressedDepth png", data=b"\x00" * 20)
+        )
     with pytest.raises(ImageDecodeError):
         conv.image_msg_to_array(Header())
 
 
 # -- output side ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("encoding, dtype, ch", [
-    ("mono8", np.uint8, 1), ("16UC1", np.uint16, 1), ("32SC1", np.int32, 1), ("rgb8", np.uint8, 3),
-    ("bgr8", np.uint8, 3), ("mono16", np.uint16, 1),
-])
+
+@pytest.mark.parametrize(
+    "encoding, dtype, ch",
+    [
+        ("mono8", np.uint8, 1),
+        ("16UC1", np.uint16, 1),
+        ("32SC1", np.int32, 1),
+        ("rgb8", np.uint8, 3),
+        ("bgr8", np.uint8, 3),
+        ("mono16", np.uint16, 1),
+    ],
+)
 def test_array_to_image_msg_wire_round_trip(encoding, dtype, ch):
     rng = np.random.default_rng(2)
     info = np.iinfo(dtype)
@@ -133,7 +158,9 @@ def test_array_to_image_msg_wire_round_trip(encoding, dtype, ch):
     assert (msg.height, msg.width, msg.encoding, msg.is_bigendian) == (5, 9, encoding, False)
     assert msg.step == 9 * ch * np.dtype(dtype).itemsize
     rb = to_rosbags(msg)
-    np.testing.assert_array_equal(np.asarray(message_to_cvimage(rb)), arr)  # rosbags-image native decode
+    np.testing.assert_array_equal(
+        np.asarray(message_to_cvimage(rb)), arr
+    )  # rosbags-image native decode
     hdr.frame_id = "changed"
     hdr.stamp.sec = 99
     assert msg.header.frame_id == "camera_optical" and msg.header.stamp.sec == 12
@@ -153,17 +180,34 @@ def make_result(taxonomy: Taxonomy, h=60, w=80, semantic_dtype=np.uint8):
     sem[: h // 3] = 4  # sky
     sem[:, :3] = unl
     inst = np.zeros((h, w), np.uint16)
-    boxes = {1: (10, 30, 25, 50, 6), 2: (25, 30, 40, 50, 6), 3: (50, 20, 57, 55, 5)}  # adjacent cars
+    boxes = {
+        1: (10, 30, 25, 50, 6),
+        2: (25, 30, 40, 50, 6),
+        3: (50, 20, 57, 55, 5),
+    }  # adjacent cars
     instances = []
     for iid, (x0, y0, x1, y1, cls) in boxes.items():
         sem[y0:y1, x0:x1] = cls
         inst[y0:y1, x0:x1] = iid
         ys, xs = np.nonzero(inst == iid)
-        instances.append(Instance(id=iid, class_id=cls, score=0.5 + iid / 10, bbox=(x0, y0, x1, y1),
-                                  area=int(ys.size), centroid=(float(xs.mean()), float(ys.mean()))))
+        instances.append(
+            Instance(
+                id=iid,
+                class_id=cls,
+                score=0.5 + iid / 10,
+                bbox=(x0, y0, x1, y1),
+                area=int(ys.size),
+                centroid=(float(xs.mean()), float(ys.mean())),
+            )
+        )
     pan = taxonomy.encode_panoptic(sem, inst, unlabeled=unl)
-    return PanopticResult(semantic=sem, instance=inst, panoptic=pan, instances=tuple(instances),
-                          timings={"infer": 1.0})
+    return PanopticResult(
+        semantic=sem,
+        instance=inst,
+        panoptic=pan,
+        instances=tuple(instances),
+        timings={"infer": 1.0},
+    )
 
 
 def decode(msg: Image) -> np.ndarray:
@@ -190,7 +234,9 @@ def test_result_to_messages_round_trip():
     res = make_result(tax)
     img = np.random.default_rng(0).integers(0, 256, (60, 80, 3), dtype=np.uint8)
     hdr = header()
-    msgs = conv.result_to_messages(res, hdr, tax, image_rgb=img, want_overlay=True, want_panoptic_rgb=True)
+    msgs = conv.result_to_messages(
+        res, hdr, tax, image_rgb=img, want_overlay=True, want_panoptic_rgb=True
+    )
     # images decode back to the maps, with the contract's encodings
     assert msgs.semantic.encoding == "mono8" and msgs.instance.encoding == "16UC1"
     assert msgs.panoptic.encoding == "32SC1" and msgs.panoptic_rgb.encoding == "rgb8"
@@ -205,7 +251,9 @@ def test_result_to_messages_round_trip():
     np.testing.assert_array_equal(ov[:, :3], img[:, :3])  # unlabeled: the camera image
     assert (ov[35:45, 12:22] != img[35:45, 12:22]).any()
     # independent decoder agrees on the wire
-    np.testing.assert_array_equal(np.asarray(message_to_cvimage(to_rosbags(msgs.panoptic))), res.panoptic)
+    np.testing.assert_array_equal(
+        np.asarray(message_to_cvimage(to_rosbags(msgs.panoptic))), res.panoptic
+    )
     # detections: ids equal the instance image's ids; class, score, bbox
     dets = msgs.detections.detections
     assert sorted(int(d.id) for d in dets) == sorted(set(np.unique(decode(msgs.instance))) - {0})
@@ -250,7 +298,13 @@ def test_result_to_messages_builds_only_requested_outputs():
     tax = Taxonomy.default()
     res = make_result(tax)
     full = conv.result_to_messages(res, header(), tax)
-    for outputs in [(), ("semantic",), ("instance", "detections"), ("panoptic",), conv.LABEL_OUTPUTS]:
+    for outputs in [
+        (),
+        ("semantic",),
+        ("instance", "detections"),
+        ("panoptic",),
+        conv.LABEL_OUTPUTS,
+    ]:
         msgs = conv.result_to_messages(res, header(), tax, outputs=outputs)
         for name in conv.LABEL_OUTPUTS:
             if name in outputs:
@@ -273,7 +327,9 @@ def test_semantic_16bit_for_large_taxonomy():
     assert (sem[:, :3] == 65535).all()
     np.testing.assert_array_equal(sem[:, 3:], res.semantic[:, 3:])
     res16 = make_result(big, semantic_dtype=np.uint16)
-    np.testing.assert_array_equal(decode(conv.result_to_messages(res16, header(), big).semantic), res16.semantic)
+    np.testing.assert_array_equal(
+        decode(conv.result_to_messages(res16, header(), big).semantic), res16.semantic
+    )
     # a uint16 semantic with a small taxonomy goes out as mono8
     tax = Taxonomy.default()
     res16 = make_result(tax, semantic_dtype=np.uint16)
@@ -286,7 +342,9 @@ def test_semantic_16bit_for_large_taxonomy():
 def test_label_info_msg():
     tax = Taxonomy.default()
     msg = conv.label_info_msg(tax, header(), threshold=0.3)
-    assert [(c.class_id, c.class_name) for c in msg.class_map] == [(c.id, c.name) for c in tax.classes]
+    assert [(c.class_id, c.class_name) for c in msg.class_map] == [
+        (c.id, c.name) for c in tax.classes
+    ]
     assert msg.threshold == pytest.approx(0.3)
     assert msg.header.frame_id == "camera_optical"
     serialize_message(msg)  # a well-formed message

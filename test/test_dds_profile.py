@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from panoptic_ros import dds_profile
-from panoptic_ros.loadgen import ros_env, use_large_shm
+from panoptic_ros.bench.loadgen import ros_env, use_large_shm
+from panoptic_ros.ros import dds_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "config" / "fastdds_large_frames.xml"
@@ -115,21 +115,34 @@ def test_shipped_profile_is_a_default_participant_with_large_shm_and_udp():
     assert [t.text for t in rtps.find(NS + "userTransports")] == list(descs)
     assert rtps.findtext(NS + "useBuiltinTransports") == "false"
     # nothing else: no QoS, no data writer/reader profiles, no library settings
-    assert {c.tag for c in root.find(NS + "profiles")} == {NS + "transport_descriptors", NS + "participant"}
+    assert {c.tag for c in root.find(NS + "profiles")} == {
+        NS + "transport_descriptors",
+        NS + "participant",
+    }
     assert {c.tag for c in rtps} == {NS + "userTransports", NS + "useBuiltinTransports"}
 
 
 def test_profile_xml_templates_the_segment_size_and_loadgen_reuses_the_shipped_file(monkeypatch):
     text = dds_profile.profile_xml(64)
-    shm = next(d for d in ET.fromstring(text).iter(NS + "transport_descriptor") if d.findtext(NS + "type") == "SHM")
-    assert int(shm.findtext(NS + "segment_size")) == int(shm.findtext(NS + "maxMessageSize")) == 64 * 2**20
+    shm = next(
+        d
+        for d in ET.fromstring(text).iter(NS + "transport_descriptor")
+        if d.findtext(NS + "type") == "SHM"
+    )
+    assert (
+        int(shm.findtext(NS + "segment_size"))
+        == int(shm.findtext(NS + "maxMessageSize"))
+        == 64 * 2**20
+    )
     assert dds_profile.profile_xml(16) == PROFILE.read_text()
     monkeypatch.delenv(dds_profile.ENV, raising=False)
     assert use_large_shm(16) == PROFILE and os.environ[dds_profile.ENV] == str(PROFILE)
     other = use_large_shm(32)
     assert other != PROFILE and "33554432" in other.read_text()
     # no second copy of the XML in code
-    assert "<transport_descriptor>" not in (ROOT / "panoptic_ros" / "loadgen.py").read_text()
+    assert (
+        "<transport_descriptor>" not in (ROOT / "panoptic_ros" / "bench" / "loadgen.py").read_text()
+    )
 
 
 def test_apply_never_overrides_the_users_setting(tmp_path):
@@ -151,7 +164,7 @@ def test_apply_never_overrides_the_users_setting(tmp_path):
 def test_commands_offer_dds_profile_option():
     import argparse
 
-    from panoptic_ros.commands import demo, replay
+    from panoptic_ros.cli import demo, replay
 
     for mod in (replay, demo):
         p = argparse.ArgumentParser()
@@ -164,24 +177,41 @@ def test_launch_files_default_to_the_shipped_profile_unless_the_user_set_one():
     for path in sorted((ROOT / "launch").glob("*.launch.py")):
         text = path.read_text()
         tree = ast.parse(text)
-        decl = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None)
-                == "DeclareLaunchArgument" and ast.literal_eval(n.args[0]) == "dds_profile"]
+        decl = [
+            n
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Call)
+            and getattr(n.func, "id", None) == "DeclareLaunchArgument"
+            and ast.literal_eval(n.args[0]) == "dds_profile"
+        ]
         assert len(decl) == 1, path.name
         default = next(k.value for k in decl[0].keywords if k.arg == "default_value")
         assert "fastdds_large_frames.xml" in ast.unparse(default), path.name
-        assert "additional_env" in text and dds_profile.ENV in text and dds_profile.LEGACY_ENV in text, path.name
+        assert (
+            "additional_env" in text and dds_profile.ENV in text and dds_profile.LEGACY_ENV in text
+        ), path.name
 
 
 # ---- real DDS -----------------------------------------------------------------------------
 def _run_pair(profile: Path | None, frames: int = 20, hz: float = 10.0) -> tuple[int, int, str]:
     topic = f"/dds_profile_test_{os.getpid()}_{time.monotonic_ns()}/image"
     env = _env(profile)
-    sub = subprocess.Popen([sys.executable, "-c", SUBSCRIBER, topic, str(frames), "15"], env=env,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sub = subprocess.Popen(
+        [sys.executable, "-c", SUBSCRIBER, topic, str(frames), "15"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert sub.stdout.readline().strip() == "ready"
-        pub = subprocess.run([sys.executable, "-c", PUBLISHER, topic, str(frames), str(hz)], env=env,
-                             capture_output=True, text=True, timeout=30)
+        pub = subprocess.run(
+            [sys.executable, "-c", PUBLISHER, topic, str(frames), str(hz)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         out, _ = sub.communicate(timeout=20)
     finally:
         if sub.poll() is None:
@@ -196,23 +226,40 @@ def test_large_best_effort_frames_arrive_with_the_shipped_profile():
     published, received, logs = _run_pair(PROFILE)
     assert "XMLPARSER" not in logs and "Error" not in logs, logs  # Fast DDS accepted the profile
     assert published == 20
-    assert received >= 18, f"only {received} of {published} 480x640 rgb8 frames arrived with the profile\n{logs}"
+    assert received >= 18, (
+        f"only {received} of {published} 480x640 rgb8 frames arrived with the profile\n{logs}"
+    )
 
 
 def test_node_hints_at_the_profile_only_without_one():
     ns = f"/dds_profile_hint_{os.getpid()}"
-    cmd = [str(BIN / "panoptic_node"), "--ros-args", "-r", f"__ns:={ns}", "-r", f"image:={ns}/image"]
-    procs = {name: subprocess.Popen(cmd, env=_env(p), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for name, p in (("bare", None), ("profile", PROFILE))}
+    cmd = [
+        str(BIN / "panoptic_node"),
+        "--ros-args",
+        "-r",
+        f"__ns:={ns}",
+        "-r",
+        f"image:={ns}/image",
+    ]
+    procs = {
+        name: subprocess.Popen(
+            cmd, env=_env(p), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        for name, p in (("bare", None), ("profile", PROFILE))
+    }
     lines: dict[str, list[str]] = {name: [] for name in procs}
-    readers = [threading.Thread(target=lambda n=n, p=p: lines[n].extend(p.stdout), daemon=True)
-               for n, p in procs.items()]
+    readers = [
+        threading.Thread(target=lambda n=n, p=p: lines[n].extend(p.stdout), daemon=True)
+        for n, p in procs.items()
+    ]
     for t in readers:
         t.start()
     try:
         deadline = time.monotonic() + 60
         # "camera '': <topic> (Image, sensor_data)" is logged on activate, after the hint would be
-        while time.monotonic() < deadline and not all(any("camera ''" in ln for ln in ls) for ls in lines.values()):
+        while time.monotonic() < deadline and not all(
+            any("camera ''" in ln for ln in ls) for ls in lines.values()
+        ):
             assert all(p.poll() is None for p in procs.values()), lines
             time.sleep(0.1)
     finally:

@@ -11,14 +11,26 @@ import pytest
 
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built")
 
-from panoptic_ros import bagtools as bt  # noqa: E402
+from panoptic_ros.bags import bagtools as bt  # noqa: E402
 
 
 def test_demo_smoke(tmp_path):
     out = tmp_path / "demo"
     exe = Path(sys.executable).with_name("panoptic-ros")
-    cmd = [str(exe), "demo", "--out", str(out), "--frames", "3", "--size", "120x160", "--overlays", "2",
-           "--backend", "onnxruntime"]
+    cmd = [
+        str(exe),
+        "demo",
+        "--out",
+        str(out),
+        "--frames",
+        "3",
+        "--size",
+        "120x160",
+        "--overlays",
+        "2",
+        "--backend",
+        "onnxruntime",
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     kv = dict(item.split("=", 1) for item in proc.stdout.strip().splitlines()[-1].split())

@@ -13,12 +13,11 @@ import zlib
 import cv2
 import numpy as np
 import pytest
+from encoding_cases import CASES, RbCompressed, RbHeader, RbImage, RbTime
 from rosbags.image import message_to_cvimage
 
-from panoptic_ros import encodings as enc
-from panoptic_ros.encodings import ImageDecodeError, ImageEncodeError
-
-from encoding_cases import CASES, RbCompressed, RbHeader, RbImage, RbTime
+from panoptic_ros.core import encodings as enc
+from panoptic_ros.core.encodings import ImageDecodeError, ImageEncodeError
 
 
 def test_cases_cover_every_supported_encoding():
@@ -49,8 +48,13 @@ def reference(encoding: str, arr: np.ndarray, bigendian: bool) -> np.ndarray:
     _, _, ref_enc, _ = CASES[encoding]
     data, step = pack(arr, 0, bigendian)
     msg = RbImage(
-        header=rb_header(), height=arr.shape[0], width=arr.shape[1], encoding=ref_enc,
-        is_bigendian=bigendian, step=step, data=np.frombuffer(data, np.uint8),
+        header=rb_header(),
+        height=arr.shape[0],
+        width=arr.shape[1],
+        encoding=ref_enc,
+        is_bigendian=bigendian,
+        step=step,
+        data=np.frombuffer(data, np.uint8),
     )
     return np.asarray(message_to_cvimage(msg, "rgb8"))
 
@@ -96,8 +100,12 @@ def test_16bit_scaling_is_exact_rounding(encoding):
 
 def test_scale16_exhaustive():
     v = np.arange(65536, dtype=np.uint16).reshape(256, 256)
-    np.testing.assert_array_equal(enc.scale16_to_8(v), ((v.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8))
-    np.testing.assert_array_equal(enc.scale16_to_8(v), np.round(v * 255.0 / 65535.0).astype(np.uint8))
+    np.testing.assert_array_equal(
+        enc.scale16_to_8(v), ((v.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)
+    )
+    np.testing.assert_array_equal(
+        enc.scale16_to_8(v), np.round(v * 255.0 / 65535.0).astype(np.uint8)
+    )
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC3"])
@@ -129,7 +137,9 @@ def test_bayer_pattern_semantics(pattern, bits):
         m[dy::2, dx::2] = rgb[pattern[k]] * scale
     data, step = pack(m, 0, False)
     out = enc.decode_raw(f"bayer_{pattern}{bits}", h, w, step, False, data)
-    np.testing.assert_array_equal(out[2:-2, 2:-2], np.broadcast_to([200, 100, 30], (h - 4, w - 4, 3)))
+    np.testing.assert_array_equal(
+        out[2:-2, 2:-2], np.broadcast_to([200, 100, 30], (h - 4, w - 4, 3))
+    )
 
 
 def test_yuv_semantics():
@@ -157,7 +167,9 @@ def test_rgb8_and_mono8_are_zero_copy_views():
     assert np.shares_memory(m, np.frombuffer(buf, np.uint8)) and m.shape == (6, 15)
     # array.array (rclpy's storage) and numpy (rosbags') buffers are viewed, not copied
     aa = array.array("B", data)
-    assert np.shares_memory(enc.decode_raw("rgb8", 6, 5, step, False, aa), np.frombuffer(aa, np.uint8))
+    assert np.shares_memory(
+        enc.decode_raw("rgb8", 6, 5, step, False, aa), np.frombuffer(aa, np.uint8)
+    )
     nd = np.frombuffer(data, np.uint8).copy()
     assert np.shares_memory(enc.decode_raw("rgb8", 6, 5, step, False, nd), nd)
     # OpenCV takes the row-strided read-only view as it is
@@ -183,7 +195,11 @@ def test_longer_data_is_accepted():
 @pytest.mark.parametrize(
     "args, fault, words",
     [
-        (("rgb9", 2, 2, 6, False, b"\0" * 12), "encoding", ["unknown", "rgb9", "bgr8", "bayer_rggb8"]),
+        (
+            ("rgb9", 2, 2, 6, False, b"\0" * 12),
+            "encoding",
+            ["unknown", "rgb9", "bgr8", "bayer_rggb8"],
+        ),
         ((None, 2, 2, 6, False, b"\0" * 12), "encoding", ["encoding"]),
         (("rgb8", 0, 2, 6, False, b""), "size", ["height", "0"]),
         (("rgb8", 2, 0, 6, False, b""), "size", ["width", "0"]),
@@ -212,12 +228,21 @@ def test_decode_errors_name_the_fault(args, fault, words):
 
 # -- compressed --------------------------------------------------------------------------
 
+
 def _rb_compressed(fmt, data):
     return RbCompressed(header=rb_header(), format=fmt, data=np.frombuffer(data, np.uint8))
 
 
-@pytest.mark.parametrize("ext, fmt", [(".jpg", "jpeg"), (".png", "png"), (".jpg", "rgb8; jpeg compressed bgr8"),
-                                      (".png", "bgr8; png compressed bgr8"), (".jpg", "")])
+@pytest.mark.parametrize(
+    "ext, fmt",
+    [
+        (".jpg", "jpeg"),
+        (".png", "png"),
+        (".jpg", "rgb8; jpeg compressed bgr8"),
+        (".png", "bgr8; png compressed bgr8"),
+        (".jpg", ""),
+    ],
+)
 def test_compressed_matches_rosbags_image(ext, fmt):
     rng = np.random.default_rng(1)
     rgb = cv2.GaussianBlur(rng.integers(0, 256, (37, 53, 3), dtype=np.uint8), (5, 5), 0)
@@ -236,8 +261,10 @@ def test_compressed_matches_rosbags_image(ext, fmt):
 def test_compressed_gray_and_16bit_png():
     g = np.arange(6 * 7, dtype=np.uint8).reshape(6, 7) * 5
     ok, buf = cv2.imencode(".png", g)
-    np.testing.assert_array_equal(enc.decode_compressed("png", buf.tobytes()), np.repeat(g[..., None], 3, 2))
-    g16 = (np.arange(6 * 7, dtype=np.uint16).reshape(6, 7) * 1500)
+    np.testing.assert_array_equal(
+        enc.decode_compressed("png", buf.tobytes()), np.repeat(g[..., None], 3, 2)
+    )
+    g16 = np.arange(6 * 7, dtype=np.uint16).reshape(6, 7) * 1500
     ok, buf = cv2.imencode(".png", g16)
     out = enc.decode_compressed("png", buf.tobytes())
     np.testing.assert_array_equal(out[..., 0], ((g16.astype(int) + 128) // 257).astype(np.uint8))
@@ -257,7 +284,7 @@ def _jpeg_with_size(w, h):
     ok, buf = cv2.imencode(".jpg", np.zeros((8, 8), np.uint8))
     b = bytearray(buf.tobytes())
     i = b.index(b"\xff\xc0")
-    b[i + 5:i + 9] = h.to_bytes(2, "big") + w.to_bytes(2, "big")
+    b[i + 5 : i + 9] = h.to_bytes(2, "big") + w.to_bytes(2, "big")
     return bytes(b)
 
 
@@ -299,10 +326,17 @@ def test_truncated_jpeg_is_decoded_or_rejected_cleanly():
 
 # -- encode_raw ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "encoding, dtype, shape",
-    [("mono8", np.uint8, (5, 7)), ("16UC1", np.uint16, (5, 7)), ("mono16", np.uint16, (5, 7)),
-     ("32SC1", np.int32, (5, 7)), ("rgb8", np.uint8, (5, 7, 3)), ("bgr8", np.uint8, (5, 7, 3))],
+    [
+        ("mono8", np.uint8, (5, 7)),
+        ("16UC1", np.uint16, (5, 7)),
+        ("mono16", np.uint16, (5, 7)),
+        ("32SC1", np.int32, (5, 7)),
+        ("rgb8", np.uint8, (5, 7, 3)),
+        ("bgr8", np.uint8, (5, 7, 3)),
+    ],
 )
 def test_encode_raw_round_trip(encoding, dtype, shape):
     rng = np.random.default_rng(4)
@@ -314,14 +348,22 @@ def test_encode_raw_round_trip(encoding, dtype, shape):
         back = np.frombuffer(bytes(data), dtype=np.dtype(dtype).newbyteorder("<")).reshape(shape)
         np.testing.assert_array_equal(back, arr)
         if encoding in CASES:  # readable by our own decoder and rosbags-image
-            np.testing.assert_array_equal(enc.raw_to_array(encoding, shape[0], shape[1], step, False, data), arr)
+            np.testing.assert_array_equal(
+                enc.raw_to_array(encoding, shape[0], shape[1], step, False, data), arr
+            )
 
 
 @pytest.mark.parametrize(
     "arr, encoding",
-    [(np.zeros((2, 2), np.uint16), "mono8"), (np.zeros((2, 2, 3), np.uint8), "mono8"),
-     (np.zeros((2, 2), np.uint8), "rgb8"), (np.zeros((2, 2), np.int64), "32SC1"),
-     (np.zeros((2, 2), ">u2"), "16UC1"), (np.zeros((2, 2), np.uint8), "yuyv"), ([[1]], "mono8")],
+    [
+        (np.zeros((2, 2), np.uint16), "mono8"),
+        (np.zeros((2, 2, 3), np.uint8), "mono8"),
+        (np.zeros((2, 2), np.uint8), "rgb8"),
+        (np.zeros((2, 2), np.int64), "32SC1"),
+        (np.zeros((2, 2), ">u2"), "16UC1"),
+        (np.zeros((2, 2), np.uint8), "yuyv"),
+        ([[1]], "mono8"),
+    ],
 )
 def test_encode_raw_errors(arr, encoding):
     with pytest.raises(ImageEncodeError):
@@ -345,6 +387,8 @@ def test_identical_to_cv_bridge_where_importable():
             ref = bridge.imgmsg_to_cv2(msg, "rgb8")
         except Exception:  # conversions cv_bridge itself does not offer (e.g. 16UC1 -> rgb8)
             continue
-        np.testing.assert_array_equal(enc.decode_raw(encoding, h, w, step, False, data), ref, err_msg=encoding)
+        np.testing.assert_array_equal(
+            enc.decode_raw(encoding, h, w, step, False, data), ref, err_msg=encoding
+        )
         compared += 1
     assert compared > 10

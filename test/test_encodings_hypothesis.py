@@ -19,22 +19,32 @@ from collections import Counter
 import cv2
 import numpy as np
 import pytest
+from encoding_cases import CASES, RbCompressed, RbHeader, RbImage, RbTime
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rosbags.image import message_to_cvimage
 
-from panoptic_ros import encodings as enc
-from panoptic_ros.encodings import ImageDecodeError
-
-from encoding_cases import CASES, RbCompressed, RbHeader, RbImage, RbTime
+from panoptic_ros.core import encodings as enc
+from panoptic_ros.core.encodings import ImageDecodeError
 
 # encoding -> (bytes per channel, channels, rosbags-image encoding for the same bytes, tolerance)
 ORACLE = {e: (np.dtype(dtype).itemsize, ch, ref, tol) for e, (dtype, ch, ref, tol) in CASES.items()}
-INVALID_NAMES = ["", "RGB8", "rgb 8", "rgb8 ", "32FC1", "16SC1", "nv12", "bayer_rggb", "jpeg", "mono32", "8UC2"]
+INVALID_NAMES = [
+    "",
+    "RGB8",
+    "rgb 8",
+    "rgb8 ",
+    "32FC1",
+    "16SC1",
+    "nv12",
+    "bayer_rggb",
+    "jpeg",
+    "mono32",
+    "8UC2",
+]
 
 COUNTS: Counter = Counter()
 MAX_SMALL = 12  # sides of images actually built
-
 
 
 def _weighted(*pairs):
@@ -88,8 +98,13 @@ def reference(encoding, h, w, step, big, data: bytes) -> np.ndarray:
     row = w * ch * nb
     compact = np.frombuffer(data, np.uint8)[: step * h].reshape(h, step)[:, :row]
     msg = RbImage(
-        header=RbHeader(stamp=RbTime(sec=0, nanosec=0), frame_id=""), height=h, width=w, encoding=ref_enc,
-        is_bigendian=big, step=row, data=np.ascontiguousarray(compact).reshape(-1),
+        header=RbHeader(stamp=RbTime(sec=0, nanosec=0), frame_id=""),
+        height=h,
+        width=w,
+        encoding=ref_enc,
+        is_bigendian=big,
+        step=row,
+        data=np.ascontiguousarray(compact).reshape(-1),
     )
     return np.asarray(message_to_cvimage(msg, "rgb8"))
 
@@ -103,7 +118,9 @@ def raw_inputs(draw):
     if draw(st.booleans()) and ch == 2 and w > 1:  # bias YUV towards even widths
         w -= w % 2
     row = max(w, 0) * ch * nb
-    step_kind = draw(st.sampled_from(["equal", "equal", "padded", "padded", "smaller", "odd", "random", "huge"]))
+    step_kind = draw(
+        st.sampled_from(["equal", "equal", "padded", "padded", "smaller", "odd", "random", "huge"])
+    )
     step = {
         "equal": row,
         "padded": row + draw(st.integers(1, 17)),
@@ -121,8 +138,13 @@ def raw_inputs(draw):
         "long": need + draw(st.integers(1, 64)),
         "tiny": draw(st.integers(0, 16)),
     }[len_kind]
-    data = draw(st.binary(min_size=n, max_size=n)) if n <= 64 else np.random.default_rng(
-        draw(st.integers(0, 2**32 - 1))).integers(0, 256, n, dtype=np.uint8).tobytes()
+    data = (
+        draw(st.binary(min_size=n, max_size=n))
+        if n <= 64
+        else np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+        .integers(0, 256, n, dtype=np.uint8)
+        .tobytes()
+    )
     big = draw(st.booleans())
     kind = draw(st.sampled_from(["bytes", "bytearray", "memoryview", "array", "ndarray"]))
     return encoding, h, w, step, big, data, kind
@@ -140,7 +162,11 @@ def _run_bounded(fn, budget):
     return out
 
 
-@settings(max_examples=700, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(
+    max_examples=700,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(raw_inputs())
 def test_decode_raw_property(inp):
     encoding, h, w, step, big, data, kind = inp
@@ -148,7 +174,9 @@ def test_decode_raw_property(inp):
     fault = expected_fault(encoding, h, w, step, len(data))
     budget = 64 * 1024 + 16 * len(data)  # output is at most 3 bytes per input byte (+ temporaries)
     try:
-        out = _run_bounded(lambda: enc.decode_raw(encoding, h, w, step, big, as_buffer(kind, data)), budget)
+        out = _run_bounded(
+            lambda: enc.decode_raw(encoding, h, w, step, big, as_buffer(kind, data)), budget
+        )
     except ImageDecodeError as e:
         COUNTS[f"raw:{e.fault}"] += 1
         assert fault is not None, f"valid input rejected: {e}"
@@ -166,6 +194,7 @@ def test_decode_raw_property(inp):
 
 # -- compressed ----------------------------------------------------------------------------
 
+
 def _sample_images():
     rng = np.random.default_rng(0)
     out = []
@@ -181,14 +210,34 @@ def _sample_images():
 
 
 SAMPLES = _sample_images()
-FORMATS = ["jpeg", "png", "", "JPEG", "rgb8; jpeg compressed bgr8", "bgr8; png compressed bgr8", "webp", "tiff",
-           "16UC1; compressedDepth png", "compressedDepth"]
+FORMATS = [
+    "jpeg",
+    "png",
+    "",
+    "JPEG",
+    "rgb8; jpeg compressed bgr8",
+    "bgr8; png compressed bgr8",
+    "webp",
+    "tiff",
+    "16UC1; compressedDepth png",
+    "compressedDepth",
+]
 
 
 @st.composite
 def compressed_inputs(draw):
-    fmt = draw(_weighted((6, st.sampled_from(FORMATS[:6])), (1, st.sampled_from(FORMATS[6:])), (1, st.text(max_size=10))))
-    how = draw(st.sampled_from(["valid", "valid", "valid", "truncated", "mutated", "garbage", "magic+garbage", "empty"]))
+    fmt = draw(
+        _weighted(
+            (6, st.sampled_from(FORMATS[:6])),
+            (1, st.sampled_from(FORMATS[6:])),
+            (1, st.text(max_size=10)),
+        )
+    )
+    how = draw(
+        st.sampled_from(
+            ["valid", "valid", "valid", "truncated", "mutated", "garbage", "magic+garbage", "empty"]
+        )
+    )
     idx = draw(st.integers(0, len(SAMPLES) - 1))
     ext, good, img = SAMPLES[idx]
     if how == "valid":
@@ -203,7 +252,9 @@ def compressed_inputs(draw):
     elif how == "garbage":
         data = draw(st.binary(max_size=200))
     elif how == "magic+garbage":
-        data = draw(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"])) + draw(st.binary(max_size=100))
+        data = draw(st.sampled_from([b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff"])) + draw(
+            st.binary(max_size=100)
+        )
     else:
         data = b""
     kind = draw(st.sampled_from(["bytes", "array", "ndarray"]))
@@ -212,7 +263,9 @@ def compressed_inputs(draw):
 
 def _format_ok(fmt: str) -> bool:
     f = fmt.strip().lower()
-    return "compresseddepth" not in f.replace(" ", "") and (not f or any(k in f for k in ("jpeg", "jpg", "png")))
+    return "compresseddepth" not in f.replace(" ", "") and (
+        not f or any(k in f for k in ("jpeg", "jpg", "png"))
+    )
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -245,8 +298,14 @@ def test_decode_compressed_property(inp):
         elif img.ndim == 2 and ext == ".png":
             np.testing.assert_array_equal(out, np.repeat(img[..., None], 3, 2))
         elif img.ndim == 3:  # colour JPEG: the independent decoder agrees
-            ref = message_to_cvimage(RbCompressed(header=RbHeader(stamp=RbTime(sec=0, nanosec=0), frame_id=""),
-                                                  format=fmt, data=np.frombuffer(data, np.uint8)), "rgb8")
+            ref = message_to_cvimage(
+                RbCompressed(
+                    header=RbHeader(stamp=RbTime(sec=0, nanosec=0), frame_id=""),
+                    format=fmt,
+                    data=np.frombuffer(data, np.uint8),
+                ),
+                "rgb8",
+            )
             np.testing.assert_array_equal(out, ref)
         else:
             assert out.shape[:2] == img.shape[:2]

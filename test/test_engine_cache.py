@@ -1,4 +1,4 @@
-"""GPU-free TensorRT engine-cache logic (panoptic_ros.engine_cache): keys, invalidation reasons,
+"""GPU-free TensorRT engine-cache logic (panoptic_ros.backends.engine_cache): keys, invalidation reasons,
 builder config mapping, path safety, atomic writes, directory permissions.
 
 Only the calls that need tensorrt + a GPU are skipped (at the end, with the reason)."""
@@ -13,7 +13,7 @@ import stat
 
 import pytest
 
-from panoptic_ros import engine_cache as ec
+from panoptic_ros.backends import engine_cache as ec
 
 META = ec.EngineMeta(
     onnx_sha256="a" * 64,
@@ -92,7 +92,8 @@ def test_builder_settings_mapping():
 
 
 @pytest.mark.parametrize(
-    "bad", ["../evil", "a/b", "a\\b", "..", ".hidden", "", "x\0y", "c:engine", " lead", "a..b", "x" * 201]
+    "bad",
+    ["../evil", "a/b", "a\\b", "..", ".hidden", "", "x\0y", "c:engine", " lead", "a..b", "x" * 201],
 )
 def test_unsafe_names_rejected(tmp_path, bad):
     with pytest.raises(ec.EngineCacheError):
@@ -204,7 +205,11 @@ def test_entry_roundtrip_and_rebuild_reasons(tmp_path):
     assert stat.S_IMODE(cache.stat().st_mode) == 0o700
     assert path == cache.resolve() / f"{slot}.engine"
     side = json.loads(path.with_suffix(".json").read_text())
-    assert side["key"] == META.key and side["engine_bytes"] == 4096 and side["onnx_path"] == "/x/model.onnx"
+    assert (
+        side["key"] == META.key
+        and side["engine_bytes"] == 4096
+        and side["onnx_path"] == "/x/model.onnx"
+    )
     assert ec.check_entry(cache, slot, META) == (path, None)
 
     # environment change -> reason names the field
@@ -254,7 +259,7 @@ def test_tensorrt_engine_build_and_reuse(tmp_path):  # pragma: no cover - GPU ma
     if not torch.cuda.is_available():
         pytest.skip("TensorRT engine build needs an NVIDIA GPU; torch.cuda.is_available() is False")
     from panoptic_ros.backends import create_backend
-    from panoptic_ros.model_store import load_model_info
+    from panoptic_ros.families.model_store import load_model_info
 
     info = load_model_info("default")
     logs: list[str] = []

@@ -32,14 +32,28 @@ OFFICIAL_HASHES = {
     "vision_msgs/msg/LabelInfo": "RIHS01_3d37df4015cdf660cc851c51897f2acd957e1ca6205ba0a99aebffb9406b0783",
     "vision_msgs/msg/VisionClass": "RIHS01_1e4a11f0fed50b5623cb8ff26ca0e37952a48a9c074d16f804b44e9164c2037a",
     "vision_msgs/msg/ObjectHypothesis": "RIHS01_51da43cec11c01957a64d1e05a24acd18aae7745ec30b74348ad5f6d634f7f90",
-    "vision_msgs/msg/ObjectHypothesisWithPose":
-        "RIHS01_41c12344c0396c48b81df12467c192d99b2a0eb1463c5c37194e4223251c80bc",
+    "vision_msgs/msg/ObjectHypothesisWithPose": "RIHS01_41c12344c0396c48b81df12467c192d99b2a0eb1463c5c37194e4223251c80bc",  # noqa: E501
     "vision_msgs/msg/Detection3D": "RIHS01_ddd703be132ab0b69d33121f1bb034132bfbb3b0ac5f9fb1516005ba1c8a265b",
     "vision_msgs/msg/BoundingBox3D": "RIHS01_bbb73a65c163d7f9bb29009c7bde9f7faa576bd2d23299c4511d19230dab4698",
 }
-REQUIRED_MESSAGES = {"Detection2D", "Detection2DArray", "BoundingBox2D", "Pose2D", "Point2D", "ObjectHypothesis",
-                     "ObjectHypothesisWithPose", "LabelInfo", "VisionClass", "Detection3D", "Detection3DArray",
-                     "BoundingBox3D", "BoundingBox3DArray", "Classification", "VisionInfo", "BoundingBox2DArray"}
+REQUIRED_MESSAGES = {
+    "Detection2D",
+    "Detection2DArray",
+    "BoundingBox2D",
+    "Pose2D",
+    "Point2D",
+    "ObjectHypothesis",
+    "ObjectHypothesisWithPose",
+    "LabelInfo",
+    "VisionClass",
+    "Detection3D",
+    "Detection3DArray",
+    "BoundingBox3D",
+    "BoundingBox3DArray",
+    "Classification",
+    "VisionInfo",
+    "BoundingBox2DArray",
+}
 
 IMPORTS = "import rclpy, sensor_msgs.msg, vision_msgs.msg, onnxruntime, torch, cv2, rosbags"
 
@@ -50,14 +64,26 @@ def test_required_imports_in_process():
 
 def test_required_imports_in_a_fresh_interpreter_without_ros_environment():
     """Like a console script: the venv's python, started from /, with no ROS variables set by hand."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LD_LIBRARY_PATH", "PYTHONPATH", "AMENT_PREFIX_PATH", "_ROS_WHEELS_BOOTSTRAP_COMPLETE")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in (
+            "LD_LIBRARY_PATH",
+            "PYTHONPATH",
+            "AMENT_PREFIX_PATH",
+            "_ROS_WHEELS_BOOTSTRAP_COMPLETE",
+        )
+    }
     code = IMPORTS + (
         "\nfrom vision_msgs.msg import Detection2DArray, LabelInfo"
         "\nfrom rclpy.type_support import check_for_type_support"
         "\ncheck_for_type_support(Detection2DArray); check_for_type_support(LabelInfo)"
-        "\nprint('ok', vision_msgs.msg.__file__)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True, timeout=120)
+        "\nprint('ok', vision_msgs.msg.__file__)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd="/", env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("ok")
 
@@ -87,8 +113,16 @@ def _msg_fields(text: str) -> list[tuple[str, str]]:
 def _rosidl_type_name(msg_type: str) -> str:
     """A .msg field type -> the spelling of get_fields_and_field_types()."""
     base, arr = (msg_type[:-2], True) if msg_type.endswith("[]") else (msg_type, False)
-    prim = {"float64": "double", "float32": "float", "string": "string", "uint16": "uint16", "int32": "int32",
-            "int8": "int8", "uint8": "uint8", "bool": "boolean"}
+    prim = {
+        "float64": "double",
+        "float32": "float",
+        "string": "string",
+        "uint16": "uint16",
+        "int32": "int32",
+        "int8": "int8",
+        "uint8": "uint8",
+        "bool": "boolean",
+    }
     if base in prim:
         out = prim[base]
     else:
@@ -104,15 +138,20 @@ def test_definitions_are_complete():
 @pytest.mark.parametrize("name", sorted(REQUIRED_MESSAGES))
 def test_generated_python_matches_definitions(name):
     import importlib
+
     msg_module = importlib.import_module("vision_msgs.msg")
     cls = getattr(msg_module, name)
-    expected = [(n, _rosidl_type_name(t)) for t, n in _msg_fields((IFACE_MSG_DIR / f"{name}.msg").read_text())]
+    expected = [
+        (n, _rosidl_type_name(t))
+        for t, n in _msg_fields((IFACE_MSG_DIR / f"{name}.msg").read_text())
+    ]
     got = list(cls.get_fields_and_field_types().items())
     assert got == expected
 
 
 def _rosbags_store():
     from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
     store = get_typestore(Stores.ROS2_KILTED)
     types = {}
     for path in sorted(IFACE_MSG_DIR.glob("*.msg")):
@@ -144,6 +183,7 @@ def ros_node():
 def _exchange(ros_node, msg_type, msg, timeout=15.0):
     """Publish msg on a fresh topic until the subscriber gets it; returns (received, publisher info)."""
     from rclpy.qos import QoSProfile, ReliabilityPolicy
+
     node, executor = ros_node
     topic = f"/panoptic_env_test/{msg_type.__name__.lower()}_{uuid.uuid4().hex[:10]}"
     qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -166,6 +206,7 @@ def _exchange(ros_node, msg_type, msg, timeout=15.0):
 
 def test_image_round_trip_over_dds(ros_node):
     from sensor_msgs.msg import Image
+
     rng = np.random.default_rng(7)
     h, w = 37, 53
     pixels = rng.integers(0, 256, size=(h, w, 3), dtype=np.uint8)
@@ -176,7 +217,13 @@ def test_image_round_trip_over_dds(ros_node):
     msg.header.frame_id = "camera_optical"
     msg.header.stamp.sec, msg.header.stamp.nanosec = 1234, 567890
     got, _ = _exchange(ros_node, Image, msg)
-    assert (got.height, got.width, got.encoding, got.is_bigendian, got.step) == (h, w, "rgb8", 0, step)
+    assert (got.height, got.width, got.encoding, got.is_bigendian, got.step) == (
+        h,
+        w,
+        "rgb8",
+        0,
+        step,
+    )
     assert got.header.frame_id == "camera_optical"
     assert (got.header.stamp.sec, got.header.stamp.nanosec) == (1234, 567890)
     data = np.frombuffer(bytes(got.data), np.uint8).reshape(h, step)
@@ -185,6 +232,7 @@ def test_image_round_trip_over_dds(ros_node):
 
 def test_detection2d_array_round_trip_over_dds_with_official_type_hash(ros_node):
     from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
     msg = Detection2DArray()
     msg.header.frame_id = "cam0"
     msg.header.stamp.sec, msg.header.stamp.nanosec = 42, 7
@@ -207,13 +255,19 @@ def test_detection2d_array_round_trip_over_dds_with_official_type_hash(ros_node)
 
     got, infos = _exchange(ros_node, Detection2DArray, msg)
 
-    assert got.header.frame_id == "cam0" and (got.header.stamp.sec, got.header.stamp.nanosec) == (42, 7)
+    assert got.header.frame_id == "cam0" and (got.header.stamp.sec, got.header.stamp.nanosec) == (
+        42,
+        7,
+    )
     assert len(got.detections) == 3
     for i, (a, b) in enumerate(zip(got.detections, msg.detections)):
         assert a.id == b.id == str(i + 1)
         assert a.header.frame_id == "cam0"
-        assert (a.bbox.center.position.x, a.bbox.center.position.y, a.bbox.center.theta) == \
-               (b.bbox.center.position.x, b.bbox.center.position.y, b.bbox.center.theta)
+        assert (a.bbox.center.position.x, a.bbox.center.position.y, a.bbox.center.theta) == (
+            b.bbox.center.position.x,
+            b.bbox.center.position.y,
+            b.bbox.center.theta,
+        )
         assert (a.bbox.size_x, a.bbox.size_y) == (b.bbox.size_x, b.bbox.size_y)
         assert len(a.results) == 2
         for ra, rb in zip(a.results, b.results):
@@ -229,12 +283,19 @@ def test_detection2d_array_round_trip_over_dds_with_official_type_hash(ros_node)
 
 def test_label_info_type_hash_over_dds(ros_node):
     from vision_msgs.msg import LabelInfo, VisionClass
+
     msg = LabelInfo(threshold=0.25)
-    msg.class_map = [VisionClass(class_id=i, class_name=n) for i, n in enumerate(["road", "car", "person"])]
+    msg.class_map = [
+        VisionClass(class_id=i, class_name=n) for i, n in enumerate(["road", "car", "person"])
+    ]
     msg.class_map.append(VisionClass(class_id=255, class_name="unlabeled"))
     got, infos = _exchange(ros_node, LabelInfo, msg)
-    assert [(c.class_id, c.class_name) for c in got.class_map] == \
-           [(0, "road"), (1, "car"), (2, "person"), (255, "unlabeled")]
+    assert [(c.class_id, c.class_name) for c in got.class_map] == [
+        (0, "road"),
+        (1, "car"),
+        (2, "person"),
+        (255, "unlabeled"),
+    ]
     assert got.threshold == pytest.approx(0.25)
     assert str(infos[0].topic_type_hash) == OFFICIAL_HASHES["vision_msgs/msg/LabelInfo"]
 
@@ -243,12 +304,16 @@ def test_ament_index_knows_vision_msgs_and_its_type_descriptions():
     """scripts/setup registers the build in AMENT_PREFIX_PATH (unless one is set): the share dir holds
     rosidl's type descriptions, whose hashes are the official ones."""
     import json
+
     from ament_index_python.packages import get_package_share_directory
+
     try:
         share = Path(get_package_share_directory("vision_msgs"))
     except Exception as exc:  # noqa: BLE001 - an environment without any ament index
         pytest.skip(f"no ament index for vision_msgs here: {exc}")
     for type_name, official in OFFICIAL_HASHES.items():
         f = share / "msg" / f"{type_name.rsplit('/', 1)[1]}.json"
-        hashes = {h["type_name"]: h["hash_string"] for h in json.loads(f.read_text())["type_hashes"]}
+        hashes = {
+            h["type_name"]: h["hash_string"] for h in json.loads(f.read_text())["type_hashes"]
+        }
         assert hashes[type_name] == official, f

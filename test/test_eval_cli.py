@@ -11,10 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from panoptic_ros.coco_panoptic import write_coco_panoptic, write_png_ids
-from panoptic_ros.taxonomy import Taxonomy
 from pq_random import random_pairs
+
+from panoptic_ros.core.taxonomy import Taxonomy
+from panoptic_ros.evaluation.coco_panoptic import write_coco_panoptic, write_png_ids
 
 TAX = Taxonomy.default()
 REPO = Path(__file__).resolve().parents[1]
@@ -128,7 +128,12 @@ def test_missing_prediction_and_bad_mode(coco, tmp_path):
 
 
 def _missing_modules() -> str:
-    for mod in ("panoptic_ros.pipeline", "panoptic_ros.synthetic", "panoptic_ros.model_store", "onnxruntime"):
+    for mod in (
+        "panoptic_ros.core.pipeline",
+        "panoptic_ros.training.synthetic",
+        "panoptic_ros.families.model_store",
+        "onnxruntime",
+    ):
         if importlib.util.find_spec(mod) is None:
             return f"{mod} not available"
     return ""
@@ -148,7 +153,7 @@ def model_env(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("model")
     env = dict(os.environ, PANOPTIC_ROS_CACHE=str(d / "cache"))
-    from panoptic_ros.model_store import load_model_info
+    from panoptic_ros.families.model_store import load_model_info
 
     try:
         load_model_info("default")
@@ -157,8 +162,8 @@ def model_env(tmp_path_factory):
         pass
     torch = pytest.importorskip("torch")
     pytest.importorskip("safetensors")
-    from panoptic_ros.model import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
-    from panoptic_ros.model_store import save_model
+    from panoptic_ros.families.model_store import save_model
+    from panoptic_ros.training.network import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
 
     torch.manual_seed(0)
     save_model(d / "untrained", build_net(TAX.num_classes), TAX, input_size=(240, 320), top_k=32,
@@ -179,7 +184,7 @@ def test_images_folder(tmp_path, model_env):
     """--images: model run on RGB files named by the ground truth; scores as --synthetic does."""
     import cv2
 
-    from panoptic_ros import synthetic
+    from panoptic_ros.training import synthetic
 
     scenes = [synthetic.generate_scene(s, 240, 320, TAX) for s in synthetic.validation_seeds(2)]
     (tmp_path / "images").mkdir()

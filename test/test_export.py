@@ -10,15 +10,56 @@ import onnx
 import pytest
 import torch
 
-from panoptic_ros import synthetic
-from panoptic_ros.export import check_parity, export_onnx, onnx_ops
-from panoptic_ros.model_store import ModelError, load_model_info, load_torch_model, resolve_onnx
+from panoptic_ros.families.model_store import (
+    ModelError,
+    load_model_info,
+    load_torch_model,
+    resolve_onnx,
+)
+from panoptic_ros.training import synthetic
+from panoptic_ros.training.export import check_parity, export_onnx, onnx_ops
 
 #: ops TensorRT parses (subset we allow in the exported graph)
-TRT_OPS = {"Conv", "Relu", "Clip", "Resize", "MaxPool", "TopK", "ArgMax", "ArgMin", "Gather", "Add", "Mul", "Sub",
-           "Div", "Reshape", "Transpose", "Cast", "Where", "Less", "Greater", "Equal", "And", "ReduceMin",
-           "ReduceSum", "Concat", "Unsqueeze", "Squeeze", "MatMul", "Floor", "Constant", "Slice", "Shape",
-           "BatchNormalization", "Expand", "ConstantOfShape", "Flatten", "Identity", "Not", "Neg"}
+TRT_OPS = {
+    "Conv",
+    "Relu",
+    "Clip",
+    "Resize",
+    "MaxPool",
+    "TopK",
+    "ArgMax",
+    "ArgMin",
+    "Gather",
+    "Add",
+    "Mul",
+    "Sub",
+    "Div",
+    "Reshape",
+    "Transpose",
+    "Cast",
+    "Where",
+    "Less",
+    "Greater",
+    "Equal",
+    "And",
+    "ReduceMin",
+    "ReduceSum",
+    "Concat",
+    "Unsqueeze",
+    "Squeeze",
+    "MatMul",
+    "Floor",
+    "Constant",
+    "Slice",
+    "Shape",
+    "BatchNormalization",
+    "Expand",
+    "ConstantOfShape",
+    "Flatten",
+    "Identity",
+    "Not",
+    "Neg",
+}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +69,15 @@ def exported(tmp_path_factory):
     net = load_torch_model(info, raw=True)
     is_thing = info.taxonomy.is_thing_lut()[:-1].tolist()
     h, w = info.input_size
-    post = export_onnx(net, is_thing, d / "post.onnx", height=h, width=w, top_k=info.top_k, nms_kernel=info.nms_kernel)
+    post = export_onnx(
+        net,
+        is_thing,
+        d / "post.onnx",
+        height=h,
+        width=w,
+        top_k=info.top_k,
+        nms_kernel=info.nms_kernel,
+    )
     raw = export_onnx(net, is_thing, d / "raw.onnx", height=h, width=w, raw=True)
     return info, net, is_thing, post, raw
 
@@ -50,7 +99,11 @@ def test_contract_names_and_shapes(exported):
     assert m.graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.INT32
     assert m.opset_import[0].version >= 17
     r = onnx.load(str(raw))
-    assert [o.name for o in r.graph.output] == ["semantic_logits", "center_heatmap", "center_offset"]
+    assert [o.name for o in r.graph.output] == [
+        "semantic_logits",
+        "center_heatmap",
+        "center_offset",
+    ]
 
 
 def test_ops_are_tensorrt_friendly(exported):
@@ -61,8 +114,19 @@ def test_ops_are_tensorrt_friendly(exported):
 def test_parity_with_torch(exported):
     info, net, is_thing, post, raw = exported
     h, w = info.input_size
-    imgs = [synthetic.generate_scene(s, h, w, info.taxonomy).image for s in synthetic.validation_seeds(3, start=4242)]
-    rep = check_parity(net, is_thing, imgs, post_onnx=post, raw_onnx=raw, top_k=info.top_k, nms_kernel=info.nms_kernel)
+    imgs = [
+        synthetic.generate_scene(s, h, w, info.taxonomy).image
+        for s in synthetic.validation_seeds(3, start=4242)
+    ]
+    rep = check_parity(
+        net,
+        is_thing,
+        imgs,
+        post_onnx=post,
+        raw_onnx=raw,
+        top_k=info.top_k,
+        nms_kernel=info.nms_kernel,
+    )
     assert rep.panoptic_identical >= 0.999, rep
     assert rep.max_abs_diff_logits < 1e-2, rep
 
@@ -71,7 +135,11 @@ def test_resolve_onnx_caches(tmp_path):
     info = load_model_info("default")
     # a partial export left by a process killed mid-write an hour ago goes; a fresh one (another
     # process exporting right now) and foreign files stay
-    abandoned, busy, foreign = tmp_path / "default-x.onnx.abc.tmp", tmp_path / "default-y.onnx.def.tmp", tmp_path / "notes"
+    abandoned, busy, foreign = (
+        tmp_path / "default-x.onnx.abc.tmp",
+        tmp_path / "default-y.onnx.def.tmp",
+        tmp_path / "notes",
+    )
     for p in (abandoned, busy, foreign):
         p.write_bytes(b"partial")
     for p in (abandoned, foreign):

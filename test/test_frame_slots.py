@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from panoptic_ros.frame_slots import FrameSlots, InferenceWorker
-from panoptic_ros.stats import CameraStats, RateMeter, Throttle, Window
+from panoptic_ros.core.frame_slots import FrameSlots, InferenceWorker
+from panoptic_ros.core.stats import CameraStats, RateMeter, Throttle, Window
 
 
 class FakeClock:
@@ -79,10 +79,13 @@ def _worker(slots, max_batch=1, fail_on=("bad",), infer_delay=0.0):
         return [i + "!" for i in imgs]
 
     w = InferenceWorker(
-        slots, decode=decode, infer=infer,
+        slots,
+        decode=decode,
+        infer=infer,
         publish=lambda f, img, res, ms: published.append((f.camera, res)),
         on_bad=lambda f, e: bad.append((f.camera, str(e))),
-        on_error=errors.append, max_batch=max_batch,
+        on_error=errors.append,
+        max_batch=max_batch,
     )
     return w, calls, published, bad, errors
 
@@ -140,9 +143,14 @@ def test_worker_reports_inference_errors_and_continues():
         return imgs
 
     out = []
-    w = InferenceWorker(slots, decode=lambda f: f.msg, infer=infer,
-                        publish=lambda f, i, r, ms: out.append(r), on_bad=lambda f, e: None,
-                        on_error=errors.append)
+    w = InferenceWorker(
+        slots,
+        decode=lambda f: f.msg,
+        infer=infer,
+        publish=lambda f, i, r, ms: out.append(r),
+        on_bad=lambda f, e: None,
+        on_error=errors.append,
+    )
     slots.put("a", 1)
     w.process(slots.take())
     slots.put("a", 2)
@@ -151,6 +159,7 @@ def test_worker_reports_inference_errors_and_continues():
 
 
 # ---- stats -------------------------------------------------------------------------
+
 
 def test_window_mean_p99():
     w = Window(100)

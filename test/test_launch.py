@@ -17,11 +17,19 @@ from pathlib import Path
 import pytest
 import yaml
 
-from panoptic_ros import params
+from panoptic_ros.ros import params
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
-OUTPUT_LEAVES = {"semantic", "instance", "panoptic", "panoptic_rgb", "overlay", "detections", "label_info"}
+OUTPUT_LEAVES = {
+    "semantic",
+    "instance",
+    "panoptic",
+    "panoptic_rgb",
+    "overlay",
+    "detections",
+    "label_info",
+}
 
 
 def console_scripts() -> set[str]:
@@ -36,7 +44,11 @@ def console_scripts() -> set[str]:
 
 def node_calls(path: Path) -> list[ast.Call]:
     tree = ast.parse(path.read_text())
-    return [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Node"]
+    return [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Node"
+    ]
 
 
 def kwarg(call: ast.Call, name: str):
@@ -56,7 +68,9 @@ def test_launch_file_names_console_scripts_and_declared_parameters(path):
     for call in calls:
         assert ast.literal_eval(kwarg(call, "package")) == "panoptic_ros"
         exe = ast.literal_eval(kwarg(call, "executable"))
-        assert exe in scripts, f"{path.name}: executable {exe!r} is not a console script in setup.py ({scripts})"
+        assert exe in scripts, (
+            f"{path.name}: executable {exe!r} is not a console script in setup.py ({scripts})"
+        )
         cameras = [""]
         for item in kwarg(call, "parameters").elts:
             if isinstance(item, ast.Dict):
@@ -71,38 +85,63 @@ def test_launch_file_names_console_scripts_and_declared_parameters(path):
         inputs = {f"{c}/image" if c else "image" for c in cameras}
         for pair in kwarg(call, "remappings").elts:
             src = ast.literal_eval(pair.elts[0])
-            assert src in inputs, f"{path.name} remaps {src!r}, the node subscribes {sorted(inputs)}"
+            assert src in inputs, (
+                f"{path.name} remaps {src!r}, the node subscribes {sorted(inputs)}"
+            )
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_arguments_have_descriptions(path):
     tree = ast.parse(path.read_text())
-    decls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "DeclareLaunchArgument"]
+    decls = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "DeclareLaunchArgument"
+    ]
     assert decls
     for d in decls:
         desc = kwarg(d, "description")
-        assert desc is not None and len(ast.literal_eval(desc)) > 10, f"{path.name}: {ast.dump(d.args[0])} undocumented"
+        assert desc is not None and len(ast.literal_eval(desc)) > 10, (
+            f"{path.name}: {ast.dump(d.args[0])} undocumented"
+        )
     declared = {ast.literal_eval(d.args[0]) for d in decls}
-    used = {ast.literal_eval(n.args[0]) for n in ast.walk(tree)
-            if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "LaunchConfiguration"}
-    assert used <= declared, f"{path.name}: LaunchConfiguration without DeclareLaunchArgument: {used - declared}"
+    used = {
+        ast.literal_eval(n.args[0])
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "LaunchConfiguration"
+    }
+    assert used <= declared, (
+        f"{path.name}: LaunchConfiguration without DeclareLaunchArgument: {used - declared}"
+    )
     if path.name == "panoptic.launch.py":
         assert {"image", "params_file", "backend", "namespace"} <= declared
-    assert "dds_profile" in declared, f"{path.name}: no dds_profile argument (Fast DDS profile for large frames)"
+    assert "dds_profile" in declared, (
+        f"{path.name}: no dds_profile argument (Fast DDS profile for large frames)"
+    )
 
 
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_defaults_name_installed_config_files(path):
     """Every default of the form os.path.join(share, "config", NAME) is a file in config/ that setup.py installs."""
     tree = ast.parse(path.read_text())
-    names = [ast.literal_eval(n.args[2]) for n in ast.walk(tree)
-             if isinstance(n, ast.Call) and ast.unparse(n.func) == "os.path.join" and len(n.args) == 3
-             and isinstance(n.args[1], ast.Constant) and n.args[1].value == "config"]
+    names = [
+        ast.literal_eval(n.args[2])
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and ast.unparse(n.func) == "os.path.join"
+        and len(n.args) == 3
+        and isinstance(n.args[1], ast.Constant)
+        and n.args[1].value == "config"
+    ]
     assert "panoptic.yaml" in names and "fastdds_large_frames.xml" in names, names
     for name in names:
-        assert (ROOT / "config" / name).is_file(), f"{path.name}: default config/{name} does not exist"
+        assert (ROOT / "config" / name).is_file(), (
+            f"{path.name}: default config/{name} does not exist"
+        )
         ext = name.rsplit(".", 1)[-1]
-        assert f'glob("config/*.{ext}")' in (ROOT / "setup.py").read_text(), f"setup.py does not install config/*.{ext}"
+        assert f'glob("config/*.{ext}")' in (ROOT / "setup.py").read_text(), (
+            f"setup.py does not install config/*.{ext}"
+        )
 
 
 def test_every_parameter_file_sets_only_declared_parameters():
@@ -129,7 +168,9 @@ def test_rviz_config_shows_node_outputs():
 
 def test_setup_installs_launch_and_config():
     text = (ROOT / "setup.py").read_text()
-    assert re.search(r'glob\("launch/\*\.py"\)', text) and re.search(r'glob\("config/\*\.rviz"\)', text)
+    assert re.search(r'glob\("launch/\*\.py"\)', text) and re.search(
+        r'glob\("config/\*\.rviz"\)', text
+    )
     assert re.search(r'glob\("config/\*\.xml"\)', text)  # the Fast DDS profile
 
 
@@ -137,12 +178,17 @@ def _launch_ros_available() -> bool:
     try:
         import launch  # noqa: F401  (a namespace package named after ./launch does not count)
 
-        return hasattr(launch, "LaunchDescription") and importlib.util.find_spec("launch_ros") is not None
+        return (
+            hasattr(launch, "LaunchDescription")
+            and importlib.util.find_spec("launch_ros") is not None
+        )
     except ImportError:
         return False
 
 
-@pytest.mark.skipif(not _launch_ros_available(), reason="launch / launch_ros are not installed here")
+@pytest.mark.skipif(
+    not _launch_ros_available(), reason="launch / launch_ros are not installed here"
+)
 @pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_description_builds(path):  # pragma: no cover - needs launch_ros
     import launch

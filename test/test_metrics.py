@@ -7,8 +7,10 @@ import time
 
 import numpy as np
 import pytest
+from pq_random import random_gt, random_pairs
 
-from panoptic_ros.coco_panoptic import (
+from panoptic_ros.core.taxonomy import Taxonomy
+from panoptic_ros.evaluation.coco_panoptic import (
     CocoPanopticError,
     open_coco_panoptic,
     panoptic_to_segments,
@@ -16,9 +18,7 @@ from panoptic_ros.coco_panoptic import (
     segments_to_panoptic,
     write_coco_panoptic,
 )
-from panoptic_ros.metrics import PanopticQuality, PQReport, format_report
-from panoptic_ros.taxonomy import Taxonomy
-from pq_random import random_gt, random_pairs
+from panoptic_ros.evaluation.metrics import PanopticQuality, PQReport, format_report
 
 TAX = Taxonomy.default()
 D = TAX.label_divisor
@@ -49,7 +49,9 @@ def test_one_false_positive():
     r = pq_of([(pred, gt)])
     assert r.per_class["road"] == pytest.approx((0.96, 0.96, 1.0, 1, 0, 0))
     assert r.per_class["person"] == (0.0, 0.0, 0.0, 0, 1, 0)
-    assert r.pq == pytest.approx(0.48) and r.sq == pytest.approx(0.48) and r.rq == pytest.approx(0.5)
+    assert (
+        r.pq == pytest.approx(0.48) and r.sq == pytest.approx(0.48) and r.rq == pytest.approx(0.5)
+    )
     assert r.pq_stuff == pytest.approx(0.96) and r.pq_thing == 0.0
     assert (r.n_classes, r.n_thing_classes, r.n_stuff_classes) == (2, 1, 1)
 
@@ -116,7 +118,7 @@ def test_bad_inputs():
 
 
 def test_sparse_histogram_path_agrees_with_dense(monkeypatch):
-    import panoptic_ros.metrics as metrics
+    import panoptic_ros.evaluation.metrics as metrics
 
     pairs = random_pairs(7, 20, TAX)
     dense = pq_of(pairs)
@@ -142,7 +144,9 @@ def test_speed_200_scenes_240x320():
 def test_coco_roundtrip(tmp_path):
     pairs = random_pairs(11, 6, TAX)
     gts = [g for _, g in pairs]
-    data = write_coco_panoptic(tmp_path / "gt.json", tmp_path / "gt", [(f"im{i}", g) for i, g in enumerate(gts)], TAX)
+    data = write_coco_panoptic(
+        tmp_path / "gt.json", tmp_path / "gt", [(f"im{i}", g) for i, g in enumerate(gts)], TAX
+    )
     assert [c["id"] for c in data["categories"]] == [c.id + 1 for c in TAX.classes]
     seg = data["annotations"][0]["segments_info"][0]
     assert set(seg) == {"id", "category_id", "area", "bbox", "iscrowd"}
@@ -158,7 +162,9 @@ def test_coco_segments_bbox_area():
     pan = np.full((5, 6), -1, np.int32)
     pan[1:3, 2:5] = CAR * D + 3
     ids, segs = panoptic_to_segments(pan, TAX)
-    assert segs == [{"id": CAR * D + 4, "category_id": CAR + 1, "area": 6, "bbox": [2, 1, 3, 2], "iscrowd": 0}]
+    assert segs == [
+        {"id": CAR * D + 4, "category_id": CAR + 1, "area": 6, "bbox": [2, 1, 3, 2], "iscrowd": 0}
+    ]
     assert ids[0, 0] == 0
 
 
@@ -180,7 +186,9 @@ def test_coco_foreign_ids_and_crowd():
 
 def test_coco_missing_segments_info(tmp_path):
     (tmp_path / "x").mkdir()
-    (tmp_path / "x.json").write_text(json.dumps({"annotations": [{"image_id": 1, "file_name": "a.png"}]}))
+    (tmp_path / "x.json").write_text(
+        json.dumps({"annotations": [{"image_id": 1, "file_name": "a.png"}]})
+    )
     with pytest.raises(CocoPanopticError, match="segments_info"):
         open_coco_panoptic(tmp_path / "x.json", taxonomy=TAX)
     with pytest.raises(CocoPanopticError, match="not found"):
@@ -188,7 +196,7 @@ def test_coco_missing_segments_info(tmp_path):
 
 
 def test_png_id_encoding(tmp_path):
-    from panoptic_ros.coco_panoptic import write_png_ids
+    from panoptic_ros.evaluation.coco_panoptic import write_png_ids
 
     ids = np.array([[0, 1, 255, 256, 65536, (1 << 24) - 1]])
     write_png_ids(tmp_path / "a.png", ids)
@@ -200,8 +208,12 @@ def hotcoco_eval(tmp_path, pairs, taxonomy=TAX):
     """Write pairs as COCO panoptic and run hotcoco's PanopticEval; returns its results() dict."""
     panoptic = pytest.importorskip("hotcoco.panoptic")
     names = [f"img{i:04d}" for i in range(len(pairs))]
-    write_coco_panoptic(tmp_path / "gt.json", tmp_path / "gt", zip(names, [g for _, g in pairs]), taxonomy)
-    write_coco_panoptic(tmp_path / "pred.json", tmp_path / "pred", zip(names, [p for p, _ in pairs]), taxonomy)
+    write_coco_panoptic(
+        tmp_path / "gt.json", tmp_path / "gt", zip(names, [g for _, g in pairs]), taxonomy
+    )
+    write_coco_panoptic(
+        tmp_path / "pred.json", tmp_path / "pred", zip(names, [p for p, _ in pairs]), taxonomy
+    )
     ev = panoptic.PanopticEval(str(tmp_path / "gt.json"), str(tmp_path / "pred.json"))
     ev.evaluate()
     return ev.results()
@@ -248,7 +260,9 @@ def test_agrees_with_hotcoco_on_hand_cases(tmp_path):
     gt = np.array([[CAR * D + 1] * 4 + [ROAD * D] * 4], np.int32)
     cases.append((np.array([[CAR * D + 1] * 2 + [ROAD * D] * 6], np.int32), gt))  # IoU exactly 0.5
     gt = np.array([[ROAD * D] * 4 + [-1] * 4], np.int32)
-    cases.append((np.array([[ROAD * D] * 2 + [PERSON * D + 1] * 4 + [-1] * 2], np.int32), gt))  # 50 % on void
+    cases.append(
+        (np.array([[ROAD * D] * 2 + [PERSON * D + 1] * 4 + [-1] * 2], np.int32), gt)
+    )  # 50 % on void
     cases.append((np.array([[ROAD * D] * 3 + [PERSON * D + 1] * 5], np.int32), gt))  # 80 % on void
     gt = np.array([[CAR * D + 1] * 4 + [-1] * 4], np.int32)
     cases.append((np.full((1, 8), CAR * D + 1, np.int32), gt))

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from panoptic_ros.model import PanopticExportModel, PanopticPostProcess, build_net
-from panoptic_ros.taxonomy import Taxonomy
+from panoptic_ros.core.taxonomy import Taxonomy
+from panoptic_ros.training.network import PanopticExportModel, PanopticPostProcess, build_net
 
 TAX = Taxonomy.default()
 IS_THING = TAX.is_thing_lut()[:-1].tolist()
@@ -17,7 +17,11 @@ def test_net_shapes():
     x = torch.rand(2, 3, 64, 96) * 255
     with torch.no_grad():
         logits, heat, off = net(x)
-    assert logits.shape == (2, 8, 64, 96) and heat.shape == (2, 1, 64, 96) and off.shape == (2, 2, 64, 96)
+    assert (
+        logits.shape == (2, 8, 64, 96)
+        and heat.shape == (2, 1, 64, 96)
+        and off.shape == (2, 2, 64, 96)
+    )
     assert logits.dtype == heat.dtype == off.dtype == torch.float32
 
 
@@ -38,10 +42,14 @@ def _synthetic_heads(H=40, W=50):
     logits[0, 0] = 1.0  # road everywhere
     logits[0, 6, 2:19, 2:19] = 5.0  # car
     logits[0, 5, 22:39, 32:49] = 5.0  # person
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij"
+    )
     heat = torch.zeros(1, 1, H, W)
     for cy, cx, peak in ((10, 10, 0.9), (30, 40, 0.6)):
-        heat[0, 0] = torch.maximum(heat[0, 0], peak * torch.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / 8))
+        heat[0, 0] = torch.maximum(
+            heat[0, 0], peak * torch.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / 8)
+        )
     off = torch.zeros(1, 2, H, W)
     left = xs < 25
     off[0, 0] = torch.where(left, 10 - ys, 30 - ys)

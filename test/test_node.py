@@ -18,16 +18,20 @@ from rcl_interfaces.msg import ParameterType  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from panoptic_ros import params as P  # noqa: E402
-from panoptic_ros.node import PanopticNode, SUCCESS, FAILURE  # noqa: E402
-from panoptic_ros.taxonomy import Taxonomy  # noqa: E402
-from panoptic_ros.types import Instance, PanopticResult  # noqa: E402
+from panoptic_ros.core.taxonomy import Taxonomy  # noqa: E402
+from panoptic_ros.core.types import Instance, PanopticResult  # noqa: E402
+from panoptic_ros.ros import params as P  # noqa: E402
+from panoptic_ros.ros.node import FAILURE, SUCCESS, PanopticNode  # noqa: E402
 
 pytestmark = pytest.mark.ros
 
-HAVE_CONVERSIONS = (importlib.util.find_spec("vision_msgs") is not None
-                    and importlib.util.find_spec("panoptic_ros.conversions") is not None)
-needs_conversions = pytest.mark.skipif(not HAVE_CONVERSIONS, reason="vision_msgs / panoptic_ros.conversions missing")
+HAVE_CONVERSIONS = (
+    importlib.util.find_spec("vision_msgs") is not None
+    and importlib.util.find_spec("panoptic_ros.ros.conversions") is not None
+)
+needs_conversions = pytest.mark.skipif(
+    not HAVE_CONVERSIONS, reason="vision_msgs / panoptic_ros.ros.conversions missing"
+)
 
 
 class FakeBackend:
@@ -61,8 +65,10 @@ class FakeSegmenter:
             ins = np.zeros((h, w), np.uint16)
             sem[:2, :2], ins[:2, :2] = thing, 1
             sem[-1:, -2:], ins[-1:, -2:] = thing, 2
-            insts = (Instance(1, thing, 0.9, (0, 0, 2, 2), 4, (0.5, 0.5)),
-                     Instance(2, thing, 0.8, (w - 2, h - 1, w, h), 2, (w - 1.5, h - 1.0)))
+            insts = (
+                Instance(1, thing, 0.9, (0, 0, 2, 2), 4, (0.5, 0.5)),
+                Instance(2, thing, 0.8, (w - 2, h - 1, w, h), 2, (w - 1.5, h - 1.0)),
+            )
             pan = self.taxonomy.encode_panoptic(sem, ins)
             out.append(PanopticResult(sem, ins, pan, insts, {"infer": 1.0}))
         return out
@@ -90,8 +96,11 @@ def make_node(ctx, factory=None, **overrides):
         return seg_holder["seg"]
 
     node = PanopticNode(
-        f"panoptic_test_{len(_made)}", context=ctx, segmenter_factory=factory or fake_factory,
-        parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()])
+        f"panoptic_test_{len(_made)}",
+        context=ctx,
+        segmenter_factory=factory or fake_factory,
+        parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+    )
     _made.append(node)
     return node, seg_holder
 
@@ -100,11 +109,16 @@ def test_parameters_declared_with_descriptors(ctx):
     node, _ = make_node(ctx)
     defaults = P.defaults()
     for name, spec in P.SCHEMA.items():
-        assert node.get_parameter(name).value == (defaults[name] if spec.type != P.STRING_ARRAY else defaults[name])
+        assert node.get_parameter(name).value == (
+            defaults[name] if spec.type != P.STRING_ARRAY else defaults[name]
+        )
         d = node.describe_parameter(name)
         assert d.read_only == spec.read_only and d.description == spec.description
         if spec.type == P.DOUBLE and spec.min is not None:
-            assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == (spec.min, spec.max)
+            assert (d.floating_point_range[0].from_value, d.floating_point_range[0].to_value) == (
+                spec.min,
+                spec.max,
+            )
         if spec.type == P.INTEGER and spec.min is not None:
             assert d.integer_range[0].from_value == spec.min
     assert node.describe_parameter("cameras").type == ParameterType.PARAMETER_STRING_ARRAY
@@ -117,7 +131,9 @@ def test_runtime_parameter_validation(ctx):
     assert ok.successful and node.cfg["center_threshold"] == 0.4
     bad = node.set_parameters([Parameter("center_threshold", value=1.5)])[0]
     assert not bad.successful and "center_threshold" in bad.reason and "1.0" in bad.reason
-    assert node.get_parameter("center_threshold").value == 0.4 and node.cfg["center_threshold"] == 0.4
+    assert (
+        node.get_parameter("center_threshold").value == 0.4 and node.cfg["center_threshold"] == 0.4
+    )
     wrong = node.set_parameters([Parameter("stuff_area_min", value="many")])[0]
     assert not wrong.successful and "type" in wrong.reason.lower()
     ro = node.set_parameters([Parameter("backend", value="torch")])[0]
@@ -221,11 +237,19 @@ def test_published_messages_follow_the_contract(ctx):
     node.worker.process(node.worker.slots.take(1, timeout=0))
     for name in ("semantic", "instance", "panoptic", "panoptic_rgb", "detections"):
         (out,) = caps[name].msgs
-        assert (out.header.frame_id, out.header.stamp.sec, out.header.stamp.nanosec) == ("cam", 12, 345), name
+        assert (out.header.frame_id, out.header.stamp.sec, out.header.stamp.nanosec) == (
+            "cam",
+            12,
+            345,
+        ), name
     assert caps["overlay"].msgs == []  # nobody subscribed: not computed
     inst = caps["instance"].msgs[0]
     arr = np.frombuffer(bytes(inst.data), np.uint16).reshape(4, 6)
-    assert {int(d.id) for d in caps["detections"].msgs[0].detections} == set(np.unique(arr).tolist()) - {0} == {1, 2}
+    assert (
+        {int(d.id) for d in caps["detections"].msgs[0].detections}
+        == set(np.unique(arr).tolist()) - {0}
+        == {1, 2}
+    )
     caps["overlay"].subscribers = 1
     node._on_image("", msg)
     node.worker.process(node.worker.slots.take(1, timeout=0))

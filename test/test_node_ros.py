@@ -23,11 +23,20 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 pytestmark = [
     pytest.mark.ros,
-    pytest.mark.skipif(importlib.util.find_spec("vision_msgs") is None, reason="vision_msgs not built (scripts/setup)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("vision_msgs") is None,
+        reason="vision_msgs not built (scripts/setup)",
+    ),
 ]
 
-from ros_helpers import NodeProcess, RosTester, image_msg, param_msg, stamp_ns  # noqa: E402
-from ros_helpers import ctx  # noqa: E402,F401  (module-scoped fixture)
+from ros_helpers import (  # noqa: E402
+    NodeProcess,
+    RosTester,
+    ctx,  # noqa: E402,F401  (module-scoped fixture)
+    image_msg,
+    param_msg,
+    stamp_ns,
+)
 
 OUTPUTS = ("semantic", "instance", "panoptic", "panoptic_rgb", "overlay", "detections")
 TAG = f"t{os.getpid()}"
@@ -40,7 +49,7 @@ def start_node(ns: str, *ros_args: str) -> NodeProcess:
 
 @pytest.fixture(scope="module")
 def scene():
-    from panoptic_ros.synthetic import generate_scene, validation_seeds
+    from panoptic_ros.training.synthetic import generate_scene, validation_seeds
 
     return generate_scene(validation_seeds(1)[0], 240, 320)
 
@@ -49,10 +58,19 @@ def scene():
 def single(ctx):
     """One-camera node: input remapped with -r image:=..., outputs in its namespace."""
     ns = f"/{TAG}_one"
-    node = start_node(ns, "-r", f"image:={ns}_in/image_raw", "-p", "publish_panoptic_rgb:=true",
-                      "-p", "input_qos:=reliable")
+    node = start_node(
+        ns,
+        "-r",
+        f"image:={ns}_in/image_raw",
+        "-p",
+        "publish_panoptic_rgb:=true",
+        "-p",
+        "input_qos:=reliable",
+    )
     tester = RosTester(ctx, f"{TAG}_tester_one")
-    boxes = {o: tester.collect(Image if o != "detections" else _det_type(), f"{ns}/{o}") for o in OUTPUTS}
+    boxes = {
+        o: tester.collect(Image if o != "detections" else _det_type(), f"{ns}/{o}") for o in OUTPUTS
+    }
     from diagnostic_msgs.msg import DiagnosticArray
 
     boxes["diagnostics"] = tester.collect(DiagnosticArray, "/diagnostics")
@@ -70,7 +88,7 @@ def _det_type():
 
 def _wait_ready(s, timeout=60.0):
     """The node is ready once its first output arrives for a probe frame."""
-    pub, boxes, tester = s["pub"], s["boxes"], s["tester"]
+    pub, boxes = s["pub"], s["boxes"]
     deadline = time.monotonic() + timeout
     probe = image_msg(np.zeros((8, 8, 3), np.uint8), 1, "probe")
     while time.monotonic() < deadline:
@@ -90,8 +108,10 @@ def test_outputs_carry_input_headers(single, scene):
     for i, st in enumerate(stamps):
         pub.publish(image_msg(scene.image, st, f"cam_{i}"))
         # wait for this frame's outputs before sending the next: nothing is dropped
-        tester.wait_for(lambda st=st: all(any(stamp_ns(m) == st for m in boxes[o]) for o in OUTPUTS),
-                        what=f"outputs for stamp {st}")
+        tester.wait_for(
+            lambda st=st: all(any(stamp_ns(m) == st for m in boxes[o]) for o in OUTPUTS),
+            what=f"outputs for stamp {st}",
+        )
     for o in OUTPUTS:
         got = {(stamp_ns(m), m.header.frame_id) for m in boxes[o] if stamp_ns(m) in stamps}
         assert got == {(st, f"cam_{i}") for i, st in enumerate(stamps)}, o
@@ -112,15 +132,20 @@ def test_detection_ids_match_instance_image(single, scene):
         inst = next((m for m in boxes["instance"] if stamp_ns(m) == stamp_ns(det)), None)
         if inst is None or det.header.frame_id == "probe":
             continue
-        arr = np.frombuffer(bytes(inst.data), np.uint16 if not inst.is_bigendian else ">u2").reshape(
-            inst.height, inst.step // 2)[:, : inst.width]
+        arr = np.frombuffer(
+            bytes(inst.data), np.uint16 if not inst.is_bigendian else ">u2"
+        ).reshape(inst.height, inst.step // 2)[:, : inst.width]
         ids_img = set(np.unique(arr).tolist()) - {0}
         ids_det = {int(d.id) for d in det.detections}
         assert ids_det == ids_img
         for d in det.detections:
             ys, xs = np.nonzero(arr == int(d.id))
             cx = d.bbox.center.position.x
-            assert xs.min() - 1 <= cx <= xs.max() + 1 and d.results and d.results[0].hypothesis.class_id
+            assert (
+                xs.min() - 1 <= cx <= xs.max() + 1
+                and d.results
+                and d.results[0].hypothesis.class_id
+            )
         checked += 1
         instances += len(ids_det)
     assert checked >= 1
@@ -131,7 +156,9 @@ def test_detection_ids_match_instance_image(single, scene):
 def test_late_subscriber_receives_label_info(single):
     from vision_msgs.msg import LabelInfo
 
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    latched = QoSProfile(
+        depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+    )
     box = single["tester"].collect(LabelInfo, f"{single['ns']}/label_info", latched)
     single["tester"].wait_for(lambda: box, timeout=10, what="latched label_info")
     names = {c.class_name for c in box[0].class_map}
@@ -156,7 +183,9 @@ def test_malformed_frames_are_survived(single, scene):
         Image(height=240, width=320, encoding="rgb8", step=960, data=bytes(1000)),  # truncated
         Image(height=0, width=0, encoding="rgb8", step=0, data=b""),  # zero size
         Image(height=4, width=4, encoding="rgb8", step=6, data=bytes(24)),  # step < row
-        Image(height=100000, width=100000, encoding="mono8", step=100000, data=bytes(16)),  # absurd size
+        Image(
+            height=100000, width=100000, encoding="mono8", step=100000, data=bytes(16)
+        ),  # absurd size
     ]
     for m in bad:
         pub.publish(m)
@@ -165,9 +194,14 @@ def test_malformed_frames_are_survived(single, scene):
     good.header.stamp.sec, good.header.stamp.nanosec = divmod(st, 10**9)
     good.header.frame_id = "after_bad"
     pub.publish(good)
-    tester.wait_for(lambda: any(stamp_ns(m) == st for m in boxes["semantic"]), what="good frame after bad ones")
-    tester.wait_for(lambda: (_diag_value(boxes, "frames_bad") or 0) >= bad_before + len(bad), timeout=10,
-                    what="diagnostics frames_bad counter")
+    tester.wait_for(
+        lambda: any(stamp_ns(m) == st for m in boxes["semantic"]), what="good frame after bad ones"
+    )
+    tester.wait_for(
+        lambda: (_diag_value(boxes, "frames_bad") or 0) >= bad_before + len(bad),
+        timeout=10,
+        what="diagnostics frames_bad counter",
+    )
     assert node.proc.poll() is None
     assert "bad frame on" in node.output and "weird42" in node.output
 
@@ -175,24 +209,41 @@ def test_malformed_frames_are_survived(single, scene):
 def test_runtime_parameter_change(single):
     tester, ns = single["tester"], single["ns"]
     srv = f"{ns}/panoptic_node/set_parameters"
-    ok = tester.call(SetParameters, srv, SetParameters.Request(parameters=[param_msg("center_threshold", 0.25)]))
+    ok = tester.call(
+        SetParameters, srv, SetParameters.Request(parameters=[param_msg("center_threshold", 0.25)])
+    )
     assert ok.results[0].successful, ok.results[0].reason
-    bad = tester.call(SetParameters, srv, SetParameters.Request(parameters=[param_msg("center_threshold", 1.5)]))
+    bad = tester.call(
+        SetParameters, srv, SetParameters.Request(parameters=[param_msg("center_threshold", 1.5)])
+    )
     assert not bad.results[0].successful
     assert "center_threshold" in bad.results[0].reason and "1.0" in bad.results[0].reason
-    wrong = tester.call(SetParameters, srv, SetParameters.Request(parameters=[param_msg("center_threshold", "high")]))
+    wrong = tester.call(
+        SetParameters,
+        srv,
+        SetParameters.Request(parameters=[param_msg("center_threshold", "high")]),
+    )
     assert not wrong.results[0].successful
-    ro = tester.call(SetParameters, srv, SetParameters.Request(parameters=[param_msg("backend", "torch")]))
+    ro = tester.call(
+        SetParameters, srv, SetParameters.Request(parameters=[param_msg("backend", "torch")])
+    )
     assert not ro.results[0].successful and "read-only" in ro.results[0].reason
-    got = tester.call(GetParameters, f"{ns}/panoptic_node/get_parameters",
-                      GetParameters.Request(names=["center_threshold", "backend"]))
+    got = tester.call(
+        GetParameters,
+        f"{ns}/panoptic_node/get_parameters",
+        GetParameters.Request(names=["center_threshold", "backend"]),
+    )
     assert got.values[0].double_value == 0.25 and got.values[1].string_value == "onnxruntime"
 
 
 def test_diagnostics_report_backend_and_latency(single):
     boxes = single["boxes"]
-    single["tester"].wait_for(lambda: _diag_value(boxes, "frames_processed") and
-                              _diag_value(boxes, "frames_processed") >= 3, timeout=10)
+    single["tester"].wait_for(
+        lambda: (
+            _diag_value(boxes, "frames_processed") and _diag_value(boxes, "frames_processed") >= 3
+        ),
+        timeout=10,
+    )
     st = next(s for a in reversed(boxes["diagnostics"]) for s in a.status if single["ns"] in s.name)
     kv = {v.key: v.value for v in st.values}
     assert kv["backend"] == "onnxruntime" and kv["device"] and float(kv["latency_p99_ms"]) > 0
@@ -202,8 +253,11 @@ def test_incompatible_qos_is_logged(single):
     """The single node subscribes reliable; a best-effort publisher cannot serve it: logged, not silent."""
     best_effort = QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT)
     single["tester"].node.create_publisher(Image, f"{single['ns']}_in/image_raw", best_effort)
-    single["tester"].wait_for(lambda: "incompatible QoS on" in single["node"].output, timeout=10,
-                              what="incompatible QoS warning")
+    single["tester"].wait_for(
+        lambda: "incompatible QoS on" in single["node"].output,
+        timeout=10,
+        what="incompatible QoS warning",
+    )
     assert "RELIABILITY" in single["node"].output
 
 
@@ -215,8 +269,15 @@ def test_sigint_exits_zero(single):
 
 def test_two_cameras_one_node(ctx, scene):
     ns = f"/{TAG}_two"
-    node = start_node(ns, "-p", "cameras:=[front, rear]", "-r", f"front/image:={ns}_in/front",
-                      "-r", f"rear/image:={ns}_in/rear/compressed")
+    node = start_node(
+        ns,
+        "-p",
+        "cameras:=[front, rear]",
+        "-r",
+        f"front/image:={ns}_in/front",
+        "-r",
+        f"rear/image:={ns}_in/rear/compressed",
+    )
     tester = RosTester(ctx, f"{TAG}_tester_two")
     try:
         det = _det_type()
@@ -226,7 +287,9 @@ def test_two_cameras_one_node(ctx, scene):
         pub_r = tester.node.create_publisher(CompressedImage, f"{ns}_in/rear/compressed", 10)
         import cv2
 
-        jpeg = CompressedImage(format="jpeg", data=cv2.imencode(".jpg", scene.image[:, :, ::-1])[1].tobytes())
+        jpeg = CompressedImage(
+            format="jpeg", data=cv2.imencode(".jpg", scene.image[:, :, ::-1])[1].tobytes()
+        )
         deadline = time.monotonic() + 60
         i = 0
         while time.monotonic() < deadline and not (sem["front"] and sem["rear"]):
@@ -250,8 +313,13 @@ def test_two_cameras_one_node(ctx, scene):
     assert rc == 0, node.output
 
 
-@pytest.mark.parametrize("override,named", [("model:=/nonexistent/model.onnx", "/nonexistent/model.onnx"),
-                                             ("backend:=cuda-magic", "cuda-magic")])
+@pytest.mark.parametrize(
+    "override,named",
+    [
+        ("model:=/nonexistent/model.onnx", "/nonexistent/model.onnx"),
+        ("backend:=cuda-magic", "cuda-magic"),
+    ],
+)
 def test_configure_failure_exits_nonzero(ctx, override, named):
     node = start_node(f"/{TAG}_bad", "-p", override)
     try:
@@ -273,7 +341,9 @@ def test_latency_480x640(ctx, scene):
     ns = f"/{TAG}_lat"
     # reliable input: with Fast DDS over UDP loopback (rmem_default 212 KB) best-effort 900 KB frames
     # are mostly lost on this host (docs/node.md, "Large images and best effort")
-    node = start_node(ns, "-r", f"image:={ns}_in", "-p", "stats_window:=1000", "-p", "input_qos:=reliable")
+    node = start_node(
+        ns, "-r", f"image:={ns}_in", "-p", "stats_window:=1000", "-p", "input_qos:=reliable"
+    )
     tester = RosTester(ctx, f"{TAG}_tester_lat")
     try:
         sem = tester.collect(Image, f"{ns}/semantic")
@@ -301,10 +371,24 @@ def test_latency_480x640(ctx, scene):
             if kv:
                 break
         lat_a = np.array(lat[5:])
-        print(f"\nend-to-end publish->semantic at 480x640 over {lat_a.size} frames: mean {lat_a.mean():.1f} ms, "
-              f"p50 {np.percentile(lat_a, 50):.1f} ms, p99 {np.percentile(lat_a, 99):.1f} ms")
-        print("node diagnostics:", {k: kv.get(k) for k in ("latency_mean_ms", "latency_p99_ms", "infer_mean_ms",
-                                                          "overhead_mean_ms", "frames_processed", "device")})
+        print(
+            f"\nend-to-end publish->semantic at 480x640 over {lat_a.size} frames: mean {lat_a.mean():.1f} ms, "
+            f"p50 {np.percentile(lat_a, 50):.1f} ms, p99 {np.percentile(lat_a, 99):.1f} ms"
+        )
+        print(
+            "node diagnostics:",
+            {
+                k: kv.get(k)
+                for k in (
+                    "latency_mean_ms",
+                    "latency_p99_ms",
+                    "infer_mean_ms",
+                    "overhead_mean_ms",
+                    "frames_processed",
+                    "device",
+                )
+            },
+        )
     finally:
         tester.close()
         assert node.stop() == 0, node.output

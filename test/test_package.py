@@ -24,7 +24,14 @@ PACKAGE_XML = ROOT / "package.xml"
 SETUP_PY = ROOT / "setup.py"
 
 # ROS packages that may be imported but are not PyPI-wheel packages in the dev venv.
-KNOWN_ROS_PACKAGES = {"launch", "launch_ros", "vision_msgs", "rclpy", "ament_index_python", "rosidl_runtime_py"}
+KNOWN_ROS_PACKAGES = {
+    "launch",
+    "launch_ros",
+    "vision_msgs",
+    "rclpy",
+    "ament_index_python",
+    "rosidl_runtime_py",
+}
 
 # Third-party (non-ROS) Python modules -> acceptable rosdep keys. Optional accelerators
 # (tensorrt, pycuda) are deliberately not declared: the node works without them.
@@ -40,7 +47,16 @@ THIRD_PARTY_KEYS = {
     "onnx": {"python3-onnx", "python3-onnx-pip"},
     "torch": {"python3-torch", "python3-pytorch-pip", "python3-torch-pip"},
 }
-OPTIONAL_MODULES = {"tensorrt", "pycuda", "onnxscript", "hotcoco", "pycocotools", "matplotlib", "PIL", "scipy"}
+OPTIONAL_MODULES = {
+    "tensorrt",
+    "pycuda",
+    "onnxscript",
+    "hotcoco",
+    "pycocotools",
+    "matplotlib",
+    "PIL",
+    "scipy",
+}
 
 
 def _package():
@@ -60,7 +76,11 @@ def _setup_namespace() -> dict:
     tree = ast.parse(SETUP_PY.read_text())
     ns: dict = {}
     for node in tree.body:
-        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+        ):
             try:
                 ns[node.targets[0].id] = ast.literal_eval(node.value)
             except ValueError:
@@ -74,8 +94,13 @@ def _eval_setup_expr(expr: ast.expr):
     cwd = Path.cwd()
     try:
         import os
+
         os.chdir(ROOT)  # setup.py globs relative to its directory
-        return eval(code, {"glob": glob, "__builtins__": {"sorted": sorted, "list": list}}, _setup_namespace())
+        return eval(
+            code,
+            {"glob": glob, "__builtins__": {"sorted": sorted, "list": list}},
+            _setup_namespace(),
+        )
     finally:
         os.chdir(cwd)
 
@@ -148,8 +173,12 @@ def test_every_imported_ros_package_is_declared():
     imported = _imported_top_level_modules()
     ros_packages = _ament_index_packages() | KNOWN_ROS_PACKAGES
     declared = _declared_run_deps()
-    missing = {m: sorted(files) for m, files in imported.items() if m in ros_packages and m not in declared}
-    assert not missing, f"ROS packages imported but not declared in package.xml (<exec_depend>): {missing}"
+    missing = {
+        m: sorted(files) for m, files in imported.items() if m in ros_packages and m not in declared
+    }
+    assert not missing, (
+        f"ROS packages imported but not declared in package.xml (<exec_depend>): {missing}"
+    )
 
 
 def test_every_imported_third_party_module_is_declared():
@@ -163,8 +192,10 @@ def test_every_imported_third_party_module_is_declared():
             continue
         keys = THIRD_PARTY_KEYS.get(mod)
         if keys is None:
-            problems[mod] = f"unknown module imported by {sorted(files)}: add its rosdep key to package.xml " \
-                            f"and to THIRD_PARTY_KEYS here (or to OPTIONAL_MODULES if the node works without it)"
+            problems[mod] = (
+                f"unknown module imported by {sorted(files)}: add its rosdep key to package.xml "
+                f"and to THIRD_PARTY_KEYS here (or to OPTIONAL_MODULES if the node works without it)"
+            )
         elif not keys & declared:
             problems[mod] = f"imported by {sorted(files)} but none of {sorted(keys)} is declared"
     assert not problems, problems
@@ -180,26 +211,40 @@ def test_data_files_exist_and_cover_the_share_layout():
     assert ["resource/panoptic_ros"] == dests.get("share/ament_index/resource_index/packages")
     assert (ROOT / "resource" / "panoptic_ros").is_file()
     assert "package.xml" in dests.get("share/panoptic_ros", [])
-    for sub, expected in (("launch", "launch/panoptic.launch.py"), ("config", "config/panoptic.yaml"),
-                          ("models/default", "models/default/metadata.json")):
+    for sub, expected in (
+        ("launch", "launch/panoptic.launch.py"),
+        ("config", "config/panoptic.yaml"),
+        ("models/default", "models/default/metadata.json"),
+    ):
         files = dests.get(f"share/panoptic_ros/{sub}", [])
-        assert expected in files, f"share/panoptic_ros/{sub} does not install {expected} (has {files})"
+        assert expected in files, (
+            f"share/panoptic_ros/{sub} does not install {expected} (has {files})"
+        )
     # every launch/config/model file in the tree is installed
-    for pattern, dest in (("launch/*.py", "launch"), ("config/*.yaml", "config"), ("models/default/*", "models/default")):
+    for pattern, dest in (
+        ("launch/*.py", "launch"),
+        ("config/*.yaml", "config"),
+        ("models/default/*", "models/default"),
+    ):
         for f in glob(str(ROOT / pattern)):
             rel = str(Path(f).relative_to(ROOT))
-            assert rel in dests.get(f"share/panoptic_ros/{dest}", []), f"{rel} is not installed by setup.py"
+            assert rel in dests.get(f"share/panoptic_ros/{dest}", []), (
+                f"{rel} is not installed by setup.py"
+            )
 
 
 def test_console_scripts_declared():
     entry_points = _eval_setup_expr(_setup_kwarg("entry_points"))
-    scripts = {s.split("=")[0].strip(): s.split("=")[1].strip() for s in entry_points["console_scripts"]}
-    assert scripts.get("panoptic_node") == "panoptic_ros.node:main"
+    scripts = {
+        s.split("=")[0].strip(): s.split("=")[1].strip() for s in entry_points["console_scripts"]
+    }
+    assert scripts.get("panoptic_node") == "panoptic_ros.ros.node:main"
     assert scripts.get("panoptic-ros") == "panoptic_ros.cli:main"
 
 
 def test_setup_cfg_installs_scripts_where_ros2_run_finds_them():
     import configparser
+
     cfg = configparser.ConfigParser(interpolation=None)
     cfg.read(ROOT / "setup.cfg")
     assert cfg.get("develop", "script_dir") == "$base/lib/panoptic_ros"
@@ -219,7 +264,10 @@ def test_workspace_crawl_finds_only_this_package():
     """colcon/rosdep in a robot workspace must see panoptic_ros only, never interfaces/vision_msgs
     (the venv-only copy would shadow the distro's vision_msgs and make rosdep skip it)."""
     from catkin_pkg.packages import find_packages
-    found = {pkg.name for pkg in find_packages(str(ROOT), exclude_paths=[str(ROOT / ".venv")]).values()}
+
+    found = {
+        pkg.name for pkg in find_packages(str(ROOT), exclude_paths=[str(ROOT / ".venv")]).values()
+    }
     assert found == {"panoptic_ros"}, found
     assert (ROOT / "interfaces" / "vision_msgs" / "COLCON_IGNORE").is_file()
     assert (ROOT / "interfaces" / "vision_msgs" / "package.xml").is_file()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from panoptic_ros import params
 from panoptic_ros.backends import BACKEND_NAMES
+from panoptic_ros.ros import params
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,45 +29,70 @@ def test_defaults_come_from_yaml():
 
 def test_every_spec_is_documented_and_typed():
     for spec in params.SCHEMA.values():
-        assert spec.description and spec.type in {"string", "bool", "integer", "double", "string_array"}
+        assert spec.description and spec.type in {
+            "string",
+            "bool",
+            "integer",
+            "double",
+            "string_array",
+        }
         if spec.min is not None:
-            assert spec.type in ("integer", "double") and spec.max is not None and spec.min <= spec.max
+            assert (
+                spec.type in ("integer", "double") and spec.max is not None and spec.min <= spec.max
+            )
 
 
 def test_read_only_split():
     ro = {n for n, s in params.SCHEMA.items() if s.read_only}
     assert {"model", "backend", "device", "precision", "cameras", "autostart"} <= ro
-    assert not ro & {"center_threshold", "stuff_area_min", "min_instance_area", "publish_overlay",
-                     "publish_panoptic_rgb", "diagnostics_period"}
+    assert not ro & {
+        "center_threshold",
+        "stuff_area_min",
+        "min_instance_area",
+        "publish_overlay",
+        "publish_panoptic_rgb",
+        "diagnostics_period",
+    }
 
 
-@pytest.mark.parametrize("name,value,fragment", [
-    ("center_threshold", 1.5, "out of range; allowed range (0.0, 1.0]"),
-    ("center_threshold", 0.0, "out of range; allowed range (0.0, 1.0]"),
-    ("center_threshold", -0.1, "center_threshold"),
-    ("center_threshold", float("nan"), "finite"),
-    ("center_threshold", "0.3", "must be of type double"),
-    ("stuff_area_min", -1, "out of range"),
-    ("stuff_area_min", 3.0, "must be of type integer"),
-    ("publish_overlay", 1, "must be of type bool"),
-    ("backend", "cuda-magic", "one of auto, onnxruntime, torch, tensorrt"),
-    ("input_transport", "theora", "one of auto, raw, compressed"),
-    ("cameras", [], "at least one camera"),
-    ("cameras", ["a", "a"], "duplicates"),
-    ("cameras", ["", "b"], "single camera"),
-    ("cameras", ["/abs"], "relative topic prefix"),
-    ("cameras", ["bad name"], "relative topic prefix"),
-    ("nonexistent", 1, "unknown parameter"),
-])
+@pytest.mark.parametrize(
+    "name,value,fragment",
+    [
+        ("center_threshold", 1.5, "out of range; allowed range (0.0, 1.0]"),
+        ("center_threshold", 0.0, "out of range; allowed range (0.0, 1.0]"),
+        ("center_threshold", -0.1, "center_threshold"),
+        ("center_threshold", float("nan"), "finite"),
+        ("center_threshold", "0.3", "must be of type double"),
+        ("stuff_area_min", -1, "out of range"),
+        ("stuff_area_min", 3.0, "must be of type integer"),
+        ("publish_overlay", 1, "must be of type bool"),
+        ("backend", "cuda-magic", "one of auto, onnxruntime, torch, tensorrt"),
+        ("input_transport", "theora", "one of auto, raw, compressed"),
+        ("cameras", [], "at least one camera"),
+        ("cameras", ["a", "a"], "duplicates"),
+        ("cameras", ["", "b"], "single camera"),
+        ("cameras", ["/abs"], "relative topic prefix"),
+        ("cameras", ["bad name"], "relative topic prefix"),
+        ("nonexistent", 1, "unknown parameter"),
+    ],
+)
 def test_validate_rejects_with_reason(name, value, fragment):
     reason = params.validate(name, value)
     assert reason is not None and fragment in reason and name in reason
 
 
-@pytest.mark.parametrize("name,value", [
-    ("center_threshold", 0.001), ("center_threshold", 1.0), ("stuff_area_min", 0),
-    ("cameras", [""]), ("cameras", ["front", "rear/left"]), ("backend", "torch"), ("autostart", False),
-])
+@pytest.mark.parametrize(
+    "name,value",
+    [
+        ("center_threshold", 0.001),
+        ("center_threshold", 1.0),
+        ("stuff_area_min", 0),
+        ("cameras", [""]),
+        ("cameras", ["front", "rear/left"]),
+        ("backend", "torch"),
+        ("autostart", False),
+    ],
+)
 def test_validate_accepts(name, value):
     assert params.validate(name, value) is None
 
@@ -89,10 +114,14 @@ def test_yaml_mismatch_is_reported(tmp_path):
 
 
 def test_shipped_config_files_resolve_from_the_source_tree_and_missing_ones_name_where_they_were_sought():
-    from panoptic_ros import dds_profile, package_files, taxonomy
+    from panoptic_ros.core import package_files, taxonomy
+    from panoptic_ros.ros import dds_profile
 
     assert params.default_config_path() == ROOT / "config" / "panoptic.yaml"
     assert taxonomy.default_classes_path() == ROOT / "config" / "classes.yaml"
     assert dds_profile.shipped_profile() == ROOT / "config" / "fastdds_large_frames.xml"
-    with pytest.raises(FileNotFoundError, match=r"config/no_such\.yaml not found \(looked in .*config/no_such\.yaml"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"config/no_such\.yaml not found \(looked in .*config/no_such\.yaml",
+    ):
         package_files.config_file("no_such.yaml")

@@ -5,10 +5,10 @@ import threading
 import numpy as np
 import pytest
 
-from panoptic_ros import synthetic
-from panoptic_ros.pipeline import Segmenter
-from panoptic_ros.postprocess import PostprocessConfig
-from panoptic_ros.types import PanopticResult
+from panoptic_ros.core.pipeline import Segmenter
+from panoptic_ros.core.postprocess import PostprocessConfig
+from panoptic_ros.core.types import PanopticResult
+from panoptic_ros.training import synthetic
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +29,17 @@ def seg(tmp_path_factory):
 
 def _check(r: PanopticResult, hw, seg):
     assert r.semantic.shape == hw and r.instance.shape == hw and r.panoptic.shape == hw
-    assert r.semantic.dtype == np.uint8 and r.instance.dtype == np.uint16 and r.panoptic.dtype == np.int32
+    assert (
+        r.semantic.dtype == np.uint8
+        and r.instance.dtype == np.uint16
+        and r.panoptic.dtype == np.int32
+    )
     ids = sorted(np.unique(r.instance[r.instance > 0]).tolist())
     assert ids == [i.id for i in r.instances] == list(range(1, len(ids) + 1))
     lab = r.semantic != 255
-    assert np.array_equal(r.panoptic[lab], r.semantic[lab].astype(np.int32) * 1000 + r.instance[lab])
+    assert np.array_equal(
+        r.panoptic[lab], r.semantic[lab].astype(np.int32) * 1000 + r.instance[lab]
+    )
     assert (r.panoptic[~lab] == -1).all()
     for inst in r.instances:
         x0, y0, x1, y1 = inst.bbox
@@ -58,7 +64,10 @@ def test_odd_sizes(seg, hw):
 
 
 def test_batch_of_mixed_sizes(seg):
-    imgs = [synthetic.generate_scene(s, h, w).image for s, (h, w) in zip((11, 12, 13), [(240, 320), (480, 640), (90, 160)])]
+    imgs = [
+        synthetic.generate_scene(s, h, w).image
+        for s, (h, w) in zip((11, 12, 13), [(240, 320), (480, 640), (90, 160)])
+    ]
     res = seg.segment_batch(imgs)
     assert len(res) == 3
     for r, im in zip(res, imgs):
@@ -77,7 +86,9 @@ def test_update_config_validates(seg):
     assert seg.config == old
     new = seg.update_config(center_threshold=0.3, min_instance_area=50)
     assert seg.config == new == PostprocessConfig(0.3, old.stuff_area_min, 50)
-    seg.update_config(center_threshold=old.center_threshold, min_instance_area=old.min_instance_area)
+    seg.update_config(
+        center_threshold=old.center_threshold, min_instance_area=old.min_instance_area
+    )
 
 
 def test_config_updates_from_another_thread(seg):

@@ -3,10 +3,15 @@
 import numpy as np
 import pytest
 
-from panoptic_ros.postprocess import PostprocessConfig, build_result, instance_records, majority_vote
-from panoptic_ros.preprocess import Preprocessor, labels_to_input
-from panoptic_ros.taxonomy import Taxonomy
-from panoptic_ros.types import Instance
+from panoptic_ros.core.postprocess import (
+    PostprocessConfig,
+    build_result,
+    instance_records,
+    majority_vote,
+)
+from panoptic_ros.core.preprocess import Preprocessor, labels_to_input
+from panoptic_ros.core.taxonomy import Taxonomy
+from panoptic_ros.core.types import Instance
 
 TAX = Taxonomy.default()
 ROAD, SIDEWALK, SKY, PERSON, CAR, BIKE = 0, 1, 4, 5, 6, 7
@@ -59,7 +64,11 @@ def test_relabel_vote_filters():
         px = r.instance == inst.id
         assert px.sum() == inst.area
         assert (r.semantic[px] == inst.class_id).all()
-    assert r.semantic.dtype == np.uint8 and r.instance.dtype == np.uint16 and r.panoptic.dtype == np.int32
+    assert (
+        r.semantic.dtype == np.uint8
+        and r.instance.dtype == np.uint16
+        and r.panoptic.dtype == np.int32
+    )
 
 
 def test_upsample_to_input_resolution():
@@ -76,7 +85,9 @@ def test_upsample_to_input_resolution():
 def test_thing_pixels_without_centre_are_void():
     sem = np.full((4, 4), CAR, np.int32)
     ins = np.zeros((4, 4), np.int32)
-    r = build_result(sem, ins, np.zeros(32, np.float32), (4, 4), TAX, PostprocessConfig(stuff_area_min=0))
+    r = build_result(
+        sem, ins, np.zeros(32, np.float32), (4, 4), TAX, PostprocessConfig(stuff_area_min=0)
+    )
     assert (r.semantic == 255).all() and (r.panoptic == -1).all() and r.instances == ()
 
 
@@ -112,7 +123,7 @@ def test_preprocess_any_size(hw):
 def test_preprocessor_reused_buffers_match_resize_and_transpose():
     """Preallocated per-thread buffers change nothing: same values as resize_image + transpose, and
     padding rows are zero again after a fuller batch used the same buffer."""
-    from panoptic_ros.preprocess import resize_image
+    from panoptic_ros.core.preprocess import resize_image
 
     rng = np.random.default_rng(3)
     pre = Preprocessor((240, 320))
@@ -159,7 +170,7 @@ def _reference_result(sem, ins, score, hw, tax, cfg):
     first, then decide per instance with full-size masks. build_result must equal this exactly."""
     C, K = tax.num_classes, len(score)
     S = np.clip(labels_to_input(sem.astype(np.int32), hw).astype(np.int64), 0, C)
-    I = np.clip(labels_to_input(ins.astype(np.int32), hw).astype(np.int64), 0, K)
+    I = np.clip(labels_to_input(ins.astype(np.int32), hw).astype(np.int64), 0, K)  # noqa: E741 (I: instance map, as in the paper)
     thing = np.isin(S, tax.thing_ids)
     I[~thing] = 0
     kept = []  # (k, class) in TopK order
@@ -167,7 +178,9 @@ def _reference_result(sem, ins, score, hw, tax, cfg):
         m = I == k
         votes = [np.count_nonzero(m & (S == t)) for t in sorted(tax.thing_ids)]
         if m.sum() >= max(1, cfg.min_instance_area):
-            kept.append((int(k), sorted(tax.thing_ids)[int(np.argmax(votes))]))  # ties -> smaller class id
+            kept.append(
+                (int(k), sorted(tax.thing_ids)[int(np.argmax(votes))])
+            )  # ties -> smaller class id
     out_sem = np.where(thing, C, S)
     out_ins = np.zeros(S.shape, np.int64)
     for new, (k, cls) in enumerate(kept, 1):
@@ -181,18 +194,29 @@ def _reference_result(sem, ins, score, hw, tax, cfg):
     records = []
     for new, (k, cls) in enumerate(kept, 1):
         ys, xs = np.nonzero(out_ins == new)
-        records.append(Instance(id=new, class_id=cls, score=float(score[k - 1]),
-                                bbox=(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
-                                area=len(ys), centroid=(float(xs.mean()), float(ys.mean()))))
-    return (np.where(void, 255, out_sem).astype(np.uint8), out_ins.astype(np.uint16),
-            np.where(void, -1, out_sem * tax.label_divisor + out_ins).astype(np.int32), tuple(records))
+        records.append(
+            Instance(
+                id=new,
+                class_id=cls,
+                score=float(score[k - 1]),
+                bbox=(int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1),
+                area=len(ys),
+                centroid=(float(xs.mean()), float(ys.mean())),
+            )
+        )
+    return (
+        np.where(void, 255, out_sem).astype(np.uint8),
+        out_ins.astype(np.uint16),
+        np.where(void, -1, out_sem * tax.label_divisor + out_ins).astype(np.int32),
+        tuple(records),
+    )
 
 
 def _network_like_maps(seed):
     """A synthetic scene at the network size, made to look like network output: int32 maps, centre
     values 1..K with a few centres missing, stray class blobs inside instances (majority vote), and
     void (255) pixels the post-processing must treat as unlabeled."""
-    from panoptic_ros.synthetic import generate_scene
+    from panoptic_ros.training.synthetic import generate_scene
 
     rng = np.random.default_rng(seed)
     sc = generate_scene(seed, 240, 320, TAX)
@@ -200,8 +224,12 @@ def _network_like_maps(seed):
     ins = np.where(np.isin(sem, TAX.thing_ids), sc.instance.astype(np.int32), 0)
     for _ in range(rng.integers(0, 6)):  # stray blobs of another class (thing or stuff)
         y, x = rng.integers(0, 236), rng.integers(0, 316)
-        sem[y:y + rng.integers(1, 5), x:x + rng.integers(1, 5)] = rng.integers(0, TAX.num_classes)
-    ins[np.isin(ins, rng.integers(1, 8, 2))] = 0  # centres below threshold: thing pixels without instance
+        sem[y : y + rng.integers(1, 5), x : x + rng.integers(1, 5)] = rng.integers(
+            0, TAX.num_classes
+        )
+    ins[np.isin(ins, rng.integers(1, 8, 2))] = (
+        0  # centres below threshold: thing pixels without instance
+    )
     K = 32
     score = np.zeros(K, np.float32)
     n = int(min(K, ins.max()))
@@ -212,14 +240,21 @@ def _network_like_maps(seed):
 @pytest.mark.parametrize("hw", [(480, 640), (481, 641), (720, 1280), (100, 100)])
 def test_build_result_equals_full_resolution_reference(hw):
     """50 scenes per input size: label maps, ids and records identical to the slow definition."""
-    cfgs = [PostprocessConfig(), PostprocessConfig(stuff_area_min=0, min_instance_area=0),
-            PostprocessConfig(stuff_area_min=3000, min_instance_area=300)]
+    cfgs = [
+        PostprocessConfig(),
+        PostprocessConfig(stuff_area_min=0, min_instance_area=0),
+        PostprocessConfig(stuff_area_min=3000, min_instance_area=300),
+    ]
     for seed in range(50):
         sem, ins, score = _network_like_maps(seed)
         cfg = cfgs[seed % 3]
         r = build_result(sem, ins, score, hw, TAX, cfg)
         ref_sem, ref_ins, ref_pan, ref_records = _reference_result(sem, ins, score, hw, TAX, cfg)
-        assert r.semantic.dtype == np.uint8 and r.instance.dtype == np.uint16 and r.panoptic.dtype == np.int32
+        assert (
+            r.semantic.dtype == np.uint8
+            and r.instance.dtype == np.uint16
+            and r.panoptic.dtype == np.int32
+        )
         assert np.array_equal(r.semantic, ref_sem), (seed, hw)
         assert np.array_equal(r.instance, ref_ins), (seed, hw)
         assert np.array_equal(r.panoptic, ref_pan), (seed, hw)

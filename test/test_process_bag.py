@@ -7,13 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (see DESIGN.md Environment)")
 
-from panoptic_ros import bagtools as bt  # noqa: E402
-from panoptic_ros.commands import process_bag as pb  # noqa: E402
+from panoptic_ros.bags import bagtools as bt  # noqa: E402
+from panoptic_ros.cli import process_bag as pb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 60, 80
@@ -28,17 +27,24 @@ def segmenter():
 
 def _multi_topic_bag(path: Path, storage: str) -> dict[str, list[int]]:
     """Five camera topics of different encodings, interleaved in time; returns topic -> stamps."""
-    cams = {"/front/image_raw": "rgb8", "/rear/image_raw": "bgr8", "/left/image_mono": "mono8",
-            "/right/image_raw/compressed": "jpeg", "/top/image_raw/compressed": "png"}
+    cams = {
+        "/front/image_raw": "rgb8",
+        "/rear/image_raw": "bgr8",
+        "/left/image_mono": "mono8",
+        "/right/image_raw/compressed": "jpeg",
+        "/top/image_raw/compressed": "png",
+    }
     stamps: dict[str, list[int]] = {t: [] for t in cams}
-    from panoptic_ros.synthetic import generate_scene
+    from panoptic_ros.training.synthetic import generate_scene
 
     with bt.BagWriter(path, storage) as w:
         for i in range(2):
             for k, (topic, enc) in enumerate(cams.items()):
                 t = 1_700_000_000_000_000_000 + i * 100_000_000 + k * 1_000_000
                 scene = generate_scene(10_000_000 + 10 * i + k, H, W)
-                w.write_msg(topic, bt.image_message(scene.image, t, topic.split("/")[1], enc), t + 3_000_000)
+                w.write_msg(
+                    topic, bt.image_message(scene.image, t, topic.split("/")[1], enc), t + 3_000_000
+                )
                 stamps[topic].append(t)
     return stamps
 
@@ -49,8 +55,14 @@ def test_one_result_per_frame_per_topic(tmp_path, segmenter, storage):
     from vision_msgs.msg import Detection2DArray, LabelInfo
 
     stamps = _multi_topic_bag(tmp_path / "in", storage)
-    stats = pb.process_bag(tmp_path / "in", tmp_path / "out", segmenter=segmenter, storage=storage, overlay=True,
-                           panoptic_rgb=True)
+    stats = pb.process_bag(
+        tmp_path / "in",
+        tmp_path / "out",
+        segmenter=segmenter,
+        storage=storage,
+        overlay=True,
+        panoptic_rgb=True,
+    )
     assert (stats.frames, stats.skipped, stats.problems, stats.interrupted) == (10, 0, [], False)
     assert stats.namespaces["/right/image_raw/compressed"] == "/right"
     store = bt.typestore()
@@ -69,26 +81,42 @@ def test_one_result_per_frame_per_topic(tmp_path, segmenter, storage):
     for topic, want in stamps.items():
         ns = stats.namespaces[topic]
         assert conns[topic].msgtype in bt.IMAGE_TYPES
-        assert got[topic] == [(s, s + 3_000_000) for s in want]  # inputs copied with their log times
+        assert got[topic] == [
+            (s, s + 3_000_000) for s in want
+        ]  # inputs copied with their log times
         for name in ("semantic", "instance", "panoptic", "detections", "overlay", "panoptic_rgb"):
-            assert got[f"{ns}/{name}"] == got[topic], name  # same stamps, same log times, one per frame
+            assert got[f"{ns}/{name}"] == got[topic], (
+                name
+            )  # same stamps, same log times, one per frame
         assert conns[f"{ns}/detections"].msgtype == "vision_msgs/msg/Detection2DArray"
         assert got[f"{ns}/label_info"] == got[topic][:1]
-        assert conns[f"{ns}/label_info"].ext.offered_qos_profiles[0].durability.name == "TRANSIENT_LOCAL"
+        assert (
+            conns[f"{ns}/label_info"].ext.offered_qos_profiles[0].durability.name
+            == "TRANSIENT_LOCAL"
+        )
     # and with rclpy, the types the node publishes
     with bt.BagReader(tmp_path / "out") as r:
-        recs = {x.topic: x for x in r.messages(["/front/detections", "/front/label_info", "/front/panoptic"])}
+        recs = {
+            x.topic: x
+            for x in r.messages(["/front/detections", "/front/label_info", "/front/panoptic"])
+        }
         det = bt.deserialize(recs["/front/detections"])
-        assert isinstance(det, Detection2DArray) and bt.stamp_ns(det.header) == stamps["/front/image_raw"][-1]
+        assert (
+            isinstance(det, Detection2DArray)
+            and bt.stamp_ns(det.header) == stamps["/front/image_raw"][-1]
+        )
         info = bt.deserialize(recs["/front/label_info"])
-        assert isinstance(info, LabelInfo) and [c.class_name for c in info.class_map] == segmenter.taxonomy.names()
+        assert (
+            isinstance(info, LabelInfo)
+            and [c.class_name for c in info.class_map] == segmenter.taxonomy.names()
+        )
         pan = bt.deserialize(recs["/front/panoptic"])
         assert (pan.encoding, pan.height, pan.width) == ("32SC1", H, W)
 
 
 def _bad_bag(path: Path) -> tuple[list[int], list[str]]:
     """One topic: good, truncated CDR, short pixel data, good, garbage JPEG, good."""
-    from panoptic_ros.synthetic import generate_scene
+    from panoptic_ros.training.synthetic import generate_scene
 
     good_stamps, faults = [], []
     with bt.BagWriter(path, "mcap") as w:
@@ -107,8 +135,13 @@ def _bad_bag(path: Path) -> tuple[list[int], list[str]]:
             elif i == 4:
                 from sensor_msgs.msg import CompressedImage
 
-                w.write_msg("/cam2/image_raw/compressed",
-                            CompressedImage(header=msg.header, format="jpeg", data=b"\xff\xd8\xff" + bytes(50)), t)
+                w.write_msg(
+                    "/cam2/image_raw/compressed",
+                    CompressedImage(
+                        header=msg.header, format="jpeg", data=b"\xff\xd8\xff" + bytes(50)
+                    ),
+                    t,
+                )
                 faults.append("/cam2/image_raw/compressed message #0 (log time 5.000000000 s)")
             else:
                 w.write("/cam/image_raw", t, bt.serialize(msg))
@@ -119,7 +152,9 @@ def _bad_bag(path: Path) -> tuple[list[int], list[str]]:
 def test_corrupt_payloads_are_skipped_and_named(tmp_path, segmenter):
     good, faults = _bad_bag(tmp_path / "in")
     logged: list[str] = []
-    stats = pb.process_bag(tmp_path / "in", tmp_path / "out", segmenter=segmenter, log=logged.append)
+    stats = pb.process_bag(
+        tmp_path / "in", tmp_path / "out", segmenter=segmenter, log=logged.append
+    )
     assert (stats.frames, stats.skipped) == (len(good), 3)
     text = "\n".join(stats.problems)
     for f in faults:
@@ -140,8 +175,21 @@ def test_truncated_input_cli(tmp_path):
     f = next(bag.path.glob("*.mcap"))
     os.truncate(f, int(f.stat().st_size * 0.6))
     exe = Path(sys.executable).with_name("panoptic-ros")
-    proc = subprocess.run([str(exe), "process-bag", str(bag.path), str(tmp_path / "out"), "--backend", "onnxruntime",
-                           "--storage", "sqlite3"], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(exe),
+            "process-bag",
+            str(bag.path),
+            str(tmp_path / "out"),
+            "--backend",
+            "onnxruntime",
+            "--storage",
+            "sqlite3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1, proc.stderr
     last = proc.stdout.strip().splitlines()[-1]
     kv = dict(item.split("=", 1) for item in last.split())
@@ -170,11 +218,18 @@ class _StopAfter:
         return self.seg.segment(img)
 
 
-@pytest.mark.parametrize("storage,exc", [("mcap", KeyboardInterrupt()), ("sqlite3", RuntimeError("inference failed"))])
+@pytest.mark.parametrize(
+    "storage,exc", [("mcap", KeyboardInterrupt()), ("sqlite3", RuntimeError("inference failed"))]
+)
 def test_interrupted_run_leaves_a_valid_bag(tmp_path, segmenter, storage, exc):
     bag = bt.write_synthetic_bag(tmp_path / "in", frames=5, height=H, width=W)
-    stats = pb.process_bag(bag.path, tmp_path / "out", segmenter=_StopAfter(segmenter, 2, exc), storage=storage,
-                           log=lambda s: None)
+    stats = pb.process_bag(
+        bag.path,
+        tmp_path / "out",
+        segmenter=_StopAfter(segmenter, 2, exc),
+        storage=storage,
+        log=lambda s: None,
+    )
     assert stats.frames == 2
     assert stats.interrupted == isinstance(exc, KeyboardInterrupt)
     assert bool(stats.error) == (not isinstance(exc, KeyboardInterrupt))
@@ -189,15 +244,18 @@ def test_interrupted_run_leaves_a_valid_bag(tmp_path, segmenter, storage, exc):
 def test_offline_equals_direct_pipeline(tmp_path, segmenter):
     """The bag holds exactly what Segmenter + result_to_messages produce (equal messages; the raw
     CDR may differ only in alignment padding, which Fast CDR leaves uninitialised)."""
-    from panoptic_ros.conversions import result_to_messages
+    from panoptic_ros.ros.conversions import result_to_messages
 
     bag = bt.write_synthetic_bag(tmp_path / "in", frames=1, height=H, width=W, keep_images=True)
     pb.process_bag(bag.path, tmp_path / "out", segmenter=segmenter, log=lambda s: None)
     result = segmenter.segment(bag.frames[0].image)
     from std_msgs.msg import Header
 
-    out = result_to_messages(result, Header(stamp=bt.stamp_of(bag.frames[0].stamp), frame_id="camera"),
-                             segmenter.taxonomy)
+    out = result_to_messages(
+        result,
+        Header(stamp=bt.stamp_of(bag.frames[0].stamp), frame_id="camera"),
+        segmenter.taxonomy,
+    )
     with bt.BagReader(tmp_path / "out") as r:
         recs = {x.topic: x for x in r.messages()}
     for name in ("semantic", "instance", "panoptic", "detections"):

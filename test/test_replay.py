@@ -10,14 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from panoptic_ros import bagtools as bt
+from panoptic_ros.bags import bagtools as bt
 
 BIN = Path(sys.executable).parent
 
 
 def _replay_cli(bag: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([str(BIN / "panoptic-ros"), "replay", str(bag), *extra], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [str(BIN / "panoptic-ros"), "replay", str(bag), *extra],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _summary(proc: subprocess.CompletedProcess) -> dict[str, str]:
@@ -35,15 +39,34 @@ def ros():
 
 def test_replay_paced_with_clock(tmp_path, ros):
     """Every frame arrives with its original stamp, paced by the recorded times; /clock follows the bag."""
-    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=6, height=48, width=64, fps=10.0, encoding="jpeg",
-                                 topic="/cam/image_raw/compressed")
+    bag = bt.write_synthetic_bag(
+        tmp_path / "bag",
+        frames=6,
+        height=48,
+        width=64,
+        fps=10.0,
+        encoding="jpeg",
+        topic="/cam/image_raw/compressed",
+    )
     topic = f"/t_replay_paced_{os.getpid()}/image_raw/compressed"
     writer = bt.BagWriter(tmp_path / "rec").open()
-    rec = bt.TopicRecorder(writer, {topic: bt.COMPRESSED_TYPE, "/clock": "rosgraph_msgs/msg/Clock"},
-                           node_name="t_replay_rec").start()
+    rec = bt.TopicRecorder(
+        writer,
+        {topic: bt.COMPRESSED_TYPE, "/clock": "rosgraph_msgs/msg/Clock"},
+        node_name="t_replay_rec",
+    ).start()
     try:
-        proc = _replay_cli(bag.path, "--remap", f"/cam/image_raw/compressed:={topic}", "--rate", "2", "--clock", "100",
-                           "--wait-for-subscribers", "20")
+        proc = _replay_cli(
+            bag.path,
+            "--remap",
+            f"/cam/image_raw/compressed:={topic}",
+            "--rate",
+            "2",
+            "--clock",
+            "100",
+            "--wait-for-subscribers",
+            "20",
+        )
         assert proc.returncode == 0, proc.stderr
         deadline = time.monotonic() + 10
         while len(rec.stamps[topic]) < 6 and time.monotonic() < deadline:
@@ -59,7 +82,9 @@ def test_replay_paced_with_clock(tmp_path, ros):
     clock = []
     with bt.BagReader(tmp_path / "rec") as r:
         for x in r.messages(["/clock"]):
-            clock.append(bt.cdr_header_stamp(x.data))  # Clock's first field is a Time, like a Header's
+            clock.append(
+                bt.cdr_header_stamp(x.data)
+            )  # Clock's first field is a Time, like a Header's
     first, last = bag.frames[0].stamp + 2_000_000, bag.frames[-1].stamp + 2_000_000
     assert len(clock) >= 6 and all(first <= c <= last for c in clock)
 
@@ -88,20 +113,36 @@ def test_replay_to_real_node_rate0(tmp_path, ros, record_property):
     ns = f"/t_replay_node_{os.getpid()}"
     from ros_helpers import NodeProcess
 
-    node = NodeProcess(ns, "-p", "threads:=1", "-p", "input_qos:=reliable", "-r", f"image:={ns}/camera/image_raw")
+    node = NodeProcess(
+        ns, "-p", "threads:=1", "-p", "input_qos:=reliable", "-r", f"image:={ns}/camera/image_raw"
+    )
     writer = bt.BagWriter(tmp_path / "rec").open()
     rec = None
     try:
-        topics = {f"{ns}/semantic": bt.IMAGE_TYPE, f"{ns}/detections": "vision_msgs/msg/Detection2DArray",
-                  f"{ns}/label_info": "vision_msgs/msg/LabelInfo"}
-        rec = bt.TopicRecorder(writer, topics, latched=[f"{ns}/label_info"], node_name="t_replay_node_rec").start()
+        topics = {
+            f"{ns}/semantic": bt.IMAGE_TYPE,
+            f"{ns}/detections": "vision_msgs/msg/Detection2DArray",
+            f"{ns}/label_info": "vision_msgs/msg/LabelInfo",
+        }
+        rec = bt.TopicRecorder(
+            writer, topics, latched=[f"{ns}/label_info"], node_name="t_replay_node_rec"
+        ).start()
         deadline = time.monotonic() + 120
         while rec.publisher_count(f"{ns}/semantic") == 0:
             assert node.alive(), node.output
             assert time.monotonic() < deadline, "panoptic_node did not come up"
             time.sleep(0.1)
-        proc = _replay_cli(bag.path, "--remap", f"/camera/image_raw:={ns}/camera/image_raw", "--rate", "0",
-                           "--wait-for-subscribers", "30", "--start-delay", "0.5")
+        proc = _replay_cli(
+            bag.path,
+            "--remap",
+            f"/camera/image_raw:={ns}/camera/image_raw",
+            "--rate",
+            "0",
+            "--wait-for-subscribers",
+            "30",
+            "--start-delay",
+            "0.5",
+        )
         assert proc.returncode == 0, proc.stderr
         assert _summary(proc)["frames"] == str(n)
         sent = [f.stamp for f in bag.frames]
@@ -122,9 +163,13 @@ def test_replay_to_real_node_rate0(tmp_path, ros, record_property):
     record_property("replay_rate0_sent", n)
     record_property("replay_rate0_received", len(got))
     record_property("replay_rate0_dropped", dropped)
-    print(f"\nreplay --rate 0 into panoptic_node: sent {n}, semantic received {len(got)}, dropped {dropped}")
+    print(
+        f"\nreplay --rate 0 into panoptic_node: sent {n}, semantic received {len(got)}, dropped {dropped}"
+    )
     assert got, "no output at all"
-    assert set(got) <= set(sent) and got == sorted(set(got)), "unknown, duplicated or reordered stamps"
+    assert set(got) <= set(sent) and got == sorted(set(got)), (
+        "unknown, duplicated or reordered stamps"
+    )
     assert got[-1] == sent[-1], "the newest frame must always be processed (latest-frame slot)"
     assert rec.stamps[f"{ns}/detections"] == got
     assert len(rec.stamps[f"{ns}/label_info"]) == 1

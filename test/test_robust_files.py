@@ -20,13 +20,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panoptic_ros import engine_cache as ec
-from panoptic_ros import params as P
 from panoptic_ros.backends import BackendError, create_backend
-from panoptic_ros.model_store import (METADATA_FILE, WEIGHTS_FILE, ModelError, default_model_dir, load_model_info,
-                                      load_torch_model, resolve_onnx)
-from panoptic_ros.pipeline import Segmenter
-from panoptic_ros.taxonomy import Taxonomy, TaxonomyError
+from panoptic_ros.backends import engine_cache as ec
+from panoptic_ros.core.pipeline import Segmenter
+from panoptic_ros.core.taxonomy import Taxonomy, TaxonomyError
+from panoptic_ros.families.model_store import (
+    METADATA_FILE,
+    WEIGHTS_FILE,
+    ModelError,
+    default_model_dir,
+    load_model_info,
+    load_torch_model,
+    resolve_onnx,
+)
+from panoptic_ros.ros import params as P
 
 ROOT = Path(__file__).resolve().parents[1]
 EXE = Path(sys.executable).parent / "panoptic_node"
@@ -80,6 +87,7 @@ def _weights_faults() -> dict[str, tuple]:
         def f(d):
             b = (d / WEIGHTS_FILE).read_bytes()
             (d / WEIGHTS_FILE).write_bytes(b[: int(len(b) * frac)])
+
         return f
 
     def write(name, data):
@@ -92,26 +100,49 @@ def _weights_faults() -> dict[str, tuple]:
         "weights_truncated_in_header": (trunc(0.00005), [WEIGHTS_FILE]),
         "weights_truncated_half": (trunc(0.5), [WEIGHTS_FILE, "truncated"]),
         "weights_truncated_last_byte": (trunc(0.99999), [WEIGHTS_FILE, "truncated"]),
-        "weights_garbage": (write(WEIGHTS_FILE, rng.bytes(4096)), [WEIGHTS_FILE, "not a safetensors"]),
-        "weights_header_not_json": (write(WEIGHTS_FILE, (12).to_bytes(8, "little") + b"{not json!!}" + b"\0" * 64),
-                                    [WEIGHTS_FILE, "not JSON"]),
-        "weights_header_bad_entry": (write(WEIGHTS_FILE, _st_bytes({"w": {"dtype": "F32", "shape": [1]}})),
-                                     [WEIGHTS_FILE, "corrupt"]),
-        "weights_wrong_tensors": (write(WEIGHTS_FILE, _st_bytes({"w": {"dtype": "F32", "shape": [1],
-                                                                       "data_offsets": [0, 4]}}, 4)),
-                                  [WEIGHTS_FILE, "do not match"]),
+        "weights_garbage": (
+            write(WEIGHTS_FILE, rng.bytes(4096)),
+            [WEIGHTS_FILE, "not a safetensors"],
+        ),
+        "weights_header_not_json": (
+            write(WEIGHTS_FILE, (12).to_bytes(8, "little") + b"{not json!!}" + b"\0" * 64),
+            [WEIGHTS_FILE, "not JSON"],
+        ),
+        "weights_header_bad_entry": (
+            write(WEIGHTS_FILE, _st_bytes({"w": {"dtype": "F32", "shape": [1]}})),
+            [WEIGHTS_FILE, "corrupt"],
+        ),
+        "weights_wrong_tensors": (
+            write(
+                WEIGHTS_FILE,
+                _st_bytes({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}, 4),
+            ),
+            [WEIGHTS_FILE, "do not match"],
+        ),
         "metadata_missing": (lambda d: (d / METADATA_FILE).unlink(), ["missing", METADATA_FILE]),
         "metadata_empty": (write(METADATA_FILE, b""), [METADATA_FILE, "not valid JSON"]),
-        "metadata_truncated": (lambda d: (d / METADATA_FILE).write_bytes((d / METADATA_FILE).read_bytes()[:40]),
-                               [METADATA_FILE, "not valid JSON"]),
+        "metadata_truncated": (
+            lambda d: (d / METADATA_FILE).write_bytes((d / METADATA_FILE).read_bytes()[:40]),
+            [METADATA_FILE, "not valid JSON"],
+        ),
         "metadata_garbage": (write(METADATA_FILE, b"\xff\xfe\x00garbage"), [METADATA_FILE]),
         "metadata_not_object": (write(METADATA_FILE, b"[1, 2, 3]"), [METADATA_FILE, "JSON object"]),
-        "metadata_no_taxonomy": (_edit_meta(lambda m: m.pop("taxonomy")), [METADATA_FILE, "taxonomy"]),
-        "metadata_class_ids_clash": (_edit_meta(lambda m: m["taxonomy"]["classes"][1].update(id=0)),
-                                     [METADATA_FILE, "clash"]),
-        "metadata_bad_input_size": (_edit_meta(lambda m: m.update(input_size="big")), [METADATA_FILE, "input_size"]),
-        "metadata_arch_mismatch": (_edit_meta(lambda m: m.update(arch=dict(m.get("arch") or {}, sem_channels=8))),
-                                   [WEIGHTS_FILE, "do not match", METADATA_FILE]),
+        "metadata_no_taxonomy": (
+            _edit_meta(lambda m: m.pop("taxonomy")),
+            [METADATA_FILE, "taxonomy"],
+        ),
+        "metadata_class_ids_clash": (
+            _edit_meta(lambda m: m["taxonomy"]["classes"][1].update(id=0)),
+            [METADATA_FILE, "clash"],
+        ),
+        "metadata_bad_input_size": (
+            _edit_meta(lambda m: m.update(input_size="big")),
+            [METADATA_FILE, "input_size"],
+        ),
+        "metadata_arch_mismatch": (
+            _edit_meta(lambda m: m.update(arch=dict(m.get("arch") or {}, sem_channels=8))),
+            [WEIGHTS_FILE, "do not match", METADATA_FILE],
+        ),
     }
 
 
@@ -125,6 +156,7 @@ def _edit_meta(fn):
         m = json.loads((d / METADATA_FILE).read_text())
         fn(m)
         (d / METADATA_FILE).write_text(json.dumps(m))
+
     return f
 
 
@@ -144,8 +176,15 @@ def test_corrupt_model_dir_one_clear_error(fault, tmp_path, cache):
     assert not [n for n in leftovers(cache) if n.endswith((".onnx", ".tmp"))], leftovers(cache)
 
 
-@pytest.mark.parametrize("fault", ["weights_truncated_half", "weights_garbage", "metadata_arch_mismatch",
-                                   "weights_wrong_tensors"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "weights_truncated_half",
+        "weights_garbage",
+        "metadata_arch_mismatch",
+        "weights_wrong_tensors",
+    ],
+)
 def test_corrupt_weights_load_torch_model(fault, tmp_path):
     """load_torch_model (torch backend path) on the same faults: ModelError naming the weights file."""
     mutate, words = FAULTS[fault]
@@ -172,29 +211,50 @@ def test_model_path_errors(tmp_path):
 # --------------------------------------------------------------------------------------------
 # ONNX files
 # --------------------------------------------------------------------------------------------
-def _contract_onnx(path: Path, *, image_name="image", image_shape=(1, 3, 32, 32), thr_name="center_threshold",
-                   image_type=None, outputs=("semantic", "instance", "center_score"), k=4) -> Path:
+def _contract_onnx(
+    path: Path,
+    *,
+    image_name="image",
+    image_shape=(1, 3, 32, 32),
+    thr_name="center_threshold",
+    image_type=None,
+    outputs=("semantic", "instance", "center_score"),
+    k=4,
+) -> Path:
     """A tiny ONNX graph with the contract's I/O names (or deliberately wrong ones)."""
     import onnx
     from onnx import TensorProto, helper
 
     ft = TensorProto.FLOAT if image_type is None else image_type
-    b, _, h, w = [d if isinstance(d, int) else 1 for d in (1,) * (4 - len(image_shape)) + tuple(image_shape)]
-    inputs = [helper.make_tensor_value_info(image_name, ft, list(image_shape)),
-              helper.make_tensor_value_info(thr_name, TensorProto.FLOAT, [1])]
+    b, _, h, w = [
+        d if isinstance(d, int) else 1 for d in (1,) * (4 - len(image_shape)) + tuple(image_shape)
+    ]
+    inputs = [
+        helper.make_tensor_value_info(image_name, ft, list(image_shape)),
+        helper.make_tensor_value_info(thr_name, TensorProto.FLOAT, [1]),
+    ]
     nodes = [
         helper.make_node("ReduceMax", [image_name], ["m"], axes=[1], keepdims=0),
         helper.make_node("Cast", ["m"], ["sem"], to=TensorProto.INT32),
         helper.make_node("Mul", ["sem", "zero"], [outputs[0]]),
         helper.make_node("Mul", ["sem", "zero"], [outputs[1]]),
-        helper.make_node("ConstantOfShape", ["kshape"], ["cs0"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0])),
+        helper.make_node(
+            "ConstantOfShape",
+            ["kshape"],
+            ["cs0"],
+            value=helper.make_tensor("v", TensorProto.FLOAT, [1], [0.0]),
+        ),
         helper.make_node("Mul", ["cs0", thr_name], [outputs[2]]),
     ]
-    inits = [helper.make_tensor("zero", TensorProto.INT32, [], [0]),
-             helper.make_tensor("kshape", TensorProto.INT64, [2], [b, k])]
-    outs = [helper.make_tensor_value_info(outputs[0], TensorProto.INT32, [b, h, w]),
-            helper.make_tensor_value_info(outputs[1], TensorProto.INT32, [b, h, w]),
-            helper.make_tensor_value_info(outputs[2], TensorProto.FLOAT, [b, k])]
+    inits = [
+        helper.make_tensor("zero", TensorProto.INT32, [], [0]),
+        helper.make_tensor("kshape", TensorProto.INT64, [2], [b, k]),
+    ]
+    outs = [
+        helper.make_tensor_value_info(outputs[0], TensorProto.INT32, [b, h, w]),
+        helper.make_tensor_value_info(outputs[1], TensorProto.INT32, [b, h, w]),
+        helper.make_tensor_value_info(outputs[2], TensorProto.FLOAT, [b, k]),
+    ]
     g = helper.make_graph(nodes, "contract", inputs, outs, inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
     m.ir_version = 8
@@ -213,7 +273,10 @@ def test_contract_onnx_fixture_is_valid(tmp_path):
 ONNX_FAULTS = {
     "wrong_input_name": (dict(image_name="input"), ["'image' missing", "input"]),
     "wrong_threshold_name": (dict(thr_name="thr"), ["'center_threshold' missing"]),
-    "wrong_output_name": (dict(outputs=("sem", "instance", "center_score")), ["'semantic' missing"]),
+    "wrong_output_name": (
+        dict(outputs=("sem", "instance", "center_score")),
+        ["'semantic' missing"],
+    ),
     "one_channel": (dict(image_shape=(1, 1, 32, 32)), ["shape", "[B,3,H,W]"]),
     "rank3": (dict(image_shape=(3, 32, 32)), ["shape"]),
     "dynamic_hw": (dict(image_shape=(1, 3, "H", "W")), ["shape", "static"]),
@@ -236,11 +299,17 @@ def test_onnx_unreadable(kind, tmp_path):
     """Garbage / empty / truncated .onnx: Segmenter.from_model -> ModelError; the onnxruntime backend
     given the path directly -> BackendError at open. Both name the file."""
     good = _contract_onnx(tmp_path / "good.onnx")
-    data = {"garbage": np.random.default_rng(1).bytes(3000), "empty": b"",
-            "truncated": good.read_bytes()[: good.stat().st_size // 2], "text": b"ir_version: 8\nthis is not onnx\n"}[kind]
+    data = {
+        "garbage": np.random.default_rng(1).bytes(3000),
+        "empty": b"",
+        "truncated": good.read_bytes()[: good.stat().st_size // 2],
+        "text": b"ir_version: 8\nthis is not onnx\n",
+    }[kind]
     p = tmp_path / f"{kind}.onnx"
     p.write_bytes(data)
-    if kind != "empty":  # an empty protobuf parses as an empty model: it then fails the contract check
+    if (
+        kind != "empty"
+    ):  # an empty protobuf parses as an empty model: it then fails the contract check
         with pytest.raises(ModelError) as ei:
             Segmenter.from_model(p, "onnxruntime")
         assert_one_clear_error(ei.value, str(p))
@@ -261,12 +330,22 @@ def test_onnxruntime_backend_wrong_names_fails_at_infer_naming_inputs(tmp_path):
     p = _contract_onnx(tmp_path / "renamed.onnx", image_name="input")
     with create_backend("onnxruntime", p) as be:
         with pytest.raises(BackendError) as ei:
-            be.infer({"image": np.zeros((1, 3, 32, 32), np.float32), "center_threshold": np.zeros(1, np.float32)})
+            be.infer(
+                {
+                    "image": np.zeros((1, 3, 32, 32), np.float32),
+                    "center_threshold": np.zeros(1, np.float32),
+                }
+            )
     assert_one_clear_error(ei.value, "input")
     p = _contract_onnx(tmp_path / "shape.onnx")
     with create_backend("onnxruntime", p) as be:
         with pytest.raises(BackendError) as ei:
-            be.infer({"image": np.zeros((1, 3, 64, 64), np.float32), "center_threshold": np.zeros(1, np.float32)})
+            be.infer(
+                {
+                    "image": np.zeros((1, 3, 64, 64), np.float32),
+                    "center_threshold": np.zeros(1, np.float32),
+                }
+            )
     assert_one_clear_error(ei.value, "shape", "(1, 3, 32, 32)")
 
 
@@ -305,7 +384,7 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
     from pathlib import Path
     import torch
-    from panoptic_ros.model_store import load_model_info, resolve_onnx
+    from panoptic_ros.families.model_store import load_model_info, resolve_onnx
     def half_then_die(module, args, f, **kw):
         Path(f).write_bytes(b"partial" * 1000)
         os.kill(os.getpid(), signal.SIGKILL)
@@ -319,7 +398,9 @@ def test_export_cache_sigkill_mid_write_leaves_no_entry(tmp_path):
     file, which no reader picks up); the next resolve_onnx exports and is loadable."""
     d = _default_dir()
     cache = tmp_path / "c"
-    r = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(d), str(cache)], capture_output=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-c", KILL_SCRIPT, str(d), str(cache)], capture_output=True, timeout=120
+    )
     assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-2000:]
     names = leftovers(cache)
     assert not [n for n in names if n.endswith(".onnx")], names
@@ -372,8 +453,15 @@ def test_engine_altered_same_size_rebuild_reason(entry):
     assert reason and "altered" in reason
 
 
-@pytest.mark.parametrize("field,value", [("tensorrt_version", "10.0.1"), ("gpu_name", "NVIDIA A100-SXM4-40GB"),
-                                         ("compute_capability", "8.0"), ("onnx_sha256", "cd" * 32)])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("tensorrt_version", "10.0.1"),
+        ("gpu_name", "NVIDIA A100-SXM4-40GB"),
+        ("compute_capability", "8.0"),
+        ("onnx_sha256", "cd" * 32),
+    ],
+)
 def test_engine_sidecar_other_gpu_or_version(entry, field, value):
     """The sidecar says another GPU / TensorRT version / ONNX: rebuild, reason names the field and both values."""
     d, engine = entry
@@ -386,7 +474,9 @@ def test_engine_sidecar_other_gpu_or_version(entry, field, value):
     assert (value[:12] if len(value) == 64 else value) in reason
 
 
-@pytest.mark.parametrize("kind", ["garbage", "empty", "list", "missing", "old_schema", "field_missing"])
+@pytest.mark.parametrize(
+    "kind", ["garbage", "empty", "list", "missing", "old_schema", "field_missing"]
+)
 def test_engine_sidecar_corrupt(entry, kind):
     d, engine = entry
     side = d / f"{SLOT}.json"
@@ -451,7 +541,7 @@ def test_engine_cache_sidecar_failure_forces_rebuild(tmp_path, monkeypatch):
 
 ENGINE_KILL_SCRIPT = textwrap.dedent("""
     import os, signal, sys
-    from panoptic_ros import engine_cache as ec
+    from panoptic_ros.backends import engine_cache as ec
     meta = ec.EngineMeta("ab" * 32, "10.3.0", "gpu", "9.0", "fp16", (1, 3, 240, 320))
     ec.write_entry(sys.argv[1], "s", b"OLD" * 100, meta)
     os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)
@@ -463,12 +553,16 @@ def test_engine_cache_sigkill_mid_write(tmp_path):
     """SIGKILL after the new engine's bytes are written but before the rename: the old entry is
     still complete and valid (size + sha256 match its sidecar)."""
     d = tmp_path / "engines"
-    r = subprocess.run([sys.executable, "-c", ENGINE_KILL_SCRIPT, str(d)], capture_output=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", ENGINE_KILL_SCRIPT, str(d)], capture_output=True, timeout=60
+    )
     assert r.returncode == -signal.SIGKILL, r.stderr.decode()[-2000:]
     meta = ec.EngineMeta("ab" * 32, "10.3.0", "gpu", "9.0", "fp16", (1, 3, 240, 320))
     engine, reason = ec.check_entry(d, "s", meta)
     assert reason is None and engine.read_bytes() == b"OLD" * 100
-    assert [p.name for p in d.iterdir() if p.name.endswith(".tmp")]  # the killed writer's temp, hidden
+    assert [
+        p.name for p in d.iterdir() if p.name.endswith(".tmp")
+    ]  # the killed writer's temp, hidden
     assert all(p.name.startswith(".") for p in d.iterdir() if p.name.endswith(".tmp"))
 
 
@@ -512,18 +606,28 @@ def test_classes_yaml_unreadable(kind, tmp_path):
     assert_one_clear_error(ei.value, str(p))
 
 
-@pytest.mark.parametrize("classes,words", [
-    ([(0, "a"), (0, "b")], ["clash", "[0]"]),
-    ([(0, "a"), (2, "b")], ["0..1", "gaps"]),
-    ([(0, "a"), (1, "a")], ["names clash"]),
-    ([], ["no classes"]),
-])
+@pytest.mark.parametrize(
+    "classes,words",
+    [
+        ([(0, "a"), (0, "b")], ["clash", "[0]"]),
+        ([(0, "a"), (2, "b")], ["0..1", "gaps"]),
+        ([(0, "a"), (1, "a")], ["names clash"]),
+        ([], ["no classes"]),
+    ],
+)
 def test_taxonomy_clashing_ids(classes, words, tmp_path):
     import yaml
 
     p = tmp_path / "classes.yaml"
-    p.write_text(yaml.safe_dump({"classes": [{"id": i, "name": n, "is_thing": False, "color": [1, 2, 3]}
-                                             for i, n in classes]}))
+    p.write_text(
+        yaml.safe_dump(
+            {
+                "classes": [
+                    {"id": i, "name": n, "is_thing": False, "color": [1, 2, 3]} for i, n in classes
+                ]
+            }
+        )
+    )
     with pytest.raises(TaxonomyError) as ei:
         Taxonomy.load(p)
     assert_one_clear_error(ei.value, *words)
@@ -536,8 +640,13 @@ def _run_node(*ros_args: str, timeout: float = 90.0) -> tuple[int, str]:
     if not EXE.exists():
         pytest.skip(f"{EXE} not installed")
     env = dict(os.environ, RCUTILS_COLORIZED_OUTPUT="0", PYTHONUNBUFFERED="1")
-    r = subprocess.run([str(EXE), "--ros-args", "-r", f"__node:=robust_{os.getpid()}", *ros_args],
-                       capture_output=True, text=True, timeout=timeout, env=env)
+    r = subprocess.run(
+        [str(EXE), "--ros-args", "-r", f"__node:=robust_{os.getpid()}", *ros_args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
     return r.returncode, r.stdout + r.stderr
 
 
@@ -553,8 +662,16 @@ def _needs_vision_msgs():
 
 
 @pytest.mark.ros
-@pytest.mark.parametrize("case", ["nonexistent_model", "unknown_backend", "garbage_weights", "garbage_onnx",
-                                  "onnx_wrong_inputs"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "nonexistent_model",
+        "unknown_backend",
+        "garbage_weights",
+        "garbage_onnx",
+        "onnx_wrong_inputs",
+    ],
+)
 def test_node_bad_model_exits_with_one_error(case, tmp_path):
     _needs_vision_msgs()
     if case == "nonexistent_model":
@@ -564,14 +681,20 @@ def test_node_bad_model_exits_with_one_error(case, tmp_path):
     elif case == "garbage_weights":
         d = model_copy(tmp_path, "m")
         (d / WEIGHTS_FILE).write_bytes(np.random.default_rng(0).bytes(2048))
-        args, words = ["-p", f"model:={d}", "-p", "backend:=onnxruntime"], [WEIGHTS_FILE, "not a safetensors"]
+        args, words = (
+            ["-p", f"model:={d}", "-p", "backend:=onnxruntime"],
+            [WEIGHTS_FILE, "not a safetensors"],
+        )
     elif case == "garbage_onnx":
         p = tmp_path / "m.onnx"
         p.write_bytes(b"\x00garbage" * 50)
         args, words = ["-p", f"model:={p}", "-p", "backend:=onnxruntime"], [str(p)]
     else:
         p = _contract_onnx(tmp_path / "m.onnx", image_name="input")
-        args, words = ["-p", f"model:={p}", "-p", "backend:=onnxruntime"], [str(p), "'image' missing"]
+        args, words = (
+            ["-p", f"model:={p}", "-p", "backend:=onnxruntime"],
+            [str(p), "'image' missing"],
+        )
     env_cache = dict(PANOPTIC_ROS_CACHE=str(tmp_path / "cache"))
     os.environ.update(env_cache)
     try:
@@ -600,9 +723,14 @@ def test_node_bad_params_file_exits_with_one_error(kind, tmp_path):
 
 
 @pytest.mark.ros
-@pytest.mark.parametrize("arg,words", [("center_threshold:=abc", ["center_threshold", "type"]),
-                                       ("center_threshold:=7.0", ["center_threshold", "range"]),
-                                       ("threads:=-3", ["threads"])])
+@pytest.mark.parametrize(
+    "arg,words",
+    [
+        ("center_threshold:=abc", ["center_threshold", "type"]),
+        ("center_threshold:=7.0", ["center_threshold", "range"]),
+        ("threads:=-3", ["threads"]),
+    ],
+)
 def test_node_bad_parameter_override_exits_with_one_error(arg, words):
     rc, out = _run_node("-p", arg)
     assert rc != 0 and "Traceback" not in out, out

@@ -20,8 +20,9 @@ import importlib.util
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,11 +34,18 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 pytestmark = [
     pytest.mark.ros,
-    pytest.mark.skipif(importlib.util.find_spec("vision_msgs") is None, reason="vision_msgs not built (scripts/setup)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("vision_msgs") is None,
+        reason="vision_msgs not built (scripts/setup)",
+    ),
 ]
 
-from ros_helpers import NodeProcess, RosTester, stamp_ns  # noqa: E402
-from ros_helpers import ctx  # noqa: E402,F401  (module-scoped fixture)
+from ros_helpers import (  # noqa: E402
+    NodeProcess,
+    RosTester,
+    ctx,  # noqa: E402,F401  (module-scoped fixture)
+    stamp_ns,
+)
 
 TAG = f"ri{os.getpid()}"
 SEED = 8
@@ -100,18 +108,32 @@ def generate(seed: int = SEED, n: int = N_HOSTILE) -> list[Case]:
         h, w = dims()
         pad = r.choice([1, 3, 13, 64])
         enc, c = r.choice([("rgb8", 3), ("bgr8", 3), ("mono8", 1), ("rgba8", 4)])
-        return Case(f"{enc}_padded{pad}", "raw", _img(enc, h, w, c * w + pad, u8(h, c * w + pad).tobytes()), "ok", (h, w))
+        return Case(
+            f"{enc}_padded{pad}",
+            "raw",
+            _img(enc, h, w, c * w + pad, u8(h, c * w + pad).tobytes()),
+            "ok",
+            (h, w),
+        )
 
     def ok_tiny():
         h, w = r.choice([(1, 1), (1, 7), (9, 1), (2, 3)])
-        return Case(f"rgb8_{h}x{w}", "raw", _img("rgb8", h, w, 3 * w, u8(h, w, 3).tobytes()), "ok", (h, w))
+        return Case(
+            f"rgb8_{h}x{w}", "raw", _img("rgb8", h, w, 3 * w, u8(h, w, 3).tobytes()), "ok", (h, w)
+        )
 
     def ok_16bit():
         h, w = dims()
         enc = r.choice(["mono16", "16UC1"])
         big = r.choice([0, 1])
         a = g.integers(0, 65536, (h, w), dtype=np.uint16).astype(">u2" if big else "<u2")
-        return Case(f"{enc}_{'be' if big else 'le'}", "raw", _img(enc, h, w, 2 * w, a.tobytes(), big), "ok", (h, w))
+        return Case(
+            f"{enc}_{'be' if big else 'le'}",
+            "raw",
+            _img(enc, h, w, 2 * w, a.tobytes(), big),
+            "ok",
+            (h, w),
+        )
 
     def ok_rgb16_be():
         h, w = dims()
@@ -132,29 +154,49 @@ def generate(seed: int = SEED, n: int = N_HOSTILE) -> list[Case]:
     def ok_oversized():
         h, w = dims()
         extra = r.choice([1, 1000, 200_000])
-        return Case(f"rgb8_extra{extra}", "raw", _img("rgb8", h, w, 3 * w, u8(h * w * 3 + extra).tobytes()), "ok", (h, w))
+        return Case(
+            f"rgb8_extra{extra}",
+            "raw",
+            _img("rgb8", h, w, 3 * w, u8(h * w * 3 + extra).tobytes()),
+            "ok",
+            (h, w),
+        )
 
     def ok_big_flag_8bit():
         h, w = dims()
-        return Case("bgr8_bigendian_flag", "raw", _img("bgr8", h, w, 3 * w, u8(h, w, 3).tobytes(), 1), "ok", (h, w))
+        return Case(
+            "bgr8_bigendian_flag",
+            "raw",
+            _img("bgr8", h, w, 3 * w, u8(h, w, 3).tobytes(), 1),
+            "ok",
+            (h, w),
+        )
 
     def bad_encoding():
         h, w = dims()
         enc = r.choice(["", "rgb9", "jpeg", "RGB 8", "32FC1", "nv12", "\u00e9ncoding", "x" * 300])
-        return Case(f"enc_{enc[:12]!r}", "raw", _img(enc, h, w, 3 * w, u8(h, w, 3).tobytes()), "bad")
+        return Case(
+            f"enc_{enc[:12]!r}", "raw", _img(enc, h, w, 3 * w, u8(h, w, 3).tobytes()), "bad"
+        )
 
     def bad_zero():
         h, w = r.choice([(0, 0), (0, 16), (16, 0)])
         return Case(f"zero_{h}x{w}", "raw", _img("rgb8", h, w, 3 * w, u8(48).tobytes()), "bad")
 
     def bad_huge_declared():
-        h, w = r.choice([(2**31, 2**31), (2**32 - 1, 1), (100_000, 100_000), (16385, 4), (3000, 3000)])
-        return Case(f"huge_{h}x{w}", "raw", _img("rgb8", h, w, (3 * w) % 2**32, u8(300).tobytes()), "bad")
+        h, w = r.choice(
+            [(2**31, 2**31), (2**32 - 1, 1), (100_000, 100_000), (16385, 4), (3000, 3000)]
+        )
+        return Case(
+            f"huge_{h}x{w}", "raw", _img("rgb8", h, w, (3 * w) % 2**32, u8(300).tobytes()), "bad"
+        )
 
     def bad_step_small():
         h, w = dims(2, 97)
         step = r.choice([0, 1, 3 * w - 1])
-        return Case(f"step{step}_lt_row", "raw", _img("rgb8", h, w, step, u8(h, 3 * w).tobytes()), "bad")
+        return Case(
+            f"step{step}_lt_row", "raw", _img("rgb8", h, w, step, u8(h, 3 * w).tobytes()), "bad"
+        )
 
     def bad_step_huge():
         h, w = dims()
@@ -163,16 +205,25 @@ def generate(seed: int = SEED, n: int = N_HOSTILE) -> list[Case]:
     def bad_truncated():
         h, w = dims(2, 97)
         n = r.choice([0, 1, h * w * 3 - 1, (h - 1) * w * 3])
-        return Case(f"truncated_{n}of{h * w * 3}", "raw", _img("rgb8", h, w, 3 * w, u8(n).tobytes()), "bad")
+        return Case(
+            f"truncated_{n}of{h * w * 3}", "raw", _img("rgb8", h, w, 3 * w, u8(n).tobytes()), "bad"
+        )
 
     def bad_16bit_odd_bytes():
         h, w = dims(2, 60)
-        return Case("mono16_be_short", "raw", _img("mono16", h, w, 2 * w, u8(2 * h * w - 1).tobytes(), 1), "bad")
+        return Case(
+            "mono16_be_short",
+            "raw",
+            _img("mono16", h, w, 2 * w, u8(2 * h * w - 1).tobytes(), 1),
+            "bad",
+        )
 
     def bad_yuv_odd():
         h, w = dims()
         w |= 1
-        return Case("yuv422_odd_width", "raw", _img("yuv422", h, w, 2 * w, u8(h, 2 * w).tobytes()), "bad")
+        return Case(
+            "yuv422_odd_width", "raw", _img("yuv422", h, w, 2 * w, u8(h, 2 * w).tobytes()), "bad"
+        )
 
     def bad_over_limit():  # within encodings' own limits, over the node's max_image_pixels
         h, w = 4000, 1001
@@ -180,22 +231,38 @@ def generate(seed: int = SEED, n: int = N_HOSTILE) -> list[Case]:
 
     def ok_jpeg():
         h, w = dims()
-        fmt = r.choice(["jpeg", "jpg", "bgr8; jpeg compressed bgr8", "rgb8; jpeg compressed rgb8", ""])
+        fmt = r.choice(
+            ["jpeg", "jpg", "bgr8; jpeg compressed bgr8", "rgb8; jpeg compressed rgb8", ""]
+        )
         return Case(f"jpeg_{fmt[:8]!r}", "comp", _comp(fmt, _jpeg(u8(h, w, 3))), "ok", (h, w))
 
     def ok_png():
         h, w = dims()
-        a = r.choice([u8(h, w, 3), u8(h, w), u8(h, w, 4), g.integers(0, 65536, (h, w), dtype=np.uint16)])
+        a = r.choice(
+            [u8(h, w, 3), u8(h, w), u8(h, w, 4), g.integers(0, 65536, (h, w), dtype=np.uint16)]
+        )
         fmt = r.choice(["png", "bgr8; png compressed bgr8", ""])
         return Case(f"png_{a.dtype}_{a.ndim}", "comp", _comp(fmt, _png(a)), "ok", (h, w))
 
     def bad_garbage_comp():
-        data = r.choice([b"", g.bytes(r.randint(1, 5000)), b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n",
-                         b"\xff\xd8\xff\xe0" + g.bytes(100), b"\x89PNG\r\n\x1a\n" + g.bytes(30)])
-        return Case(f"garbage_{len(data)}B", "comp", _comp(r.choice(["jpeg", "png", ""]), data), "bad")
+        data = r.choice(
+            [
+                b"",
+                g.bytes(r.randint(1, 5000)),
+                b"\xff\xd8\xff",
+                b"\x89PNG\r\n\x1a\n",
+                b"\xff\xd8\xff\xe0" + g.bytes(100),
+                b"\x89PNG\r\n\x1a\n" + g.bytes(30),
+            ]
+        )
+        return Case(
+            f"garbage_{len(data)}B", "comp", _comp(r.choice(["jpeg", "png", ""]), data), "bad"
+        )
 
     def bad_format():
-        fmt = r.choice(["bmp", "tiff", "png; compressedDepth", "h264", "jpeg xl" if False else "webp"])
+        fmt = r.choice(
+            ["bmp", "tiff", "png; compressedDepth", "h264", "jpeg xl" if False else "webp"]
+        )
         return Case(f"format_{fmt}", "comp", _comp(fmt, _jpeg(u8(8, 8, 3))), "bad")
 
     def bad_bomb():
@@ -206,13 +273,35 @@ def generate(seed: int = SEED, n: int = N_HOSTILE) -> list[Case]:
         h, w = dims(8, 97)
         data = r.choice([_jpeg, lambda a: _png(a[..., ::-1])])(u8(h, w, 3))
         cut = data[: r.randint(len(data) // 3, len(data) - 1)]
-        return Case(f"truncated_comp_{len(cut)}of{len(data)}", "comp", _comp("", cut), "either", (h, w))
+        return Case(
+            f"truncated_comp_{len(cut)}of{len(data)}", "comp", _comp("", cut), "either", (h, w)
+        )
 
     makers: list[Callable[[], Case]] = [
-        ok_rgb8, ok_padded, ok_tiny, ok_16bit, ok_rgb16_be, ok_yuv, ok_bayer, ok_oversized, ok_big_flag_8bit,
-        bad_encoding, bad_zero, bad_huge_declared, bad_step_small, bad_step_huge, bad_truncated,
-        bad_16bit_odd_bytes, bad_yuv_odd, bad_over_limit,
-        ok_jpeg, ok_png, bad_garbage_comp, bad_format, bad_bomb, either_truncated_comp,
+        ok_rgb8,
+        ok_padded,
+        ok_tiny,
+        ok_16bit,
+        ok_rgb16_be,
+        ok_yuv,
+        ok_bayer,
+        ok_oversized,
+        ok_big_flag_8bit,
+        bad_encoding,
+        bad_zero,
+        bad_huge_declared,
+        bad_step_small,
+        bad_step_huge,
+        bad_truncated,
+        bad_16bit_odd_bytes,
+        bad_yuv_odd,
+        bad_over_limit,
+        ok_jpeg,
+        ok_png,
+        bad_garbage_comp,
+        bad_format,
+        bad_bomb,
+        either_truncated_comp,
     ]
     cases = [m() for m in makers]
     bad_heavy = [m for m in makers if m.__name__.startswith("bad")]
@@ -247,20 +336,41 @@ def test_hostile_frames_survived(ctx):
     from diagnostic_msgs.msg import DiagnosticArray
 
     ns = f"/{TAG}"
-    node = NodeProcess(ns, "-p", "threads:=1", "-p", "cameras:=[raw, comp]", "-p", "max_batch:=1",
-                       "-p", "input_qos:=reliable", "-p", "diagnostics_period:=0.1", "-p", "bad_frame_log_period:=60.0",
-                       "-p", f"max_image_pixels:={MAX_IMAGE_PIXELS}",
-                       "-r", f"raw/image:={ns}/in/raw", "-r", f"comp/image:={ns}/in/comp/compressed")
+    node = NodeProcess(
+        ns,
+        "-p",
+        "threads:=1",
+        "-p",
+        "cameras:=[raw, comp]",
+        "-p",
+        "max_batch:=1",
+        "-p",
+        "input_qos:=reliable",
+        "-p",
+        "diagnostics_period:=0.1",
+        "-p",
+        "bad_frame_log_period:=60.0",
+        "-p",
+        f"max_image_pixels:={MAX_IMAGE_PIXELS}",
+        "-r",
+        f"raw/image:={ns}/in/raw",
+        "-r",
+        f"comp/image:={ns}/in/comp/compressed",
+    )
     tester = RosTester(ctx, f"{TAG}_tester")
     sem = {c: tester.collect(Image, f"{ns}/{c}/semantic") for c in ("raw", "comp")}
     pan = {c: tester.collect(Image, f"{ns}/{c}/panoptic") for c in ("raw", "comp")}
     diag = tester.collect(DiagnosticArray, "/diagnostics")
-    pubs = {"raw": tester.node.create_publisher(Image, f"{ns}/in/raw", 10),
-            "comp": tester.node.create_publisher(CompressedImage, f"{ns}/in/comp/compressed", 10)}
+    pubs = {
+        "raw": tester.node.create_publisher(Image, f"{ns}/in/raw", 10),
+        "comp": tester.node.create_publisher(CompressedImage, f"{ns}/in/comp/compressed", 10),
+    }
     prefix = f"{ns}/panoptic_node: "
     good_rgb = np.random.default_rng(1).integers(0, 256, (48, 64, 3), np.uint8)
-    good = {"raw": lambda: _img("rgb8", 48, 64, 192, good_rgb.tobytes()),
-            "comp": lambda: _comp("jpeg", _jpeg(good_rgb))}
+    good = {
+        "raw": lambda: _img("rgb8", 48, 64, 192, good_rgb.tobytes()),
+        "comp": lambda: _comp("jpeg", _jpeg(good_rgb)),
+    }
     stamp = [10**9]
 
     def send(cam: str, msg) -> int:
@@ -299,7 +409,9 @@ def test_hostile_frames_survived(ctx):
                 if wait(lambda: output_for(cam, s) is not None, 2.0):
                     break
                 assert time.monotonic() < deadline, f"node not ready:\n{node.output[-4000:]}"
-        assert wait(lambda: set(_diag_counts(diag, prefix)) >= {"raw", "comp"}, 10), "no diagnostics"
+        assert wait(lambda: set(_diag_counts(diag, prefix)) >= {"raw", "comp"}, 10), (
+            "no diagnostics"
+        )
         for case in generate():
             tried += 1
             before = bad_count(case.camera)
@@ -313,7 +425,9 @@ def test_hostile_frames_survived(ctx):
                     ok_outputs += 1
                     m = output_for(case.camera, s)
                     if (m.height, m.width) != case.size:
-                        problems.append(f"{case.name}: output {m.height}x{m.width} != input {case.size}")
+                        problems.append(
+                            f"{case.name}: output {m.height}x{m.width} != input {case.size}"
+                        )
             elif case.expect == "bad":
                 if wait(got_bad, 10):
                     survived += 1
@@ -332,8 +446,10 @@ def test_hostile_frames_survived(ctx):
                 good_outputs += 1
                 m = pan_for()[0]
                 if m.header.frame_id != f"{case.camera}_frame" or (m.height, m.width) != (48, 64):
-                    problems.append(f"after {case.name}: panoptic for the good frame has header "
-                                    f"{m.header.frame_id!r}, size {m.height}x{m.width}")
+                    problems.append(
+                        f"after {case.name}: panoptic for the good frame has header "
+                        f"{m.header.frame_id!r}, size {m.height}x{m.width}"
+                    )
             else:
                 problems.append(f"after {case.name}: good frame {g_s} gave no output")
         assert node.alive(), node.output[-4000:]
@@ -342,16 +458,20 @@ def test_hostile_frames_survived(ctx):
     finally:
         tester.close()
         rc = node.stop()
-    print(f"\nnode input robustness: inputs_tried={tried} faults_survived={survived} "
-          f"odd_valid_outputs={ok_outputs} good_frames_ok={good_outputs}/{tried} "
-          f"frames_bad={{raw: {final.get('raw', {}).get('frames_bad')}, comp: {final.get('comp', {}).get('frames_bad')}}} "
-          f"node_peak_rss_mb={peak_mb:.0f} node_rc={rc}")
+    print(
+        f"\nnode input robustness: inputs_tried={tried} faults_survived={survived} "
+        f"odd_valid_outputs={ok_outputs} good_frames_ok={good_outputs}/{tried} "
+        f"frames_bad={{raw: {final.get('raw', {}).get('frames_bad')}, comp: {final.get('comp', {}).get('frames_bad')}}} "  # noqa: E501
+        f"node_peak_rss_mb={peak_mb:.0f} node_rc={rc}"
+    )
     assert rc == 0, f"exit code {rc}:\n{node.output[-4000:]}"
     assert "Traceback" not in node.output, node.output[-4000:]
     assert not problems, "\n".join(problems)
     assert survived >= 25 and good_outputs == tried
     # declared-size bombs (16000x16000 JPEG, 2^31 x 2^31 raw) are refused before any allocation
-    assert peak_mb < PEAK_RSS_LIMIT_MB, f"node peak RSS {peak_mb:.0f} MB: a hostile frame was decoded / allocated"
+    assert peak_mb < PEAK_RSS_LIMIT_MB, (
+        f"node peak RSS {peak_mb:.0f} MB: a hostile frame was decoded / allocated"
+    )
 
 
 #: the node (onnxruntime, default model) peaks near 400 MB here; one decoded 16000x16000 bomb adds 768 MB

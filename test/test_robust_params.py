@@ -22,11 +22,21 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 pytestmark = [
     pytest.mark.ros,
-    pytest.mark.skipif(importlib.util.find_spec("vision_msgs") is None, reason="vision_msgs not built (scripts/setup)"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("vision_msgs") is None,
+        reason="vision_msgs not built (scripts/setup)",
+    ),
 ]
 
-from ros_helpers import NodeProcess, RosTester, from_pvalue, image_msg, param_msg, stamp_ns  # noqa: E402
-from ros_helpers import ctx  # noqa: E402,F401  (module-scoped fixture)
+from ros_helpers import (  # noqa: E402
+    NodeProcess,
+    RosTester,
+    ctx,  # noqa: E402,F401  (module-scoped fixture)
+    from_pvalue,
+    image_msg,
+    param_msg,
+    stamp_ns,
+)
 
 TAG = f"rp{os.getpid()}"
 CALL_TIMEOUT = 15.0  # parameter service calls
@@ -36,12 +46,22 @@ CALL_TIMEOUT = 15.0  # parameter service calls
 def running(ctx):
     ns = f"/{TAG}"
     fq = f"{ns}/panoptic_node"
-    node = NodeProcess(ns, "-p", "threads:=1", "-r", f"image:={ns}/cam", "-p", "input_qos:=reliable")
+    node = NodeProcess(
+        ns, "-p", "threads:=1", "-r", f"image:={ns}/cam", "-p", "input_qos:=reliable"
+    )
     tester = RosTester(ctx, f"{TAG}_tester")
     sem = tester.collect(Image, f"{ns}/semantic")
     pub = tester.node.create_publisher(Image, f"{ns}/cam", 10)
     rgb = np.random.default_rng(0).integers(0, 255, (48, 64, 3), np.uint8)
-    s = {"node": node, "tester": tester, "fq": fq, "sem": sem, "pub": pub, "rgb": rgb, "stamp": 1000}
+    s = {
+        "node": node,
+        "tester": tester,
+        "fq": fq,
+        "sem": sem,
+        "pub": pub,
+        "rgb": rgb,
+        "stamp": 1000,
+    }
     deadline = time.monotonic() + 90
     while not sem:  # ready once a probe frame comes back
         assert node.alive(), f"node exited:\n{node.output}"
@@ -55,8 +75,12 @@ def running(ctx):
 
 
 def get_params(s, names: list[str]) -> dict:
-    res = s["tester"].call(GetParameters, f"{s['fq']}/get_parameters", GetParameters.Request(names=names),
-                            timeout=CALL_TIMEOUT)
+    res = s["tester"].call(
+        GetParameters,
+        f"{s['fq']}/get_parameters",
+        GetParameters.Request(names=names),
+        timeout=CALL_TIMEOUT,
+    )
     return {n: from_pvalue(v) for n, v in zip(names, res.values)}
 
 
@@ -81,7 +105,9 @@ def still_publishing(s) -> None:
             if any(stamp_ns(m) == stamp for m in list(box)):
                 return
             time.sleep(0.02)
-    raise AssertionError(f"no output for stamp {stamp} after parameter abuse:\n{s['node'].output[-3000:]}")
+    raise AssertionError(
+        f"no output for stamp {stamp} after parameter abuse:\n{s['node'].output[-3000:]}"
+    )
 
 
 #: (parameter, bad value, words the reason must contain (any of))
@@ -95,7 +121,11 @@ ABUSE = [
     ("center_threshold", 1, ["type"]),  # integer for a double
     ("center_threshold", True, ["type"]),
     ("center_threshold", [0.1, 0.2], ["type"]),
-    ("center_threshold", None, ["type", "not set", "undeclare", "read"]),  # NOT_SET must not delete it
+    (
+        "center_threshold",
+        None,
+        ["type", "not set", "undeclare", "read"],
+    ),  # NOT_SET must not delete it
     ("stuff_area_min", -1, ["range"]),
     ("stuff_area_min", 2.5, ["type"]),
     ("min_instance_area", "16", ["type"]),
@@ -146,12 +176,15 @@ def test_parameter_abuse_rejected_old_value_kept(running):
 def test_atomic_set_all_or_nothing(running):
     s = running
     before = get_params(s, ["center_threshold", "stuff_area_min"])
-    req = SetParametersAtomically.Request(parameters=[
-        param_msg("center_threshold", 0.33),
-        param_msg("stuff_area_min", -5),
-    ])
-    res = s["tester"].call(SetParametersAtomically, f"{s['fq']}/set_parameters_atomically", req,
-                           timeout=CALL_TIMEOUT)
+    req = SetParametersAtomically.Request(
+        parameters=[
+            param_msg("center_threshold", 0.33),
+            param_msg("stuff_area_min", -5),
+        ]
+    )
+    res = s["tester"].call(
+        SetParametersAtomically, f"{s['fq']}/set_parameters_atomically", req, timeout=CALL_TIMEOUT
+    )
     assert not res.result.successful and res.result.reason
     assert get_params(s, ["center_threshold", "stuff_area_min"]) == before
     still_publishing(s)
@@ -163,6 +196,9 @@ def test_good_change_after_abuse_applies(running):
     assert r.successful, r.reason
     r = set_param(s, "stuff_area_min", 10)
     assert r.successful, r.reason
-    assert get_params(s, ["center_threshold", "stuff_area_min"]) == {"center_threshold": 0.25, "stuff_area_min": 10}
+    assert get_params(s, ["center_threshold", "stuff_area_min"]) == {
+        "center_threshold": 0.25,
+        "stuff_area_min": 10,
+    }
     still_publishing(s)
     assert "Traceback" not in s["node"].output, s["node"].output

@@ -24,9 +24,17 @@ from pathlib import Path
 
 import pytest
 
-from panoptic_ros import engine_cache as ec
-from panoptic_ros.model_store import (WEIGHTS_FILE, ModelError, default_cache_dir, default_model_dir, load_model_info,
-                                      load_state_dict, load_torch_model, resolve_onnx)
+from panoptic_ros.backends import engine_cache as ec
+from panoptic_ros.families.model_store import (
+    WEIGHTS_FILE,
+    ModelError,
+    default_cache_dir,
+    default_model_dir,
+    load_model_info,
+    load_state_dict,
+    load_torch_model,
+    resolve_onnx,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(p for d in ("panoptic_ros", "scripts") for p in (ROOT / d).rglob("*.py"))
@@ -69,9 +77,21 @@ def unsafe_calls(source: str, filename: str = "<src>") -> list[str]:
     tree = ast.parse(source, filename)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            mods = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+            )
             for m in mods:
-                if m.split(".")[0] in ("pickle", "cPickle", "dill", "cloudpickle", "joblib", "marshal", "shelve"):
+                if m.split(".")[0] in (
+                    "pickle",
+                    "cPickle",
+                    "dill",
+                    "cloudpickle",
+                    "joblib",
+                    "marshal",
+                    "shelve",
+                ):
                     found.append(f"{filename}:{node.lineno}: imports {m}")
         if not isinstance(node, ast.Call):
             continue
@@ -80,12 +100,24 @@ def unsafe_calls(source: str, filename: str = "<src>") -> list[str]:
         if name.endswith("torch.load"):
             if not _is_true(_kw(node, "weights_only")):
                 found.append(f"{filename}:{node.lineno}: {name}( without weights_only=True")
-        elif last in ("load", "loads") and name.split(".")[0] in ("pickle", "cPickle", "dill", "cloudpickle",
-                                                                  "joblib", "marshal", "shelve"):
+        elif last in ("load", "loads") and name.split(".")[0] in (
+            "pickle",
+            "cPickle",
+            "dill",
+            "cloudpickle",
+            "joblib",
+            "marshal",
+            "shelve",
+        ):
             found.append(f"{filename}:{node.lineno}: {name}(")
         elif name in ("np.load", "numpy.load") and _is_true(_kw(node, "allow_pickle")):
             found.append(f"{filename}:{node.lineno}: {name}(allow_pickle=True)")
-        elif name in ("yaml.unsafe_load", "yaml.full_load", "yaml.unsafe_load_all", "yaml.full_load_all"):
+        elif name in (
+            "yaml.unsafe_load",
+            "yaml.full_load",
+            "yaml.unsafe_load_all",
+            "yaml.full_load_all",
+        ):
             found.append(f"{filename}:{node.lineno}: {name}(")
         elif name in ("yaml.load", "yaml.load_all"):
             loader = _kw(node, "Loader") or (node.args[1] if len(node.args) > 1 else None)
@@ -127,9 +159,15 @@ def test_no_pickle_loading_in_package():
 
 def test_grep_torch_load_and_allow_pickle():
     """Plain text grep as a second net (catches e.g. getattr(torch, 'load') style code in strings too)."""
-    pat = re.compile(r"torch\.load\((?![^)]*weights_only\s*=\s*True)|pickle\.loads?\(|allow_pickle\s*=\s*True")
-    hits = [f"{p.relative_to(ROOT)}:{i}: {ln.strip()}" for p in SOURCES for i, ln in enumerate(p.read_text().splitlines(), 1)
-            if pat.search(ln) and not ln.lstrip().startswith("#")]
+    pat = re.compile(
+        r"torch\.load\((?![^)]*weights_only\s*=\s*True)|pickle\.loads?\(|allow_pickle\s*=\s*True"
+    )
+    hits = [
+        f"{p.relative_to(ROOT)}:{i}: {ln.strip()}"
+        for p in SOURCES
+        for i, ln in enumerate(p.read_text().splitlines(), 1)
+        if pat.search(ln) and not ln.lstrip().startswith("#")
+    ]
     assert not hits, "\n".join(hits)
 
 
@@ -173,7 +211,7 @@ def test_pickle_weights_rejected_payload_never_runs(kind, tmp_path, monkeypatch)
     with pytest.raises(ModelError):
         load_torch_model(load_model_info(d))
     from panoptic_ros.backends import BackendError
-    from panoptic_ros.pipeline import Segmenter
+    from panoptic_ros.core.pipeline import Segmenter
 
     for backend in ("onnxruntime", "torch"):
         with pytest.raises((ModelError, BackendError)) as ei:
@@ -254,8 +292,22 @@ def test_default_engine_dir_under_private_cache(tmp_path, monkeypatch, loose_uma
 # --------------------------------------------------------------------------------------------
 # names and paths
 # --------------------------------------------------------------------------------------------
-BAD_NAMES = ["..", "../x", "a/../../b", "/etc/passwd", "a/b", "a\\b", ".hidden", "x\0y", "C:evil", "", " a",
-             "a" * 201, "...", "x..y"]
+BAD_NAMES = [
+    "..",
+    "../x",
+    "a/../../b",
+    "/etc/passwd",
+    "a/b",
+    "a\\b",
+    ".hidden",
+    "x\0y",
+    "C:evil",
+    "",
+    " a",
+    "a" * 201,
+    "...",
+    "x..y",
+]
 
 
 @pytest.mark.parametrize("name", BAD_NAMES)
@@ -268,8 +320,10 @@ def test_engine_cache_rejects_unsafe_names(name, tmp_path):
         ec.cache_path(tmp_path, name)
 
 
-@pytest.mark.parametrize("model_name", ["../../etc/passwd", "/abs/model", "a\\b", "..", "x\0y", "../..", "m:1",
-                                        "日本語", ""])
+@pytest.mark.parametrize(
+    "model_name",
+    ["../../etc/passwd", "/abs/model", "a\\b", "..", "x\0y", "../..", "m:1", "日本語", ""],
+)
 def test_slot_from_hostile_model_name_stays_inside(model_name, tmp_path):
     slot = ec.slot_name(model_name, "fp16", (1, 3, 240, 320))
     engine, side = ec.engine_paths(tmp_path, slot)
@@ -277,7 +331,9 @@ def test_slot_from_hostile_model_name_stays_inside(model_name, tmp_path):
     assert "/" not in slot and ".." not in slot and not slot.startswith(".")
 
 
-@pytest.mark.parametrize("version,cc", [("../../x", "9.0"), ("10.3/../../y", "../8"), ("10.3.0", "9.0")])
+@pytest.mark.parametrize(
+    "version,cc", [("../../x", "9.0"), ("10.3/../../y", "../8"), ("10.3.0", "9.0")]
+)
 def test_timing_cache_name_safe(version, cc, tmp_path):
     name = ec.timing_cache_name(version, cc)
     assert ec.cache_path(tmp_path, name).parent == tmp_path.resolve()

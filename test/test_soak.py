@@ -40,8 +40,14 @@ def run_bench(*args, timeout: float) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
-    p = subprocess.run([sys.executable, "-m", "panoptic_ros.cli", "bench", *map(str, args)], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-m", "panoptic_ros.cli", "bench", *map(str, args)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert p.returncode == 0, p.stderr[-4000:]
     sys.stderr.write(p.stderr[-6000:])
     return kv(p.stdout.strip().splitlines()[-1])
@@ -49,8 +55,20 @@ def run_bench(*args, timeout: float) -> dict[str, str]:
 
 def test_overload_bounded_latency_flat_rss():
     duration = float(os.environ.get("PANOPTIC_SOAK_OVERLOAD_S", "60"))
-    r = run_bench("--overload", "--large-shm", 16, "--duration", duration, "--cameras", "1,2", "--frames", 30, "--warmup", 5,
-                  timeout=6 * duration + 600)
+    r = run_bench(
+        "--overload",
+        "--large-shm",
+        16,
+        "--duration",
+        duration,
+        "--cameras",
+        "1,2",
+        "--frames",
+        30,
+        "--warmup",
+        5,
+        timeout=6 * duration + 600,
+    )
     assert int(r["node_exit"]) == 0 and int(r["node_exit_2cam"]) == 0
     assert float(r["output_hz"]) > 0 and float(r["output_hz_2cam"]) > 0
     assert int(r["drops"]) > 0, "2x overload must drop frames (latest-frame slot), not queue them"
@@ -62,8 +80,20 @@ def test_overload_bounded_latency_flat_rss():
 
 def test_soak_with_lifecycle_cycles():
     duration = float(os.environ.get("PANOPTIC_SOAK_S", "300"))
-    r = run_bench("--soak", "--large-shm", 16, "--duration", duration, "--cycles", 20, "--frames", 30, "--warmup", 5,
-                  timeout=duration + 900)
+    r = run_bench(
+        "--soak",
+        "--large-shm",
+        16,
+        "--duration",
+        duration,
+        "--cycles",
+        20,
+        "--frames",
+        30,
+        "--warmup",
+        5,
+        timeout=duration + 900,
+    )
     assert int(r["node_exit"]) == 0
     assert int(r["cycles_ok"]) == 20, r
     assert int(r["threads_end"]) <= int(r["threads_start"]), r

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from panoptic_ros import synthetic
-from panoptic_ros.taxonomy import Taxonomy
+from panoptic_ros.core.taxonomy import Taxonomy
+from panoptic_ros.training import synthetic
 
 TAX = Taxonomy.default()
 
@@ -26,7 +26,9 @@ def test_shapes_and_dtypes():
     assert s.instance.dtype == np.uint16 and s.panoptic.dtype == np.int32
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3, synthetic.VALIDATION_SEED_START, synthetic.VALIDATION_SEED_START + 7])
+@pytest.mark.parametrize(
+    "seed", [0, 1, 2, 3, synthetic.VALIDATION_SEED_START, synthetic.VALIDATION_SEED_START + 7]
+)
 def test_ground_truth_consistency(seed):
     s = synthetic.generate_scene(seed, 240, 320, TAX)
     sem, ins, pan = s.semantic.astype(np.int32), s.instance.astype(np.int32), s.panoptic
@@ -67,7 +69,9 @@ def test_scenes_have_things_and_stuff():
 def test_seed_sets_disjoint():
     val = set(synthetic.validation_seeds(200))
     assert min(val) == synthetic.VALIDATION_SEED_START
-    train = {synthetic.training_seed(i, base) for base in (0, 1, 17) for i in range(0, 5_000_000, 997)}
+    train = {
+        synthetic.training_seed(i, base) for base in (0, 1, 17) for i in range(0, 5_000_000, 997)
+    }
     assert max(train) < synthetic.VALIDATION_SEED_START
     assert not (val & train)
 

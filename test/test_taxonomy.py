@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from panoptic_ros.taxonomy import Taxonomy, TaxonomyError
+from panoptic_ros.core.taxonomy import Taxonomy, TaxonomyError
 
 
 def test_default_taxonomy_has_things_and_stuff():
@@ -26,10 +26,20 @@ def test_roundtrip_through_dict():
 @pytest.mark.parametrize(
     "classes, fault",
     [
-        ([{"id": 0, "name": "a", "is_thing": False, "color": [0, 0, 0]},
-          {"id": 0, "name": "b", "is_thing": True, "color": [1, 1, 1]}], "clash"),
-        ([{"id": 0, "name": "a", "is_thing": False, "color": [0, 0, 0]},
-          {"id": 2, "name": "b", "is_thing": True, "color": [1, 1, 1]}], "without gaps"),
+        (
+            [
+                {"id": 0, "name": "a", "is_thing": False, "color": [0, 0, 0]},
+                {"id": 0, "name": "b", "is_thing": True, "color": [1, 1, 1]},
+            ],
+            "clash",
+        ),
+        (
+            [
+                {"id": 0, "name": "a", "is_thing": False, "color": [0, 0, 0]},
+                {"id": 2, "name": "b", "is_thing": True, "color": [1, 1, 1]},
+            ],
+            "without gaps",
+        ),
         ([{"id": 0, "name": "a", "is_thing": False, "color": [0, 0, 300]}], "colour"),
         ([{"id": 0, "name": "a", "is_thing": False}], "malformed"),
         ([], "no classes"),

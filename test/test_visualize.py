@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from panoptic_ros.taxonomy import Taxonomy
-from panoptic_ros.types import UNLABELED, VOID
-from panoptic_ros.visualize import (
+from panoptic_ros.core.taxonomy import Taxonomy
+from panoptic_ros.core.types import UNLABELED, VOID
+from panoptic_ros.core.visualize import (
     BOUNDARY_COLOR,
     MAX_PANOPTIC_ID,
     colorize,
@@ -27,13 +27,20 @@ TAX = Taxonomy.default()
 
 
 @settings(max_examples=60, deadline=None)
-@given(hnp.arrays(np.int32, hnp.array_shapes(min_dims=2, max_dims=2, max_side=20),
-                  elements=st.integers(VOID, MAX_PANOPTIC_ID)))
+@given(
+    hnp.arrays(
+        np.int32,
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=20),
+        elements=st.integers(VOID, MAX_PANOPTIC_ID),
+    )
+)
 def test_panoptic_rgb_round_trip(pan):
     rgb = panoptic_to_rgb(pan)
     assert rgb.shape == (*pan.shape, 3) and rgb.dtype == np.uint8
     r = rgb.astype(np.int64)
-    np.testing.assert_array_equal(r[..., 0] + 256 * r[..., 1] + 65536 * r[..., 2], pan.astype(np.int64) + 1)
+    np.testing.assert_array_equal(
+        r[..., 0] + 256 * r[..., 1] + 65536 * r[..., 2], pan.astype(np.int64) + 1
+    )
     np.testing.assert_array_equal(rgb_to_panoptic(rgb), pan)
 
 
@@ -49,7 +56,9 @@ def test_panoptic_rgb_void_road_and_png_transport():
     np.testing.assert_array_equal(rgb_to_panoptic(np.ascontiguousarray(back)), pan)
 
 
-@pytest.mark.parametrize("bad", [np.array([[-2]], np.int32), np.array([[MAX_PANOPTIC_ID + 1]], np.int64)])
+@pytest.mark.parametrize(
+    "bad", [np.array([[-2]], np.int32), np.array([[MAX_PANOPTIC_ID + 1]], np.int64)]
+)
 def test_panoptic_rgb_out_of_range(bad):
     with pytest.raises(ValueError):
         panoptic_to_rgb(bad)
@@ -120,7 +129,7 @@ def test_overlay_speed_480x640():
     sem = rng.integers(0, 8, (480, 640)).astype(np.uint8)
     inst = np.zeros((480, 640), np.uint16)
     for k in range(20):
-        inst[200:300, k * 30:(k + 1) * 30] = k + 1
+        inst[200:300, k * 30 : (k + 1) * 30] = k + 1
     overlay(img, sem, inst, TAX)
     best = min(_timed(lambda: overlay(img, sem, inst, TAX)) for _ in range(5))
     print(f"overlay 480x640: {best * 1e3:.2f} ms")

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from .base import Backend, BackendError, TensorSpec
+from panoptic_ros.backends.base import Backend, BackendError, TensorSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..model_store import ModelInfo
+    from panoptic_ros.families.model_store import ModelInfo
 
 BACKEND_NAMES = ("auto", "onnxruntime", "torch", "tensorrt")
 #: preference order of ``auto`` (``torch`` only counts when CUDA is available)
@@ -49,7 +50,10 @@ def _cuda_available() -> tuple[bool, str]:
     import torch
 
     if not torch.cuda.is_available():
-        return False, f"torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False)"
+        return (
+            False,
+            f"torch {torch.__version__} sees no CUDA GPU (torch.cuda.is_available() is False)",
+        )
     return True, f"CUDA GPU {torch.cuda.get_device_name(0)}"
 
 
@@ -64,16 +68,25 @@ def availability() -> dict[str, tuple[bool, str]]:
     else:
         out["tensorrt"] = (True, cuda_why)
     out["torch-cuda"] = (cuda_ok, cuda_why)
-    out["torch"] = (_has_module("torch"), "torch installed" if _has_module("torch") else "the 'torch' package is not installed")
+    out["torch"] = (
+        _has_module("torch"),
+        "torch installed" if _has_module("torch") else "the 'torch' package is not installed",
+    )
     out["onnxruntime"] = (
-        (True, "onnxruntime installed") if _has_module("onnxruntime") else (False, "the 'onnxruntime' package is not installed")
+        (True, "onnxruntime installed")
+        if _has_module("onnxruntime")
+        else (False, "the 'onnxruntime' package is not installed")
     )
     return out
 
 
 def _working_alternatives(avail: dict[str, tuple[bool, str]], exclude: str) -> str:
     names = [n for n in ("onnxruntime", "torch") if n != exclude and avail.get(n, (False, ""))[0]]
-    return (", ".join(names) + (" is" if len(names) == 1 else " are") + " available") if names else "no other backend is available"
+    return (
+        (", ".join(names) + (" is" if len(names) == 1 else " are") + " available")
+        if names
+        else "no other backend is available"
+    )
 
 
 def _onnx_path(info: Any, batch: int) -> Path:
@@ -82,14 +95,16 @@ def _onnx_path(info: Any, batch: int) -> Path:
         if p.suffix.lower() != ".onnx":
             raise BackendError(f"expected a ModelInfo or an .onnx file, got {p}")
         return p
-    from ..model_store import resolve_onnx
+    from panoptic_ros.families.model_store import resolve_onnx
 
     try:
         return Path(resolve_onnx(info, batch=batch))
     except BackendError:
         raise
     except Exception as exc:  # ModelError, export failures
-        raise BackendError(f"cannot get an ONNX file for model {_model_name(info)!r}: {exc}") from exc
+        raise BackendError(
+            f"cannot get an ONNX file for model {_model_name(info)!r}: {exc}"
+        ) from exc
 
 
 def _is_onnx_only(info: Any) -> bool:
@@ -100,12 +115,14 @@ def _is_onnx_only(info: Any) -> bool:
 def _model_name(info: Any) -> str:
     if isinstance(info, (str, Path)):
         return Path(info).stem
-    return str(getattr(info, "name", None) or Path(str(getattr(info, "path", "model"))).name or "model")
+    return str(
+        getattr(info, "name", None) or Path(str(getattr(info, "path", "model"))).name or "model"
+    )
 
 
 def create_backend(
     name: str,
-    info: "ModelInfo | str | Path",
+    info: ModelInfo | str | Path,
     *,
     batch: int = 1,
     device: str | None = None,
@@ -142,8 +159,17 @@ def create_backend(
     avail = availability()
     if name == "auto":
         name, device, precision = _choose_auto(avail, info, device, precision, log)
-    common = dict(batch=int(batch), device=device, threads=threads, precision=precision, cache_dir=cache_dir,
-                  workspace_mb=workspace_mb, cuda_graph=cuda_graph, log=log, options=options)
+    common = dict(
+        batch=int(batch),
+        device=device,
+        threads=threads,
+        precision=precision,
+        cache_dir=cache_dir,
+        workspace_mb=workspace_mb,
+        cuda_graph=cuda_graph,
+        log=log,
+        options=options,
+    )
     if name == "onnxruntime":
         return _make_onnxruntime(info, avail, **common)
     if name == "torch":
@@ -187,25 +213,55 @@ def _check_common(name: str, threads: int, workspace_mb, cuda_graph: bool, optio
         raise BackendError(f"{name} backend: threads must be >= 0, got {threads}")
 
 
-def _make_onnxruntime(info, avail, *, batch, device, threads, precision, cache_dir, workspace_mb, cuda_graph, log, options):
+def _make_onnxruntime(
+    info,
+    avail,
+    *,
+    batch,
+    device,
+    threads,
+    precision,
+    cache_dir,
+    workspace_mb,
+    cuda_graph,
+    log,
+    options,
+):
     _check_common("onnxruntime", threads, workspace_mb, cuda_graph, options)
     if not avail["onnxruntime"][0]:
         raise BackendError(
-            f"onnxruntime backend needs the 'onnxruntime' package (pip install onnxruntime); {_working_alternatives(avail, 'onnxruntime')}"
+            f"onnxruntime backend needs the 'onnxruntime' package (pip install onnxruntime); {_working_alternatives(avail, 'onnxruntime')}"  # noqa: E501
         )
     if precision not in (None, "fp32"):
-        raise BackendError(f"onnxruntime backend runs the fp32 ONNX graph only (precision {precision!r}); use tensorrt or torch for fp16")
+        raise BackendError(
+            f"onnxruntime backend runs the fp32 ONNX graph only (precision {precision!r}); use tensorrt or torch for fp16"  # noqa: E501
+        )
     if cuda_graph:
         raise BackendError("onnxruntime backend: cuda_graph is a torch-backend option")
-    from .onnxruntime import OnnxRuntimeBackend
+    from panoptic_ros.backends.onnxruntime import OnnxRuntimeBackend
 
     return OnnxRuntimeBackend(_onnx_path(info, batch), threads=threads, device=device or "cpu")
 
 
-def _make_torch(info, avail, *, batch, device, threads, precision, cache_dir, workspace_mb, cuda_graph, log, options):
+def _make_torch(
+    info,
+    avail,
+    *,
+    batch,
+    device,
+    threads,
+    precision,
+    cache_dir,
+    workspace_mb,
+    cuda_graph,
+    log,
+    options,
+):
     _check_common("torch", threads, workspace_mb, cuda_graph, options)
     if not avail["torch"][0]:
-        raise BackendError(f"torch backend needs the 'torch' package; {_working_alternatives(avail, 'torch')}")
+        raise BackendError(
+            f"torch backend needs the 'torch' package; {_working_alternatives(avail, 'torch')}"
+        )
     if _is_onnx_only(info):
         raise BackendError(
             f"torch backend needs a model directory with weights, not an ONNX file ({_model_name(info)}); "
@@ -213,13 +269,35 @@ def _make_torch(info, avail, *, batch, device, threads, precision, cache_dir, wo
         )
     dev = device or "cpu"
     if dev.startswith("cuda") and not avail["torch-cuda"][0]:
-        raise BackendError(f"torch backend: device {dev!r} requested but {avail['torch-cuda'][1]}; use device='cpu' or backend 'onnxruntime'")
-    from .torch import TorchBackend
+        raise BackendError(
+            f"torch backend: device {dev!r} requested but {avail['torch-cuda'][1]}; use device='cpu' or backend 'onnxruntime'"  # noqa: E501
+        )
+    from panoptic_ros.backends.torch import TorchBackend
 
-    return TorchBackend(info, batch=batch, device=dev, threads=threads, precision=precision or "fp32", cuda_graph=cuda_graph)
+    return TorchBackend(
+        info,
+        batch=batch,
+        device=dev,
+        threads=threads,
+        precision=precision or "fp32",
+        cuda_graph=cuda_graph,
+    )
 
 
-def _make_tensorrt(info, avail, *, batch, device, threads, precision, cache_dir, workspace_mb, cuda_graph, log, options):
+def _make_tensorrt(
+    info,
+    avail,
+    *,
+    batch,
+    device,
+    threads,
+    precision,
+    cache_dir,
+    workspace_mb,
+    cuda_graph,
+    log,
+    options,
+):
     contexts = options.pop("contexts", None)
     calibration = options.pop("calibration", None)
     _check_common("tensorrt", threads, workspace_mb, cuda_graph, options)
@@ -233,11 +311,13 @@ def _make_tensorrt(info, avail, *, batch, device, threads, precision, cache_dir,
         raise BackendError("tensorrt backend: cuda_graph is a torch-backend option")
     if device is not None and not str(device).startswith("cuda"):
         raise BackendError(f"tensorrt backend runs on CUDA devices only, not {device!r}")
-    from ..engine_cache import DEFAULT_WORKSPACE_MB
-    from .tensorrt import TensorRTBackend
+    from panoptic_ros.backends.engine_cache import DEFAULT_WORKSPACE_MB
+    from panoptic_ros.backends.tensorrt import TensorRTBackend
 
     if contexts not in (None, 1):
-        raise BackendError("tensorrt backend: create one backend per camera (they share the engine) instead of contexts=N")
+        raise BackendError(
+            "tensorrt backend: create one backend per camera (they share the engine) instead of contexts=N"
+        )
     return TensorRTBackend(
         _onnx_path(info, batch),
         model_name=_model_name(info),

@@ -10,8 +10,8 @@ package never needs them.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class Backend(ABC):
         self.output_specs: dict[str, TensorSpec] = {}
 
     # -- lifecycle ------------------------------------------------------------------
-    def open(self) -> "Backend":
+    def open(self) -> Backend:
         if not self._is_open:
             self._open()
             self._is_open = True
@@ -56,7 +56,7 @@ class Backend(ABC):
     def is_open(self) -> bool:
         return self._is_open
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         return self.open()
 
     def __exit__(self, *exc: object) -> None:
@@ -68,14 +68,22 @@ class Backend(ABC):
             raise BackendError(f"{self.name} backend used before open()")
         for name, spec in self.input_specs.items():
             if name not in inputs:
-                raise BackendError(f"{self.name}: missing input {name!r} (model expects {list(self.input_specs)})")
+                raise BackendError(
+                    f"{self.name}: missing input {name!r} (model expects {list(self.input_specs)})"
+                )
             arr = inputs[name]
             shape = tuple(getattr(arr, "shape", ()))
-            if len(shape) != len(spec.shape) or any(e > 0 and a != e for a, e in zip(shape, spec.shape)):
-                raise BackendError(f"{self.name}: input {name!r} has shape {shape}, model expects {spec.shape}")
+            if len(shape) != len(spec.shape) or any(
+                e > 0 and a != e for a, e in zip(shape, spec.shape)
+            ):
+                raise BackendError(
+                    f"{self.name}: input {name!r} has shape {shape}, model expects {spec.shape}"
+                )
         unexpected = sorted(set(inputs) - set(self.input_specs))
         if unexpected:
-            raise BackendError(f"{self.name}: unexpected input(s) {unexpected} (model expects {list(self.input_specs)})")
+            raise BackendError(
+                f"{self.name}: unexpected input(s) {unexpected} (model expects {list(self.input_specs)})"
+            )
         return self._infer(inputs)
 
     @property

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
-from .base import Backend, BackendError, TensorSpec
+from panoptic_ros.backends.base import Backend, BackendError, TensorSpec
 
 _ORT_DTYPES = {
     "tensor(float)": np.float32,
@@ -32,8 +32,13 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, model_path: str | Path, threads: int = 0, device: str = "cpu",
-                 allow_spinning: bool = False) -> None:
+    def __init__(
+        self,
+        model_path: str | Path,
+        threads: int = 0,
+        device: str = "cpu",
+        allow_spinning: bool = False,
+    ) -> None:
         super().__init__()
         self.model_path = Path(model_path)
         self.threads = int(threads)
@@ -45,7 +50,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise BackendError("onnxruntime backend needs the 'onnxruntime' package (pip install onnxruntime)") from exc
+            raise BackendError(
+                "onnxruntime backend needs the 'onnxruntime' package (pip install onnxruntime)"
+            ) from exc
         if not self.model_path.is_file():
             raise BackendError(f"ONNX model not found: {self.model_path}")
         opts = ort.SessionOptions()
@@ -53,7 +60,9 @@ class OnnxRuntimeBackend(Backend):
         if self.threads > 0:
             opts.intra_op_num_threads = self.threads
         opts.inter_op_num_threads = 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if self.allow_spinning else "0")
+        opts.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.allow_spinning else "0"
+        )
         providers: list = ["CPUExecutionProvider"]
         if self._device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
@@ -65,12 +74,19 @@ class OnnxRuntimeBackend(Backend):
             device_id = int(self._device.split(":", 1)[1]) if ":" in self._device else 0
             providers.insert(0, ("CUDAExecutionProvider", {"device_id": device_id}))
         elif self._device != "cpu":
-            raise BackendError(f"onnxruntime backend: unknown device {self._device!r} (use 'cpu' or 'cuda[:N]')")
+            raise BackendError(
+                f"onnxruntime backend: unknown device {self._device!r} (use 'cpu' or 'cuda[:N]')"
+            )
         try:
-            self._session = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=providers)
+            self._session = ort.InferenceSession(
+                str(self.model_path), sess_options=opts, providers=providers
+            )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise BackendError(f"cannot load ONNX model {self.model_path}: {exc}") from exc
-        if self._device.startswith("cuda") and self._session.get_providers()[0] != "CUDAExecutionProvider":
+        if (
+            self._device.startswith("cuda")
+            and self._session.get_providers()[0] != "CUDAExecutionProvider"
+        ):
             # ORT falls back to CPU with only a warning when the CUDA EP fails to initialise
             self._session = None
             raise BackendError(
@@ -78,21 +94,29 @@ class OnnxRuntimeBackend(Backend):
                 "(CUDA/cuDNN libraries or GPU missing); use device 'cpu'"
             )
         self.input_specs = {
-            i.name: TensorSpec(i.name, _static(i.shape), np.dtype(_ORT_DTYPES.get(i.type, np.float32)))
+            i.name: TensorSpec(
+                i.name, _static(i.shape), np.dtype(_ORT_DTYPES.get(i.type, np.float32))
+            )
             for i in self._session.get_inputs()
         }
         self.output_specs = {
-            o.name: TensorSpec(o.name, _static(o.shape), np.dtype(_ORT_DTYPES.get(o.type, np.float32)))
+            o.name: TensorSpec(
+                o.name, _static(o.shape), np.dtype(_ORT_DTYPES.get(o.type, np.float32))
+            )
             for o in self._session.get_outputs()
         }
 
     def _infer(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        feeds = {n: np.ascontiguousarray(inputs[n], dtype=s.dtype) for n, s in self.input_specs.items()}
+        feeds = {
+            n: np.ascontiguousarray(inputs[n], dtype=s.dtype) for n, s in self.input_specs.items()
+        }
         names = list(self.output_specs)
         try:
             outs = self._session.run(names, feeds)
         except Exception as exc:  # ORT's Fail / InvalidArgument
-            raise BackendError(f"onnxruntime inference failed on {self.model_path.name}: {exc}") from exc
+            raise BackendError(
+                f"onnxruntime inference failed on {self.model_path.name}: {exc}"
+            ) from exc
         return dict(zip(names, outs))
 
     def _close(self) -> None:

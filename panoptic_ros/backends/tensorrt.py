@@ -1,7 +1,7 @@
 """TensorRT backend: engine built from the ONNX file, cached on disk, run on a CUDA stream.
 
 Every decision that does not need a GPU (cache key, why to rebuild, builder flags, file names,
-atomic writes) lives in ``panoptic_ros.engine_cache`` and is tested without TensorRT; this
+atomic writes) lives in ``panoptic_ros.backends.engine_cache`` and is tested without TensorRT; this
 module is the thin layer over the TensorRT Python API (TensorRT 8.6 / 10.x):
 
   build:  trt.Builder -> create_network -> OnnxParser.parse_from_file -> IBuilderConfig
@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-from .. import engine_cache as ec
-from .base import Backend, BackendError, TensorSpec
+from panoptic_ros.backends import engine_cache as ec
+from panoptic_ros.backends.base import Backend, BackendError, TensorSpec
 
 _log = logging.getLogger("panoptic_ros.backends.tensorrt")
 
@@ -39,7 +40,7 @@ _ENGINES_LOCK = threading.Lock()
 
 def default_engine_dir() -> Path:
     try:
-        from ..model_store import default_cache_dir
+        from panoptic_ros.families.model_store import default_cache_dir
 
         return Path(default_cache_dir()) / "engines"
     except ImportError:  # pragma: no cover
@@ -108,7 +109,9 @@ def build_serialized_engine(
         t = network.get_input(i)
         if any(d < 0 for d in t.shape):
             if t.name not in input_shapes:
-                raise BackendError(f"tensorrt: input {t.name!r} has dynamic shape {tuple(t.shape)} and no shape was given")
+                raise BackendError(
+                    f"tensorrt: input {t.name!r} has dynamic shape {tuple(t.shape)} and no shape was given"
+                )
             profile = profile or builder.create_optimization_profile()
             shp = tuple(input_shapes[t.name])
             profile.set_shape(t.name, shp, shp, shp)
@@ -125,18 +128,24 @@ def build_serialized_engine(
         data = timing_cache.read_bytes() if timing_cache.is_file() else b""
         cache = config.create_timing_cache(data)
         if not config.set_timing_cache(cache, ignore_mismatch=False):
-            log(f"tensorrt: timing cache {timing_cache.name} rejected (other TensorRT/GPU); starting a fresh one")
+            log(
+                f"tensorrt: timing cache {timing_cache.name} rejected (other TensorRT/GPU); starting a fresh one"
+            )
             cache = config.create_timing_cache(b"")
             config.set_timing_cache(cache, ignore_mismatch=False)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise BackendError(f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)")
+        raise BackendError(
+            f"TensorRT failed to build an engine from {onnx_path} (see the TensorRT log above)"
+        )
     if timing_cache is not None:
         ec.atomic_write_bytes(timing_cache, bytes(config.get_timing_cache().serialize()))
     return bytes(serialized)
 
 
-def make_calibrator(trt, batches: Iterable[Mapping[str, np.ndarray]], batch: int, cache_file: Path, device):
+def make_calibrator(
+    trt, batches: Iterable[Mapping[str, np.ndarray]], batch: int, cache_file: Path, device
+):
     """IInt8EntropyCalibrator2 over host batches (dicts of named float32 arrays)."""
     import torch
 
@@ -171,14 +180,19 @@ def make_calibrator(trt, batches: Iterable[Mapping[str, np.ndarray]], batch: int
     return _Calibrator()
 
 
-def synthetic_calibration_batches(info: Any, input_shape: tuple[int, ...], n_batches: int = 16, seed0: int = 20_000_000):
+def synthetic_calibration_batches(
+    info: Any, input_shape: tuple[int, ...], n_batches: int = 16, seed0: int = 20_000_000
+):
     """Calibration inputs from generated scenes (GPU-free; seeds disjoint from training/validation)."""
-    from ..synthetic import generate_scene
+    from panoptic_ros.training.synthetic import generate_scene
 
     b, _, h, w = input_shape
     tax = getattr(info, "taxonomy", None)
     for i in range(n_batches):
-        imgs = [generate_scene(seed0 + i * b + j, height=h, width=w, taxonomy=tax).image for j in range(b)]
+        imgs = [
+            generate_scene(seed0 + i * b + j, height=h, width=w, taxonomy=tax).image
+            for j in range(b)
+        ]
         image = np.stack(imgs).transpose(0, 3, 1, 2).astype(np.float32)
         yield {"image": image, "center_threshold": np.array([0.1], np.float32)}
 
@@ -229,7 +243,7 @@ class TensorRTBackend(Backend):
         )
 
     def _onnx_input_shapes(self) -> dict[str, tuple[int, ...]]:
-        from ..onnx_ops import load_model
+        from panoptic_ros.backends.onnx_ops import load_model
 
         try:
             model = load_model(self.onnx_path)
@@ -237,10 +251,15 @@ class TensorRTBackend(Backend):
             raise BackendError(str(exc)) from exc
         shapes = {}
         for vi in model.graph.input:
-            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
+            dims = [
+                d.dim_value if d.HasField("dim_value") else -1
+                for d in vi.type.tensor_type.shape.dim
+            ]
             shapes[vi.name] = tuple(dims)
         if "image" not in shapes or any(d <= 0 for d in shapes["image"]):
-            raise BackendError(f"tensorrt: {self.onnx_path} needs a static 'image' input [B,3,H,W], got {shapes.get('image')}")
+            raise BackendError(
+                f"tensorrt: {self.onnx_path} needs a static 'image' input [B,3,H,W], got {shapes.get('image')}"
+            )
         return shapes
 
     def ensure_engine(self) -> Path:
@@ -259,7 +278,9 @@ class TensorRTBackend(Backend):
             return engine_path
         for stale in ec.remove_stale_temp_files(cache_dir):
             self.log(f"tensorrt: removed abandoned partial write {stale.name}")
-        self.log(f"tensorrt: building engine {engine_path.name} ({meta.precision}, input {list(meta.input_shape)}): {reason}")
+        self.log(
+            f"tensorrt: building engine {engine_path.name} ({meta.precision}, input {list(meta.input_shape)}): {reason}"
+        )
         self._build(meta, cache_dir, slot, shapes)
         self.build_reason = reason
         return engine_path
@@ -270,11 +291,30 @@ class TensorRTBackend(Backend):
         if self.settings.calibrate:
             batches = self.calibration
             if batches is None:
-                batches = synthetic_calibration_batches(self.info, meta.input_shape, self.settings.calibration_batches)
-            calibrator = make_calibrator(trt, batches, meta.input_shape[0], ec.cache_path(cache_dir, slot + ".calib"), self._dev)
-        timing = ec.cache_path(cache_dir, ec.timing_cache_name(meta.tensorrt_version, meta.compute_capability))
-        data = build_serialized_engine(trt, self.onnx_path, self.settings, shapes, timing, calibrator, self.log)
-        ec.write_entry(cache_dir, slot, data, meta, onnx_path=str(self.onnx_path), workspace_mb=self.settings.memory_pools[0][1] >> 20)
+                batches = synthetic_calibration_batches(
+                    self.info, meta.input_shape, self.settings.calibration_batches
+                )
+            calibrator = make_calibrator(
+                trt,
+                batches,
+                meta.input_shape[0],
+                ec.cache_path(cache_dir, slot + ".calib"),
+                self._dev,
+            )
+        timing = ec.cache_path(
+            cache_dir, ec.timing_cache_name(meta.tensorrt_version, meta.compute_capability)
+        )
+        data = build_serialized_engine(
+            trt, self.onnx_path, self.settings, shapes, timing, calibrator, self.log
+        )
+        ec.write_entry(
+            cache_dir,
+            slot,
+            data,
+            meta,
+            onnx_path=str(self.onnx_path),
+            workspace_mb=self.settings.memory_pools[0][1] >> 20,
+        )
 
     def _acquire_engine(self, path: Path):
         trt = self._trt
@@ -307,11 +347,15 @@ class TensorRTBackend(Backend):
         try:
             import tensorrt  # noqa: F401
         except ImportError as exc:
-            raise BackendError("tensorrt backend needs the 'tensorrt' Python package; onnxruntime works without it") from exc
+            raise BackendError(
+                "tensorrt backend needs the 'tensorrt' Python package; onnxruntime works without it"
+            ) from exc
         import torch
 
         if not torch.cuda.is_available():
-            raise BackendError("tensorrt backend needs an NVIDIA GPU (torch.cuda.is_available() is False)")
+            raise BackendError(
+                "tensorrt backend needs an NVIDIA GPU (torch.cuda.is_available() is False)"
+            )
         self._dev = torch.device(self._device_str)
         if self._dev.index is None:
             self._dev = torch.device("cuda", 0)
@@ -389,4 +433,4 @@ class TensorRTBackend(Backend):
             return self._device_str
         import torch
 
-        return f"{self._dev} ({torch.cuda.get_device_name(self._dev)}, TensorRT {self._trt.__version__} {self.settings.precision})"
+        return f"{self._dev} ({torch.cuda.get_device_name(self._dev)}, TensorRT {self._trt.__version__} {self.settings.precision})"  # noqa: E501

@@ -18,11 +18,12 @@ one batched backend):
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
-from .base import Backend, BackendError, TensorSpec
+from panoptic_ros.backends.base import Backend, BackendError, TensorSpec
 
 _PRECISIONS = ("fp32", "fp16")
 
@@ -56,10 +57,14 @@ class TorchBackend(Backend):
         if self.precision == "int8":
             raise BackendError("torch backend: int8 is only supported by the tensorrt backend")
         if self.precision not in _PRECISIONS:
-            raise BackendError(f"torch backend: unknown precision {precision!r}; choose fp32 or fp16")
+            raise BackendError(
+                f"torch backend: unknown precision {precision!r}; choose fp32 or fp16"
+            )
         is_cuda = self._device_str.startswith("cuda")
         if not is_cuda and self._device_str != "cpu":
-            raise BackendError(f"torch backend: unknown device {device!r} (use 'cpu', 'cuda' or 'cuda:N')")
+            raise BackendError(
+                f"torch backend: unknown device {device!r} (use 'cpu', 'cuda' or 'cuda:N')"
+            )
         if not is_cuda and self.precision != "fp32":
             raise BackendError("torch backend: fp16 needs a CUDA device (CPU runs fp32)")
         if not is_cuda and self.cuda_graph:
@@ -69,7 +74,9 @@ class TorchBackend(Backend):
         if top_k is None:
             top_k = getattr(model, "top_k", None)
         if len(input_size) != 2 or not top_k:
-            raise BackendError("torch backend: model input_size [H, W] and top_k are needed (ModelInfo or arguments)")
+            raise BackendError(
+                "torch backend: model input_size [H, W] and top_k are needed (ModelInfo or arguments)"
+            )
         h, w = (int(v) for v in input_size)
         b, k = self.batch, int(top_k)
         self.input_specs = {
@@ -97,14 +104,16 @@ class TorchBackend(Backend):
         if self._device_str.startswith("cuda"):
             if not torch.cuda.is_available():
                 raise BackendError(
-                    f"torch backend: device {self._device_str!r} requested but torch {torch.__version__} sees no CUDA GPU; "
+                    f"torch backend: device {self._device_str!r} requested but torch {torch.__version__} sees no CUDA GPU; "  # noqa: E501
                     "use device='cpu' or backend 'onnxruntime'"
                 )
             self._dev = torch.device(self._device_str)
             if self._dev.index is None:
                 self._dev = torch.device("cuda", torch.cuda.current_device())
             if self._dev.index >= torch.cuda.device_count():
-                raise BackendError(f"torch backend: {self._device_str!r} but only {torch.cuda.device_count()} CUDA device(s)")
+                raise BackendError(
+                    f"torch backend: {self._device_str!r} but only {torch.cuda.device_count()} CUDA device(s)"
+                )
         else:
             self._dev = torch.device("cpu")
             if self.threads > 0:
@@ -123,15 +132,17 @@ class TorchBackend(Backend):
         if isinstance(self._source, torch.nn.Module):
             return self._source
         try:
-            from ..model_store import load_torch_model
+            from panoptic_ros.families.model_store import load_torch_model
         except ImportError:  # pragma: no cover - older layout
-            from ..model import load_torch_model  # type: ignore[attr-defined]
+            from panoptic_ros.training.network import load_torch_model  # type: ignore[attr-defined]
         try:
             return load_torch_model(self._source)
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"torch backend: cannot load model {getattr(self._source, 'path', self._source)}: {exc}") from exc
+            raise BackendError(
+                f"torch backend: cannot load model {getattr(self._source, 'path', self._source)}: {exc}"
+            ) from exc
 
     def _open_cuda(self) -> None:
         import torch
@@ -154,9 +165,13 @@ class TorchBackend(Backend):
             graph = torch.cuda.CUDAGraph()
             try:
                 with torch.inference_mode(), torch.cuda.graph(graph, stream=self._stream):
-                    self._graph_out = self._forward(self._dev_in["image"], self._dev_in["center_threshold"])
+                    self._graph_out = self._forward(
+                        self._dev_in["image"], self._dev_in["center_threshold"]
+                    )
             except Exception as exc:
-                raise BackendError(f"torch backend: CUDA graph capture failed ({exc}); use cuda_graph=False") from exc
+                raise BackendError(
+                    f"torch backend: CUDA graph capture failed ({exc}); use cuda_graph=False"
+                ) from exc
             self._graph = graph
 
     def _close(self) -> None:
@@ -178,10 +193,14 @@ class TorchBackend(Backend):
             net, post = getattr(m, "net", None), getattr(m, "post", None)
             if net is not None and post is not None:
                 # cache_enabled=False: autocast's weight-cast cache must not outlive a CUDA graph capture
-                with torch.autocast(device_type="cuda", dtype=torch.float16, cache_enabled=not self.cuda_graph):
+                with torch.autocast(
+                    device_type="cuda", dtype=torch.float16, cache_enabled=not self.cuda_graph
+                ):
                     raw = net(image)
                 return post(*(t.float() for t in raw), thr)
-            with torch.autocast(device_type="cuda", dtype=torch.float16, cache_enabled=not self.cuda_graph):
+            with torch.autocast(
+                device_type="cuda", dtype=torch.float16, cache_enabled=not self.cuda_graph
+            ):
                 out = m(image, thr)
             return tuple(o.float() if o.is_floating_point() else o for o in out)
         return m(image, thr)
@@ -192,7 +211,9 @@ class TorchBackend(Backend):
         if self._dev.type == "cpu":
             with torch.inference_mode():
                 image = torch.from_numpy(np.ascontiguousarray(inputs["image"], dtype=np.float32))
-                thr = torch.from_numpy(np.ascontiguousarray(inputs["center_threshold"], dtype=np.float32))
+                thr = torch.from_numpy(
+                    np.ascontiguousarray(inputs["center_threshold"], dtype=np.float32)
+                )
                 out = self._forward(image, thr)
             return self._pack(out)
         # CUDA: host -> pinned -> device on our stream, run, device -> pinned, one sync

@@ -1,0 +1,1 @@
+"""rosbag2 / ROS 1 bag reading and writing."""

@@ -1,0 +1,1 @@
+"""Benchmarking: stage timers and the DDS load generator."""

@@ -1,0 +1,930 @@
+"""``panoptic-ros bench``: where the time goes, per stage, and how the node behaves under load.
+
+Modes (one run each; ratios are always computed within the run):
+
+* default: one backend, one input size. Per frame: decode (raw ``sensor_msgs/Image`` bytes
+  -> RGB through conversions/encodings), preprocess, infer, postprocess (the Segmenter's own
+  timings), message build (``result_to_messages``), publish (real rclpy publish to local
+  topics with a subscriber process attached; serialization only when DDS is unavailable)
+  and end-to-end (wall clock around all of it). Table on stderr; last stdout line
+  ``e2e_ms=<float> infer_ms=<float> overhead_ratio=<float>``.
+* ``--compare``: the same loop for every backend usable here (onnxruntime and torch on CPU;
+  torch-cuda fp16 and tensorrt when a GPU is present).
+* ``--sizes 240x320,480x640,...``: the same loop for several input sizes.
+* ``--overload``: starts the real node (``panoptic_node``) and publishes above the rate it
+  sustains, on one and then two cameras, reporting output rate, drops, latency per window,
+  RSS and threads (see ``panoptic_ros.bench.loadgen``).
+* ``--soak``: a long overload, then 20 lifecycle cycles (deactivate, cleanup, configure,
+  activate) through ``/<ns>/<node>/change_state``, checking thread and RSS growth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from panoptic_ros.bench.timing import (
+    StageTimer,
+    Stats,
+    format_kv,
+    format_table,
+    growth_pct,
+    overhead_ratio,
+    parse_size,
+    parse_sizes,
+)
+
+HELP = "benchmark stages, backends, input sizes, and the node under overload / soak"
+
+#: stage names in table order
+STAGES = (
+    "decode",
+    "preprocess",
+    "infer",
+    "postprocess",
+    "segment_other",
+    "messages",
+    "publish",
+    "e2e",
+)
+
+
+def log(msg: str = "") -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="model directory, 'default', or .onnx file")
+    p.add_argument(
+        "--backend", default="onnxruntime", help="backend for the single / sizes / overload runs"
+    )
+    p.add_argument(
+        "--device", default="", help="backend device ('' = backend default, e.g. cpu, cuda:0)"
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="CPU inference threads (0 = runtime default)"
+    )
+    p.add_argument(
+        "--precision", default="", help="fp32 | fp16 (GPU backends; '' = backend default)"
+    )
+    p.add_argument("--height", type=int, default=480)
+    p.add_argument("--width", type=int, default=640)
+    p.add_argument("--frames", type=int, default=200, help="timed frames per run")
+    p.add_argument("--warmup", type=int, default=20, help="untimed frames before timing")
+    p.add_argument(
+        "--encoding",
+        default="bgr8",
+        help="input encoding of the simulated camera (rgb8, bgr8, rgba8, bgra8, mono8)",
+    )
+    p.add_argument(
+        "--publish",
+        choices=("auto", "dds", "serialize", "none"),
+        default="auto",
+        help="publish stage: real DDS publish with a subscriber process (auto/dds), "
+        "rclpy serialization only, or skip",
+    )
+    p.add_argument(
+        "--overlay",
+        action="store_true",
+        help="also build the overlay image (as when someone subscribes)",
+    )
+    g = p.add_argument_group("comparisons")
+    g.add_argument(
+        "--compare", action="store_true", help="compare every backend usable here in one run"
+    )
+    g.add_argument(
+        "--backends",
+        default="",
+        help="comma list for --compare (default: onnxruntime,torch + GPU ones if present)",
+    )
+    g.add_argument(
+        "--sizes", default="", help="input-size scaling, e.g. 240x320,480x640,720x1280,1024x2048"
+    )
+    o = p.add_argument_group("overload / soak (starts the real node)")
+    o.add_argument(
+        "--overload",
+        action="store_true",
+        help="publish above the sustainable rate on 1 and 2 cameras",
+    )
+    o.add_argument("--soak", action="store_true", help="long overload, then lifecycle cycling")
+    o.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="publish rate per camera in Hz (0 = 2x the measured single-frame rate)",
+    )
+    o.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="seconds of load per phase (default: 60 for --overload, 300 for --soak)",
+    )
+    o.add_argument(
+        "--cameras", default="1,2", help="camera counts to run under --overload (e.g. 1,2)"
+    )
+    o.add_argument("--window", type=float, default=10.0, help="seconds per latency window")
+    o.add_argument(
+        "--baseline",
+        type=float,
+        default=10.0,
+        help="seconds of light load before the overload (0 = skip): the node's single-frame latency, "
+        "the reference for the overload p99",
+    )
+    o.add_argument(
+        "--baseline-rate", type=float, default=2.0, help="publish rate (Hz) of the light-load phase"
+    )
+    o.add_argument("--cycles", type=int, default=20, help="lifecycle cycles under --soak")
+    o.add_argument("--watch", default="semantic", help="output topic whose arrivals are timed")
+    p.add_argument(
+        "--large-shm",
+        type=int,
+        default=0,
+        metavar="MB",
+        help="Fast DDS: use a shared-memory segment of MB MiB for this run and the node it starts "
+        "(the default 512 KiB segment makes best-effort readers lose most VGA frames)",
+    )
+    p.add_argument("--json", default="", help="also write all results as JSON to this file")
+
+
+# ---------------------------------------------------------------------------------------
+# publish sink
+# ---------------------------------------------------------------------------------------
+class Publish:
+    """The publish stage: ``mode`` 'dds' (publishers + a subscriber process), 'serialize', or 'none'."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.note = ""
+        self._pubs: dict[str, Any] = {}
+        self._node = None
+        self._sink: subprocess.Popen | None = None
+        self._serialize = None
+        if mode == "none":
+            return
+        try:
+            from panoptic_ros.bench.loadgen import apply_ros_env
+
+            apply_ros_env()
+            import rclpy
+            from rclpy.serialization import serialize_message
+
+            self._serialize = serialize_message
+        except Exception as exc:  # no ROS at all
+            self.mode, self.note = "none", f"no rclpy ({exc})"
+            return
+        if mode in ("auto", "dds"):
+            try:
+                self._own_init = not rclpy.ok()
+                if self._own_init:
+                    rclpy.init()
+                self._rclpy = rclpy
+                self._node = rclpy.create_node(f"panoptic_bench_{os.getpid()}")
+                self.ns = f"/panoptic_bench_pub_{os.getpid()}"
+                self.mode = "dds"
+            except Exception as exc:
+                if mode == "dds":
+                    raise
+                self.mode, self.note = "serialize", f"DDS unavailable ({exc}); timing serialization"
+        else:
+            self.mode = "serialize"
+
+    def prepare(self, msgs: dict[str, Any], timeout: float = 20.0) -> None:
+        """Create publishers for these outputs and attach a subscriber process (DDS mode)."""
+        if self.mode != "dds" or all(k in self._pubs for k in msgs):
+            return
+        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+        qos = QoSProfile(
+            depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+        )
+        specs = []
+        for k, m in msgs.items():
+            if k not in self._pubs:
+                self._pubs[k] = self._node.create_publisher(type(m), f"{self.ns}/{k}", qos)
+            t = type(m)
+            specs.append(f"{self.ns}/{k}={t.__module__}:{t.__name__}")
+        self._stop_sink()
+        from panoptic_ros.bench.loadgen import REPO_DIR, ros_env
+
+        env = ros_env()
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(REPO_DIR)] + [p for p in [env.get("PYTHONPATH")] if p]
+        )
+        self._sink = subprocess.Popen(
+            [sys.executable, "-m", "panoptic_ros.bench.loadgen", "sink", *specs],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(
+            p.get_subscription_count() > 0 for p in self._pubs.values()
+        ):
+            time.sleep(0.05)
+        if not all(p.get_subscription_count() > 0 for p in self._pubs.values()):
+            self.note = "subscriber process did not match in time; publishing without a subscriber"
+
+    def __call__(self, msgs: dict[str, Any]) -> None:
+        if self.mode == "dds":
+            for k, m in msgs.items():
+                self._pubs[k].publish(m)
+        elif self.mode == "serialize":
+            for m in msgs.values():
+                self._serialize(m)
+
+    def _stop_sink(self) -> None:
+        if self._sink is not None and self._sink.poll() is None:
+            self._sink.terminate()
+            try:
+                self._sink.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._sink.kill()
+        self._sink = None
+
+    def close(self) -> None:
+        self._stop_sink()
+        if self._node is not None:
+            self._node.destroy_node()
+            self._node = None
+            if self._own_init and self._rclpy.ok():
+                self._rclpy.shutdown()
+
+
+# ---------------------------------------------------------------------------------------
+# the per-frame loop
+# ---------------------------------------------------------------------------------------
+def _as_msg_dict(out: Any) -> dict[str, Any]:
+    if out is None:
+        return {}
+    if isinstance(out, dict):
+        return {str(k): v for k, v in out.items() if v is not None}
+    if isinstance(out, (list, tuple)):
+        d = {}
+        for i, item in enumerate(out):
+            if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str):
+                d[item[0]] = item[1]
+            elif item is not None:
+                d[f"out{i}"] = item
+        return d
+    # a dataclass / namespace of messages
+    fields = getattr(out, "__dataclass_fields__", None) or vars(out)
+    return {
+        k: getattr(out, k)
+        for k in fields
+        if getattr(out, k, None) is not None and not k.startswith("_")
+    }
+
+
+def _taxonomy_of(seg: Any):
+    for path in (("taxonomy",), ("info", "taxonomy"), ("model_info", "taxonomy")):
+        obj = seg
+        for a in path:
+            obj = getattr(obj, a, None)
+        if obj is not None:
+            return obj
+    from panoptic_ros.core.taxonomy import Taxonomy
+
+    return Taxonomy.default() if hasattr(Taxonomy, "default") else None
+
+
+def make_decoder():
+    """(name, fn(msg) -> RGB): conversions.image_msg_to_array, else encodings.decode_raw."""
+    try:
+        from panoptic_ros.ros.conversions import image_msg_to_array
+
+        return "conversions.image_msg_to_array", image_msg_to_array
+    except Exception:
+        from panoptic_ros.core.encodings import decode_raw
+
+        return "encodings.decode_raw", lambda m: decode_raw(
+            m.encoding, m.height, m.width, m.step, m.is_bigendian, m.data
+        )
+
+
+def make_message_builder():
+    """(result_to_messages or None, note). Where vision_msgs is missing, detections are left out
+    (conversions.detections_msg replaced by a stub in this process only) and the note says so."""
+    try:
+        from panoptic_ros.ros import conversions
+    except Exception as exc:
+        return None, f"conversions.result_to_messages unavailable ({type(exc).__name__}: {exc})"
+    try:
+        conversions._vision_msgs()  # noqa: SLF001 - probe only
+    except Exception as exc:
+        if hasattr(conversions, "detections_msg"):
+            conversions.detections_msg = lambda result, header: None
+            return conversions.result_to_messages, (
+                f"messages/publish exclude detections: vision_msgs not importable ({str(exc)[:80]})"
+            )
+    except AttributeError:
+        pass
+    return conversions.result_to_messages, ""
+
+
+def open_segmenter(
+    args: argparse.Namespace, backend: str, device: str | None = None, precision: str | None = None
+):
+    from panoptic_ros.core.pipeline import Segmenter
+
+    opts: dict[str, Any] = {}
+    dev = args.device if device is None else device
+    prec = args.precision if precision is None else precision
+    if dev:
+        opts["device"] = dev
+    if prec:
+        opts["precision"] = prec
+    if args.threads and backend in ("onnxruntime", "torch"):
+        opts["threads"] = args.threads
+    seg = Segmenter.from_model(args.model, backend=backend, **opts)
+    if hasattr(seg, "__enter__") and hasattr(seg, "open"):
+        try:
+            seg.open()
+        except Exception:
+            pass
+    return seg
+
+
+def bench_frames(
+    seg: Any,
+    *,
+    height: int,
+    width: int,
+    frames: int,
+    warmup: int,
+    encoding: str,
+    publish: Publish,
+    overlay: bool = False,
+    header_frame: str = "camera",
+) -> StageTimer:
+    """The per-frame loop; returns a StageTimer with every stage (warm-up frames excluded)."""
+    from panoptic_ros.bench.loadgen import make_image_msg, set_stamp, synthetic_frames
+
+    rgbs = synthetic_frames(height, width, 4)
+    in_msgs = [make_image_msg(f, encoding, header_frame) for f in rgbs]
+    dec_name, decode = make_decoder()
+    build, why = make_message_builder()
+    taxonomy = _taxonomy_of(seg)
+    timer = StageTimer(warmup=warmup)
+    clock = time.perf_counter
+    # one untimed frame to learn the output topics, attach the subscriber
+    if build is not None and publish.mode != "none":
+        r = seg.segment(decode(in_msgs[0]))
+        publish.prepare(
+            _as_msg_dict(
+                build(r, in_msgs[0].header, taxonomy, image_rgb=None, want_overlay=overlay)
+            )
+        )
+    for i in range(warmup + frames):
+        msg = in_msgs[i % len(in_msgs)]
+        set_stamp(msg, time.time_ns())
+        t0 = clock()
+        rgb = decode(msg)
+        t1 = clock()
+        result = seg.segment(rgb)
+        t2 = clock()
+        tm = getattr(result, "timings", {}) or {}
+        timer.add("decode", (t1 - t0) * 1e3)
+        for k in ("preprocess", "infer", "postprocess"):
+            timer.add(k, float(tm.get(k, math.nan)))
+        known = sum(float(tm.get(k, 0.0)) for k in ("preprocess", "infer", "postprocess"))
+        timer.add("segment_other", max(0.0, (t2 - t1) * 1e3 - known))
+        if build is not None:
+            out = _as_msg_dict(
+                build(
+                    result,
+                    msg.header,
+                    taxonomy,
+                    image_rgb=rgb if overlay else None,
+                    want_overlay=overlay,
+                )
+            )
+        else:
+            out = {}
+        t3 = clock()
+        publish(out)
+        t4 = clock()
+        timer.add("messages", (t3 - t2) * 1e3 if build is not None else math.nan)
+        timer.add("publish", (t4 - t3) * 1e3 if (out and publish.mode != "none") else math.nan)
+        timer.add("e2e", (t4 - t0) * 1e3)
+    timer.decoder = dec_name  # type: ignore[attr-defined]
+    timer.note = why  # type: ignore[attr-defined]
+    return timer
+
+
+def stage_rows(timer: StageTimer) -> list[tuple]:
+    st = timer.stats()
+    e2e = st["e2e"].mean
+    rows = []
+    for name in STAGES:
+        s = st.get(name)
+        if s is None:
+            continue
+        share = (
+            100.0 * s.mean / e2e
+            if (e2e > 0 and name != "e2e" and math.isfinite(s.mean))
+            else math.nan
+        )
+        rows.append((name, s.mean, s.p50, s.p99, share))
+    return rows
+
+
+def result_of(timer: StageTimer) -> dict[str, float]:
+    st = timer.stats()
+    e2e, infer = st["e2e"].mean, st["infer"].mean
+    return {
+        "e2e_ms": e2e,
+        "e2e_p99_ms": st["e2e"].p99,
+        "infer_ms": infer,
+        "overhead_ratio": overhead_ratio(e2e, infer),
+        "fps": 1000.0 / e2e if e2e > 0 else math.nan,
+    }
+
+
+def _stats_json(timer: StageTimer) -> dict:
+    return {k: v.as_dict() for k, v in timer.stats().items()}
+
+
+# ---------------------------------------------------------------------------------------
+# modes
+# ---------------------------------------------------------------------------------------
+def run_single(args, publish: Publish, report: dict) -> str:
+    seg = open_segmenter(args, args.backend)
+    log(
+        f"bench: backend={args.backend} device={getattr(getattr(seg, 'backend', None), 'device', '?')} "
+        f"{args.height}x{args.width} {args.encoding} frames={args.frames} warmup={args.warmup} publish={publish.mode}"
+        + (f" ({publish.note})" if publish.note else "")
+    )
+    try:
+        timer = bench_frames(
+            seg,
+            height=args.height,
+            width=args.width,
+            frames=args.frames,
+            warmup=args.warmup,
+            encoding=args.encoding,
+            publish=publish,
+            overlay=args.overlay,
+        )
+    finally:
+        _close(seg)
+    if getattr(timer, "note", ""):
+        log(f"note: {timer.note}")
+    log(format_table(["stage", "mean ms", "p50 ms", "p99 ms", "% of e2e"], stage_rows(timer), 2))
+    r = result_of(timer)
+    log(
+        f"end-to-end {r['fps']:.1f} frames/s; overhead (e2e - infer) / e2e = {r['overhead_ratio']:.3f}"
+    )
+    report["single"] = {"args": _args_json(args), "stages": _stats_json(timer), **r}
+    return format_kv(e2e_ms=r["e2e_ms"], infer_ms=r["infer_ms"], overhead_ratio=r["overhead_ratio"])
+
+
+def _gpu_backends() -> list[tuple[str, str, str]]:
+    out = []
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            out += [("torch", "cuda", "fp32"), ("torch", "cuda", "fp16")]
+            try:
+                import tensorrt  # noqa: F401
+
+                out += [("tensorrt", "cuda", "fp16")]
+            except Exception:
+                pass
+    except Exception:
+        pass
+    return out
+
+
+def run_compare(args, publish: Publish, report: dict) -> str:
+    if args.backends:
+        combos = []
+        for b in args.backends.split(","):
+            name, _, dev = b.strip().partition(":")
+            combos.append((name, dev or args.device or "", args.precision or ""))
+    else:
+        combos = [("onnxruntime", "cpu", ""), ("torch", "cpu", "")] + _gpu_backends()
+    rows, results = [], {}
+    for name, dev, prec in combos:
+        label = (
+            name
+            + (f"-{dev}" if dev and dev != "cpu" else "-cpu")
+            + (f"-{prec}" if prec and dev != "cpu" else "")
+        )
+        try:
+            seg = open_segmenter(args, name, device=dev, precision=prec)
+        except Exception as exc:
+            log(f"{label}: unavailable ({type(exc).__name__}: {exc})")
+            rows.append(
+                (label, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
+            )
+            results[label] = {"error": str(exc)}
+            continue
+        log(f"{label}: {args.frames} frames at {args.height}x{args.width} ...")
+        try:
+            timer = bench_frames(
+                seg,
+                height=args.height,
+                width=args.width,
+                frames=args.frames,
+                warmup=args.warmup,
+                encoding=args.encoding,
+                publish=publish,
+                overlay=args.overlay,
+            )
+        except Exception as exc:
+            log(f"{label}: failed ({type(exc).__name__}: {exc})")
+            results[label] = {"error": str(exc)}
+            continue
+        finally:
+            _close(seg)
+        st, r = timer.stats(), result_of(timer)
+        rows.append(
+            (
+                label,
+                st["preprocess"].mean,
+                st["infer"].mean,
+                st["infer"].p99,
+                st["postprocess"].mean,
+                r["e2e_ms"],
+                r["e2e_p99_ms"],
+                r["fps"],
+            )
+        )
+        results[label] = {"stages": _stats_json(timer), **r}
+    log(
+        format_table(
+            ["backend", "pre ms", "infer ms", "infer p99", "post ms", "e2e ms", "e2e p99", "fps"],
+            rows,
+            2,
+        )
+    )
+    report["compare"] = results
+    ok = {k: v for k, v in results.items() if "e2e_ms" in v}
+    if not ok:
+        raise RuntimeError("no backend could run")
+    first = next(iter(ok.values()))
+    fastest = min(ok, key=lambda k: ok[k]["e2e_ms"])
+    extra = {f"e2e_ms_{k.replace('-', '_')}": v["e2e_ms"] for k, v in ok.items()}
+    return format_kv(
+        e2e_ms=first["e2e_ms"],
+        infer_ms=first["infer_ms"],
+        overhead_ratio=first["overhead_ratio"],
+        fastest=fastest,
+        **extra,
+    )
+
+
+def run_sizes(args, publish: Publish, report: dict) -> str:
+    sizes = parse_sizes(args.sizes)
+    seg = open_segmenter(args, args.backend)
+    rows, results = [], {}
+    try:
+        for h, w in sizes:
+            log(f"{args.backend}: {args.frames} frames at {h}x{w} ...")
+            timer = bench_frames(
+                seg,
+                height=h,
+                width=w,
+                frames=args.frames,
+                warmup=args.warmup,
+                encoding=args.encoding,
+                publish=publish,
+                overlay=args.overlay,
+            )
+            st, r = timer.stats(), result_of(timer)
+            rows.append(
+                (
+                    f"{h}x{w}",
+                    st["decode"].mean,
+                    st["preprocess"].mean,
+                    st["infer"].mean,
+                    st["postprocess"].mean,
+                    st["messages"].mean,
+                    st["publish"].mean,
+                    r["e2e_ms"],
+                    r["e2e_p99_ms"],
+                    r["fps"],
+                    r["overhead_ratio"],
+                )
+            )
+            results[f"{h}x{w}"] = {"stages": _stats_json(timer), **r}
+    finally:
+        _close(seg)
+    log(
+        format_table(
+            [
+                "size",
+                "decode",
+                "pre",
+                "infer",
+                "post",
+                "msgs",
+                "publish",
+                "e2e ms",
+                "e2e p99",
+                "fps",
+                "overhead",
+            ],
+            rows,
+            2,
+        )
+    )
+    report["sizes"] = results
+    first = next(iter(results.values()))
+    extra = {f"e2e_ms_{k}": v["e2e_ms"] for k, v in results.items()}
+    return format_kv(
+        e2e_ms=first["e2e_ms"],
+        infer_ms=first["infer_ms"],
+        overhead_ratio=first["overhead_ratio"],
+        **extra,
+    )
+
+
+def _reference_rate(args) -> tuple[float, float]:
+    """(single-frame e2e ms, Hz) measured in-process (decode + segment + messages, no publish)."""
+    seg = open_segmenter(args, args.backend)
+    try:
+        timer = bench_frames(
+            seg,
+            height=args.height,
+            width=args.width,
+            frames=min(args.frames, 40),
+            warmup=min(args.warmup, 5),
+            encoding=args.encoding,
+            publish=Publish("none"),
+        )
+    finally:
+        _close(seg)
+    e2e = timer.stats()["e2e"].mean
+    return e2e, 1000.0 / e2e
+
+
+def _node_params(args) -> dict[str, str]:
+    p = {}
+    if args.device:
+        p["device"] = args.device
+    if args.precision:
+        p["precision"] = args.precision
+    if args.threads:
+        p["threads"] = str(args.threads)
+    if args.model != "default":
+        p["model"] = args.model
+    return p
+
+
+def _phase_json(ph) -> dict:
+    d = {
+        k: getattr(ph, k)
+        for k in (
+            "cameras",
+            "rate_per_camera",
+            "duration_s",
+            "published",
+            "received",
+            "missing_stamps",
+            "diag_drops",
+            "achieved_publish_rate",
+            "output_rate",
+            "rss_start_mb",
+            "rss_warm_mb",
+            "rss_end_mb",
+            "threads_start",
+            "threads_end",
+        )
+    }
+    d["rss_growth_pct"] = ph.rss_growth_pct
+    d["latency"] = ph.latency.as_dict()
+    d["windows"] = [{"t": t, **s.as_dict()} for t, s in ph.windows]
+    d["diag_values"] = ph.diag_values
+    d["diag_counts"] = ph.diag_counts
+    return d
+
+
+def run_overload_mode(args, report: dict) -> str:
+    from panoptic_ros.bench import loadgen
+
+    ref_ms, ref_hz = _reference_rate(args)
+    rate = args.rate if args.rate > 0 else 2.0 * ref_hz
+    log(
+        f"single-frame e2e (in-process, no publish): {ref_ms:.1f} ms = {ref_hz:.1f} Hz; publishing at {rate:.1f} Hz per camera"  # noqa: E501
+    )
+    cams_list = []
+    for n in (int(x) for x in args.cameras.split(",") if x.strip()):
+        cams_list.append([""] if n == 1 else [f"cam{i}" for i in range(n)])
+    out = {"reference_ms": ref_ms, "reference_hz": ref_hz, "rate": rate, "runs": []}
+    summary: dict[str, Any] = {}
+    baseline_ms = math.nan
+    for cams in cams_list:
+        runs = loadgen.run_overload(
+            camera_sets=[cams],
+            rate=rate,
+            duration=args.duration if args.duration is not None else 60.0,
+            height=args.height,
+            width=args.width,
+            encoding=args.encoding,
+            backend=args.backend,
+            extra_params=_node_params(args),
+            window_s=args.window,
+            watch=args.watch,
+            baseline=(args.baseline_rate, args.baseline)
+            if (args.baseline > 0 and cams == cams_list[0])
+            else None,
+        )
+        for r in runs:
+            ph = r["load"]
+            if "baseline" in r:
+                baseline_ms = r["baseline"].latency.mean
+            n = len(r["cameras"])
+            tag = "" if n == 1 else f"_{n}cam"
+            summary.update(
+                {
+                    f"output_hz{tag}": ph.output_rate,
+                    f"p50_ms{tag}": ph.latency.p50,
+                    f"p99_ms{tag}": ph.latency.p99,
+                    f"drops{tag}": ph.missing_stamps,
+                    f"diag_drops{tag}": ph.diag_drops,
+                    f"rss_growth_pct{tag}": ph.rss_growth_pct,
+                    f"threads_start{tag}": ph.threads_start,
+                    f"threads_end{tag}": ph.threads_end,
+                    f"node_exit{tag}": r["node_exit"],
+                    f"node_latency_ms{tag}": ph.diag_counts.get("latency_mean_ms", math.nan),
+                    f"node_p99_ms{tag}": ph.diag_counts.get("latency_p99_ms", math.nan),
+                }
+            )
+            out["runs"].append(
+                {
+                    "cameras": r["cameras"],
+                    "node_exit": r["node_exit"],
+                    "load": _phase_json(ph),
+                    **({"baseline": _phase_json(r["baseline"])} if "baseline" in r else {}),
+                }
+            )
+    report["overload"] = out
+    ref = baseline_ms if math.isfinite(baseline_ms) else ref_ms
+    p99_ratio = summary.get("p99_ms", math.nan) / ref if ref > 0 else math.nan
+    log(
+        f"reference latency {ref:.1f} ms ({'node at light load' if math.isfinite(baseline_ms) else 'in-process'}); "
+        f"1-camera p99 under overload = {p99_ratio:.2f}x"
+    )
+    return format_kv(single_ms=ref, rate_hz=rate, p99_ratio=p99_ratio, **summary)
+
+
+def run_soak_mode(args, report: dict) -> str:
+    from panoptic_ros.bench import loadgen
+
+    ref_ms, ref_hz = _reference_rate(args)
+    rate = args.rate if args.rate > 0 else 2.0 * ref_hz
+    duration = args.duration if args.duration is not None else 300.0
+    log(f"soak: {duration:.0f} s at {rate:.1f} Hz, then {args.cycles} lifecycle cycles")
+    runs = loadgen.run_overload(
+        camera_sets=[[""]],
+        rate=rate,
+        duration=duration,
+        height=args.height,
+        width=args.width,
+        encoding=args.encoding,
+        backend=args.backend,
+        extra_params=_node_params(args),
+        window_s=max(args.window, duration / 20),
+        watch=args.watch,
+        lifecycle_cycles=args.cycles,
+        after_cycles_s=min(20.0, duration),
+    )
+    r = runs[0]
+    ph, after, cycles = r["load"], r.get("after"), r.get("cycles", [])
+    end_rss = after.rss_end_mb if after else (cycles[-1]["rss_mb"] if cycles else ph.rss_end_mb)
+    end_thr = after.threads_end if after else (cycles[-1]["threads"] if cycles else ph.threads_end)
+    cycles_ok = sum(1 for c in cycles if c["ok"])
+    rss_growth = growth_pct(ph.rss_warm_mb, end_rss)
+    report["soak"] = {
+        "rate": rate,
+        "load": _phase_json(ph),
+        "cycles": cycles,
+        "after": _phase_json(after) if after else None,
+        "node_exit": r["node_exit"],
+    }
+    if cycles:
+        log(
+            format_table(
+                ["cycle", "ok", "seconds", "rss MB", "threads"],
+                [(c["cycle"], c["ok"], c["seconds"], c["rss_mb"], c["threads"]) for c in cycles],
+                2,
+            )
+        )
+    return format_kv(
+        rss_growth_pct=rss_growth,
+        threads_start=ph.threads_start,
+        threads_end=end_thr,
+        p99_ms=ph.latency.p99,
+        cycles_ok=cycles_ok,
+        cycles=args.cycles,
+        output_hz_after=(after.output_rate if after else math.nan),
+        node_exit=r["node_exit"],
+    )
+
+
+# ---------------------------------------------------------------------------------------
+def _close(seg: Any) -> None:
+    for name in ("close", "__exit__"):
+        fn = getattr(seg, name, None)
+        if fn is not None:
+            try:
+                fn() if name == "close" else fn(None, None, None)
+            except Exception:
+                pass
+            return
+
+
+def _args_json(args) -> dict:
+    return {
+        k: v
+        for k, v in vars(args).items()
+        if not k.startswith("_") and isinstance(v, (str, int, float, bool))
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        parse_size(f"{args.height}x{args.width}")
+        if args.sizes:
+            parse_sizes(args.sizes)
+    except ValueError as exc:
+        log(f"error: {exc}")
+        return 2
+    if args.frames < 1 or args.warmup < 0:
+        log("error: --frames must be >= 1 and --warmup >= 0")
+        return 2
+    if args.large_shm > 0:
+        from panoptic_ros.bench.loadgen import use_large_shm
+
+        log(
+            f"Fast DDS profile with a {args.large_shm} MiB shared-memory segment: {use_large_shm(args.large_shm)}"
+        )
+    report: dict[str, Any] = {"machine": machine_info()}
+    log(
+        f"machine: {report['machine']['cpu']} x{report['machine']['nproc']} (load avg {report['machine']['loadavg']})"
+    )
+    try:
+        if args.soak:
+            line = run_soak_mode(args, report)
+        elif args.overload:
+            line = run_overload_mode(args, report)
+        else:
+            publish = Publish(args.publish)
+            try:
+                if args.compare:
+                    line = run_compare(args, publish, report)
+                elif args.sizes:
+                    line = run_sizes(args, publish, report)
+                else:
+                    line = run_single(args, publish, report)
+            finally:
+                publish.close()
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    except Exception as exc:
+        log(f"error: {type(exc).__name__}: {exc}")
+        if os.environ.get("PANOPTIC_DEBUG"):
+            raise
+        return 1
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1, default=_json_default))
+    print(line, flush=True)
+    return 0
+
+
+def _json_default(o: Any):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, Stats):
+        return o.as_dict()
+    return str(o)
+
+
+def machine_info() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        la = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        la = "?"
+    return {"cpu": cpu, "nproc": os.cpu_count(), "loadavg": la}

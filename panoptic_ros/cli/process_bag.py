@@ -1,0 +1,389 @@
+"""``panoptic-ros process-bag IN OUT``: run the pipeline on every camera frame of a bag, no DDS.
+
+For each sensor_msgs/Image or CompressedImage message of the chosen topics (all image
+topics by default), in log-time order: decode (conversions.image_msg_to_array), segment
+(pipeline.Segmenter), build the very messages the node publishes
+(conversions.result_to_messages / label_info_msg) and store their raw CDR in OUT, with the
+input frame's header and the input message's log time. OUT holds, per input topic, under the
+topic's namespace ``NS`` (``/cam/image_raw`` and ``/cam/image_raw/compressed`` -> ``/cam``):
+
+    the input topic itself (copied unchanged; ``--no-inputs`` leaves it out)
+    NS/semantic NS/instance NS/panoptic        sensor_msgs/Image, one per processed frame
+    NS/detections                              vision_msgs/Detection2DArray, one per processed frame
+    NS/overlay, NS/panoptic_rgb                with ``--overlay`` / ``--panoptic-rgb``
+    NS/label_info                              vision_msgs/LabelInfo once (first frame's header;
+                                               offered QoS reliable + transient_local)
+
+Frames that cannot be used (corrupt CDR, undecodable image) are skipped with a message naming
+the file, topic, message index and log time; so is the rest of a truncated input. OUT is
+finalised whatever happens (Ctrl-C, an exception), so it always holds what was processed.
+
+Exit status: 0 all frames processed; 1 finished but something was skipped or unreadable (OUT is
+valid); 2 nothing could be done (bad arguments, unreadable input, model error); 130 interrupted.
+Last stdout line: ``frames= skipped= topics= seconds= fps= mean_ms= p99_ms= out=``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HELP = "run the panoptic pipeline on every image of a bag (no DDS) and write a bag with the node's outputs"
+
+OUTPUTS = ("semantic", "instance", "panoptic", "detections")
+
+
+def add_arguments(p) -> None:
+    p.add_argument("input", metavar="IN", help="input bag (rosbag2 directory, .mcap or .db3)")
+    p.add_argument(
+        "output", metavar="OUT", help="output bag directory (must not exist, see --overwrite)"
+    )
+    p.add_argument(
+        "--topics", nargs="+", metavar="TOPIC", help="image topics to process (default: all)"
+    )
+    p.add_argument(
+        "--storage",
+        choices=("mcap", "sqlite3"),
+        default="mcap",
+        help="output storage (default mcap)",
+    )
+    p.add_argument(
+        "--model", default=None, help="model directory, 'default' or .onnx (default: params file)"
+    )
+    p.add_argument(
+        "--backend",
+        default=None,
+        help="auto | onnxruntime | torch | tensorrt (default: params file)",
+    )
+    p.add_argument(
+        "--params-file",
+        default=None,
+        help="node parameter file (model, backend, center_threshold, stuff_area_min, "
+        "min_instance_area, threads, device, precision); default config/panoptic.yaml",
+    )
+    p.add_argument(
+        "--overlay", action="store_true", help="also write NS/overlay (rgb8 colour blend)"
+    )
+    p.add_argument(
+        "--panoptic-rgb", action="store_true", help="also write NS/panoptic_rgb (COCO id colours)"
+    )
+    p.add_argument(
+        "--no-inputs", action="store_true", help="do not copy the input image topics into OUT"
+    )
+    p.add_argument(
+        "--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0 = all)"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is an existing bag")
+
+
+@dataclass
+class ProcessStats:
+    out: Path
+    frames: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    pipeline_ms: list[float] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    error: str = ""
+    namespaces: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mean_ms(self) -> float:
+        return float(np.mean(self.pipeline_ms)) if self.pipeline_ms else 0.0
+
+    @property
+    def p99_ms(self) -> float:
+        return float(np.percentile(self.pipeline_ms, 99)) if self.pipeline_ms else 0.0
+
+    def summary(self) -> str:
+        s = (
+            f"frames={self.frames} skipped={self.skipped} topics={len(self.namespaces)} seconds={self.seconds:.3f} "
+            f"fps={self.fps:.2f} mean_ms={self.mean_ms:.1f} p99_ms={self.p99_ms:.1f} out={self.out}"
+        )
+        if self.interrupted:
+            s += " interrupted=1"
+        if self.error:
+            s += " error=1"
+        return s
+
+
+def output_namespaces(topics: Sequence[str]) -> dict[str, str]:
+    """input topic -> output namespace; topics sharing a namespace get their own (full name)."""
+    from panoptic_ros.bags.bagtools import output_namespace
+
+    ns = {t: output_namespace(t) for t in topics}
+    for t in topics:
+        if sum(1 for v in ns.values() if v == ns[t]) > 1:
+            base = t[: -len("/compressed")] if t.endswith("/compressed") else t
+            ns[t] = base.rstrip("/")
+    return ns
+
+
+def load_settings(
+    params_file: str | None, model: str | None, backend: str | None
+) -> dict[str, Any]:
+    """Node parameters (config/panoptic.yaml, then ``params_file``), then the explicit options."""
+    from panoptic_ros.ros import params as P
+
+    cfg = P.defaults()
+    if params_file:
+        cfg.update(P.read_params_file(params_file))
+    if model:
+        cfg["model"] = model
+    if backend:
+        cfg["backend"] = backend
+    return cfg
+
+
+def make_segmenter(cfg: dict[str, Any]):
+    """The Segmenter the node would build from these parameters (node.default_segmenter_factory)."""
+    from panoptic_ros.core.pipeline import Segmenter
+
+    options: dict[str, Any] = {}
+    if cfg.get("device"):
+        options["device"] = cfg["device"]
+    if cfg.get("precision", "fp32") != "fp32":
+        options["precision"] = cfg["precision"]
+    if cfg.get("threads"):
+        options["threads"] = cfg["threads"]
+    seg = Segmenter.from_model(cfg["model"], cfg["backend"], batch=1, **options)
+    try:
+        seg.update_config(
+            center_threshold=cfg["center_threshold"],
+            stuff_area_min=cfg["stuff_area_min"],
+            min_instance_area=cfg["min_instance_area"],
+        )
+    except Exception:
+        seg.close()
+        raise
+    return seg
+
+
+def process_bag(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    segmenter: Any,
+    topics: Sequence[str] | None = None,
+    storage: str = "mcap",
+    overlay: bool = False,
+    panoptic_rgb: bool = False,
+    copy_inputs: bool = True,
+    max_frames: int = 0,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+) -> ProcessStats:
+    """Process ``input_path`` into the bag ``output_path``; see the module docstring.
+
+    Raises BagError when the input cannot be opened or the output cannot be created (nothing
+    written). Everything after that is reported in the returned stats, and the output bag is
+    finalised before returning (also on KeyboardInterrupt, which sets ``interrupted``).
+    """
+    from panoptic_ros.bags import bagtools as bt
+    from panoptic_ros.ros.conversions import (
+        ImageDecodeError,
+        image_msg_to_array,
+        label_info_msg,
+        result_to_messages,
+    )
+
+    taxonomy = segmenter.taxonomy
+    stats = ProcessStats(Path(output_path))
+    with bt.BagReader(input_path) as reader:
+        image_topics = reader.image_topics(topics)
+        infos = reader.topics
+        stats.problems.extend(reader.problems)
+        for p in reader.problems:
+            log(f"process-bag: warning: {p}")
+        stats.namespaces = output_namespaces(image_topics)
+        for t, ns in stats.namespaces.items():
+            log(
+                f"process-bag: {t} [{infos[t].msgtype}, {infos[t].count} msgs] -> {ns or ''}/{{semantic,instance,"
+                f"panoptic,detections,label_info{',overlay' if overlay else ''}{',panoptic_rgb' if panoptic_rgb else ''}}}"  # noqa: E501
+            )
+        writer = bt.BagWriter(output_path, storage, overwrite=overwrite)
+        writer.open()
+        total = sum(infos[t].count for t in image_topics)
+        if max_frames:
+            total = min(total, max_frames)
+        bar = bt.progress_bar(
+            total, "process-bag", disable=None if progress is None else not progress
+        )
+        label_done: set[str] = set()
+        t_start = time.perf_counter()
+        try:
+            out_names = [
+                *OUTPUTS,
+                *(["overlay"] if overlay else []),
+                *(["panoptic_rgb"] if panoptic_rgb else []),
+            ]
+            for t, ns in stats.namespaces.items():
+                if copy_inputs:
+                    info = infos[t]
+                    writer.add_topic(
+                        t,
+                        info.msgtype,
+                        qos=list(info.qos) or "sensor",
+                        msgdef=info.msgdef or None,
+                        digest=info.digest or None,
+                    )
+                for name in out_names:
+                    mtype = (
+                        "vision_msgs/msg/Detection2DArray"
+                        if name == "detections"
+                        else bt.IMAGE_TYPE
+                    )
+                    writer.add_topic(f"{ns}/{name}", mtype, qos="reliable")
+                writer.add_topic(f"{ns}/label_info", "vision_msgs/msg/LabelInfo", qos="latched")
+            for rec in reader.messages(image_topics):
+                try:
+                    msg = bt.deserialize(rec, reader.path)
+                except bt.BagMessageError as exc:
+                    _skip(stats, log, str(exc))
+                    bar.update(1)
+                    continue
+                if copy_inputs:
+                    writer.write(rec.topic, rec.log_time, rec.data)
+                try:
+                    img = image_msg_to_array(msg)
+                except ImageDecodeError as exc:
+                    _skip(stats, log, f"{reader.path}: {rec.where()}: undecodable image: {exc}")
+                    bar.update(1)
+                    continue
+                t0 = time.perf_counter()
+                result = segmenter.segment(img)
+                stats.pipeline_ms.append((time.perf_counter() - t0) * 1e3)
+                out = result_to_messages(
+                    result,
+                    msg.header,
+                    taxonomy,
+                    image_rgb=img,
+                    want_overlay=overlay,
+                    want_panoptic_rgb=panoptic_rgb,
+                )
+                ns = stats.namespaces[rec.topic]
+                if ns not in label_done:
+                    writer.write(
+                        f"{ns}/label_info",
+                        rec.log_time,
+                        bt.serialize(label_info_msg(taxonomy, msg.header)),
+                    )
+                    label_done.add(ns)
+                for name in out_names:
+                    writer.write(f"{ns}/{name}", rec.log_time, bt.serialize(getattr(out, name)))
+                stats.frames += 1
+                bar.update(1)
+                if max_frames and stats.frames >= max_frames:
+                    break
+            for p in reader.problems:
+                if p not in stats.problems:
+                    stats.problems.append(p)
+                    log(f"process-bag: error: {p}; the output holds everything before it")
+        except KeyboardInterrupt:
+            stats.interrupted = True
+            log(f"process-bag: interrupted after {stats.frames} frames; finalising {stats.out}")
+        except Exception as exc:  # inference / conversion failure: keep what was done
+            stats.error = f"{type(exc).__name__}: {exc}"
+            stats.problems.append(stats.error)
+            log(
+                f"process-bag: error after {stats.frames} frames: {stats.error}; finalising {stats.out}"
+            )
+        finally:
+            stats.seconds = time.perf_counter() - t_start
+            bar.close()
+            writer.close()
+            stats.counts = dict(writer.counts)
+    return stats
+
+
+def _skip(stats: ProcessStats, log: Callable[[str], None], message: str) -> None:
+    stats.skipped += 1
+    stats.problems.append(message)
+    log(f"process-bag: skipping {message}")
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM ends a run like Ctrl-C (output bag finalised) instead of killing it mid-write."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
+def run(args) -> int:
+    from panoptic_ros.bags import bagtools as bt
+
+    _interrupt_on_sigterm()
+
+    try:
+        cfg = load_settings(args.params_file, args.model, args.backend)
+    except Exception as exc:
+        print(f"process-bag: error: {exc}", file=sys.stderr)
+        return 2
+    # check the input before paying for the model
+    try:
+        with bt.BagReader(args.input) as reader:
+            reader.image_topics(args.topics)
+        if Path(args.output).exists() and not args.overwrite:
+            raise bt.BagError(f"{args.output}: exists already (pass --overwrite to replace it)")
+    except bt.BagError as exc:
+        print(f"process-bag: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"process-bag: loading model {cfg['model']!r} on backend {cfg['backend']!r}",
+        file=sys.stderr,
+    )
+    try:
+        segmenter = make_segmenter(cfg)
+    except Exception as exc:
+        print(
+            f"process-bag: error: cannot load the model: {type(exc).__name__}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        stats = process_bag(
+            args.input,
+            args.output,
+            segmenter=segmenter,
+            topics=args.topics,
+            storage=args.storage,
+            overlay=args.overlay or False,
+            panoptic_rgb=args.panoptic_rgb,
+            copy_inputs=not args.no_inputs,
+            max_frames=args.max_frames,
+            overwrite=args.overwrite,
+        )
+    except bt.BagError as exc:
+        print(f"process-bag: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        segmenter.close()
+    print(
+        f"process-bag: {stats.frames} frames in {stats.seconds:.2f} s ({stats.fps:.2f} frames/s, pipeline mean "
+        f"{stats.mean_ms:.1f} ms, p99 {stats.p99_ms:.1f} ms), {stats.skipped} skipped -> {stats.out} "
+        f"({sum(stats.counts.values())} messages)",
+        file=sys.stderr,
+    )
+    print(stats.summary())
+    if stats.interrupted:
+        return 130
+    return 1 if (stats.problems or stats.error) else 0

@@ -1,1 +1,0 @@
-"""Subcommands of ``panoptic-ros`` (see cli.py for the module contract)."""

@@ -1,0 +1,1 @@
+"""Panoptic quality (panopticapi rules) and the COCO panoptic format."""

@@ -1,0 +1,157 @@
+"""The one interface every model family implements.
+
+A *family* knows how one kind of exported network wants its input and what its raw outputs mean:
+this project's own contract, Panoptic-DeepLab raw heads, mask classification (HF Mask2Former /
+MaskFormer / OneFormer, DETR-seg) and Ultralytics YOLO-seg. The Segmenter (core/pipeline.py) is
+family-agnostic: it asks the family to ``prepare`` frames, runs the backend on the feeds, and asks
+the family to ``decode`` each image's outputs into ``Segments`` at the frame's own resolution. The
+shared host step (``core.postprocess``) then turns Segments into a ``PanopticResult`` (area filters,
+contiguous ids, per-instance records), so every family publishes the same messages.
+
+Why this split: the model-specific parts (resize vs letterbox, normalisation, how masks and classes
+are fused) are small and must match each library's own post-processing exactly; everything after
+that is the same for all families and is tested once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from panoptic_ros.core.taxonomy import Taxonomy
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One ONNX graph input or output: ``shape`` entries are ints, or a str / None for dynamic
+    axes; ``dtype`` is a numpy dtype name ("float32", "int64", ...)."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+
+
+@dataclass(frozen=True)
+class OnnxSignature:
+    """What a family is recognised from: the graph's inputs and outputs (in graph order) and the
+    ONNX ``metadata_props`` (Ultralytics writes ``task``, ``names``, ``imgsz``, ``stride`` there)."""
+
+    inputs: tuple[TensorInfo, ...]
+    outputs: tuple[TensorInfo, ...]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    def input(self, name: str) -> TensorInfo | None:
+        return next((t for t in self.inputs if t.name == name), None)
+
+    def output(self, name: str) -> TensorInfo | None:
+        return next((t for t in self.outputs if t.name == name), None)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [t.name for t in self.inputs]
+
+    @property
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A family threshold exposed as a node parameter (with descriptor and range) and a CLI option.
+    ``name`` is the node parameter name; ranges are inclusive."""
+
+    name: str
+    default: float | int
+    low: float | int
+    high: float | int
+    description: str
+
+
+@dataclass
+class Prepared:
+    """Frames made ready for one backend call.
+
+    feeds: ONNX input name -> batch array (the batch padded to the backend's fixed batch size).
+    image_hw: each real frame's (H, W), in order.
+    transforms: per frame, whatever the family needs to map network pixels back to the frame
+        (scale and padding for a letterbox, the resized size for a plain resize, ...).
+    """
+
+    feeds: dict[str, np.ndarray]
+    image_hw: list[tuple[int, int]]
+    transforms: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Segments:
+    """One frame's decoded panoptic segmentation at the frame's resolution (H, W).
+
+    semantic: (H, W) int32 class index into the taxonomy; -1 = void / unlabeled (never class 0).
+    instance: (H, W) int32; 0 = no instance, k >= 1 = the k-th instance.
+    classes: (N,) int32 class index of instance k at [k - 1].
+    scores: (N,) float32 confidence of instance k at [k - 1].
+    Stuff pixels carry their class in ``semantic`` and 0 in ``instance``.
+    """
+
+    semantic: np.ndarray
+    instance: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray
+
+
+class ModelFamily(ABC):
+    """Base of every family. Subclasses set ``name`` and ``PARAMETERS`` and implement ``matches``,
+    ``prepare`` and ``decode``. ``config`` holds the current threshold values by parameter name;
+    ``update_config`` validates against ``PARAMETERS`` (ValueError naming the parameter and range)."""
+
+    name: ClassVar[str] = ""
+    PARAMETERS: ClassVar[tuple[ParamSpec, ...]] = ()
+
+    def __init__(
+        self,
+        taxonomy: Taxonomy,
+        signature: OnnxSignature,
+        card: Mapping[str, Any] | None = None,
+        source: Path | None = None,
+    ) -> None:
+        self.taxonomy = taxonomy
+        self.signature = signature
+        self.card = dict(card or {})
+        self.source = source
+        self.config: dict[str, float | int] = {p.name: p.default for p in self.PARAMETERS}
+        overrides = self.card.get("thresholds") or {}
+        if overrides:
+            self.update_config(**overrides)
+
+    @classmethod
+    @abstractmethod
+    def matches(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> bool:
+        """True when this family recognises the graph (and the card, if any)."""
+
+    @abstractmethod
+    def prepare(self, images: Sequence[np.ndarray], batch: int) -> Prepared:
+        """(H, W, 3) uint8 RGB frames (any sizes) -> feeds for one backend call."""
+
+    @abstractmethod
+    def decode(self, outputs: Mapping[str, np.ndarray], prepared: Prepared, index: int) -> Segments:
+        """The raw outputs of one backend call -> frame ``index``'s Segments at its resolution."""
+
+    def update_config(self, **changes: float | int) -> dict[str, float | int]:
+        specs = {p.name: p for p in self.PARAMETERS}
+        new = dict(self.config)
+        for k, v in changes.items():
+            spec = specs.get(k)
+            if spec is None:
+                raise ValueError(f"{self.name}: unknown parameter {k!r}; known: {sorted(specs)}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+                raise ValueError(f"{k} must be a number in [{spec.low}, {spec.high}], got {v!r}")
+            if not spec.low <= v <= spec.high:
+                raise ValueError(f"{k} must be in [{spec.low}, {spec.high}], got {v!r}")
+            new[k] = type(spec.default)(v)
+        self.config = new
+        return new

@@ -1,0 +1,317 @@
+"""The node's parameter schema, free of ROS: names, types, descriptions, ranges, read-only flags.
+
+Defaults come from ``config/panoptic.yaml`` (the single source of truth; keys under
+``/**: ros__parameters``). ``node.py`` turns each :class:`ParamSpec` into a
+``ParameterDescriptor``; tests check launch files and configs against :data:`SCHEMA`.
+``validate()`` returns ``None`` for a good value or a reason string that names the parameter
+and what is allowed, the same text the node returns from ``set_parameters``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from panoptic_ros.backends import BACKEND_NAMES
+from panoptic_ros.core.package_files import config_file
+from panoptic_ros.core.taxonomy import describe_yaml_error
+
+#: parameter type names (match rclpy Parameter.Type names, lower case)
+STRING, BOOL, INTEGER, DOUBLE, STRING_ARRAY = "string", "bool", "integer", "double", "string_array"
+
+INT_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str
+    description: str
+    read_only: bool = False
+    min: float | None = None
+    max: float | None = None
+    choices: tuple[str, ...] | None = None
+    min_exclusive: bool = False  # (min, max] instead of [min, max]
+
+    @property
+    def constraints(self) -> str:
+        """Human-readable allowed values, e.g. '[0.0, 1.0]' or 'one of raw, compressed'."""
+        parts = []
+        if self.choices:
+            parts.append("one of " + ", ".join(self.choices))
+        if self.min is not None or self.max is not None:
+            parts.append(f"range {'(' if self.min_exclusive else '['}{self.min}, {self.max}]")
+        return "; ".join(parts)
+
+
+_SPECS: tuple[ParamSpec, ...] = (
+    # model (read-only: loaded on configure)
+    ParamSpec(
+        "model",
+        STRING,
+        "Model directory (weights + metadata.json), 'default', or an .onnx file.",
+        True,
+    ),
+    ParamSpec(
+        "backend",
+        STRING,
+        "Inference backend; auto picks tensorrt > torch-cuda > onnxruntime.",
+        True,
+        choices=tuple(BACKEND_NAMES),
+    ),
+    ParamSpec(
+        "device", STRING, "Inference device, e.g. cpu or cuda:0; empty = backend default.", True
+    ),
+    ParamSpec(
+        "precision", STRING, "Inference precision (GPU backends).", True, choices=("fp32", "fp16")
+    ),
+    ParamSpec("threads", INTEGER, "CPU inference threads; 0 = runtime default.", True, 0, 256),
+    ParamSpec("max_batch", INTEGER, "Frames per inference call; 0 = one per camera.", True, 0, 64),
+    # inputs (read-only)
+    ParamSpec(
+        "cameras",
+        STRING_ARRAY,
+        "Camera names. [''] = one camera: subscribe 'image', publish in the node namespace; "
+        "['a','b'] = subscribe 'a/image', 'b/image', publish under 'a/', 'b/'.",
+        True,
+    ),
+    ParamSpec(
+        "input_transport",
+        STRING,
+        "Input message type: raw = sensor_msgs/Image, compressed = sensor_msgs/CompressedImage, "
+        "auto = compressed when the resolved input topic ends in /compressed.",
+        True,
+        choices=("auto", "raw", "compressed"),
+    ),
+    ParamSpec(
+        "input_qos",
+        STRING,
+        "Input QoS: sensor_data (best effort, depth 1) or reliable (depth 1).",
+        True,
+        choices=("sensor_data", "reliable"),
+    ),
+    ParamSpec(
+        "max_image_pixels",
+        INTEGER,
+        "Frames with more pixels (H*W) are rejected as bad frames.",
+        True,
+        1,
+        INT_MAX,
+    ),
+    # post-processing (run time)
+    ParamSpec(
+        "center_threshold",
+        DOUBLE,
+        "Instance centre score threshold.",
+        False,
+        0.0,
+        1.0,
+        min_exclusive=True,
+    ),
+    ParamSpec(
+        "stuff_area_min",
+        INTEGER,
+        "Stuff segments smaller than this many pixels become unlabeled.",
+        False,
+        0,
+        INT_MAX,
+    ),
+    ParamSpec(
+        "min_instance_area",
+        INTEGER,
+        "Thing instances smaller than this many pixels are dropped.",
+        False,
+        0,
+        INT_MAX,
+    ),
+    # outputs (run time)
+    ParamSpec(
+        "publish_panoptic_rgb",
+        BOOL,
+        "Publish 'panoptic_rgb' (COCO id = R + 256 G + 256^2 B).",
+        False,
+    ),
+    ParamSpec(
+        "publish_overlay",
+        BOOL,
+        "Publish 'overlay' (computed only while it has subscribers).",
+        False,
+    ),
+    ParamSpec(
+        "overlay_alpha",
+        DOUBLE,
+        "Opacity of the class colours in 'overlay' (0 = camera image only).",
+        False,
+        0.0,
+        1.0,
+    ),
+    ParamSpec(
+        "diagnostics_period", DOUBLE, "Seconds between /diagnostics messages.", False, 0.1, 60.0
+    ),
+    ParamSpec(
+        "bad_frame_log_period",
+        DOUBLE,
+        "Seconds between log lines for one fault on one camera.",
+        False,
+        0.0,
+        3600.0,
+    ),
+    # node (read-only)
+    ParamSpec(
+        "stats_window", INTEGER, "Frames in the rate / latency window (mean, p99).", True, 2, 100000
+    ),
+    ParamSpec(
+        "autostart",
+        BOOL,
+        "Configure and activate on start; false = wait for a lifecycle manager.",
+        True,
+    ),
+)
+
+SCHEMA: dict[str, ParamSpec] = {s.name: s for s in _SPECS}
+
+#: parameters that map onto Segmenter.update_config(...)
+SEGMENTER_PARAMS = ("center_threshold", "stuff_area_min", "min_instance_area")
+
+
+class ParamsError(ValueError):
+    """The parameter file is unusable or does not match the schema."""
+
+
+def default_config_path() -> Path:
+    """config/panoptic.yaml from the source tree or the installed share directory."""
+    try:
+        return config_file("panoptic.yaml")
+    except FileNotFoundError as exc:
+        raise ParamsError(str(exc)) from None
+
+
+def load_params_yaml(path: str | Path) -> dict[str, Any]:
+    """The parsed YAML mapping of a params file; ParamsError naming the file and fault when it is
+    missing, unreadable, not UTF-8, not YAML or not a mapping (no schema checks)."""
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ParamsError(
+            f"cannot read parameter file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+        ) from exc
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ParamsError(f"cannot read parameter file {path}: {describe_yaml_error(exc)}") from exc
+    if not isinstance(data, dict):
+        raise ParamsError(
+            f"parameter file {path}: expected a mapping of node names, got {type(data).__name__}"
+        )
+    return data
+
+
+def params_files_in(argv: list[str]) -> list[str]:
+    """The paths given with ``--params-file PATH`` in a command line."""
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--params-file"]
+
+
+def read_params_file(path: str | Path) -> dict[str, Any]:
+    """The ``ros__parameters`` of a params file, merged over every node key (``/**`` first)."""
+    data = load_params_yaml(path)
+    merged: dict[str, Any] = {}
+    for key in sorted(data, key=lambda k: k != "/**"):
+        block = data[key]
+        if not isinstance(block, dict) or not isinstance(block.get("ros__parameters"), dict):
+            raise ParamsError(f"parameter file {path}: '{key}' has no 'ros__parameters' mapping")
+        merged.update(block["ros__parameters"])
+    return merged
+
+
+_DEFAULTS: dict[str, Any] | None = None
+
+
+def defaults(path: str | Path | None = None) -> dict[str, Any]:
+    """Defaults for every schema parameter, read from config/panoptic.yaml and validated."""
+    global _DEFAULTS
+    if path is None and _DEFAULTS is not None:
+        return dict(_DEFAULTS)
+    values = read_params_file(path or default_config_path())
+    missing = sorted(set(SCHEMA) - set(values))
+    unknown = sorted(set(values) - set(SCHEMA))
+    if missing or unknown:
+        raise ParamsError(
+            f"panoptic.yaml does not match the schema: missing {missing}, unknown {unknown}"
+        )
+    for name, value in values.items():
+        reason = validate(name, value)
+        if reason:
+            raise ParamsError(f"panoptic.yaml default: {reason}")
+    if path is None:
+        _DEFAULTS = dict(values)
+    return dict(values)
+
+
+def type_matches(spec: ParamSpec, value: Any) -> bool:
+    if spec.type == BOOL:
+        return isinstance(value, bool)
+    if spec.type == INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if spec.type == DOUBLE:
+        return isinstance(value, float)
+    if spec.type == STRING:
+        return isinstance(value, str)
+    if spec.type == STRING_ARRAY:
+        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+    return False
+
+
+def validate(name: str, value: Any) -> str | None:
+    """None when ``value`` is acceptable for parameter ``name``, else a reason naming both."""
+    spec = SCHEMA.get(name)
+    if spec is None:
+        return f"unknown parameter '{name}' (known: {', '.join(sorted(SCHEMA))})"
+    if not type_matches(spec, value):
+        return (
+            f"parameter '{name}' must be of type {spec.type}, got {type(value).__name__} {value!r}"
+        )
+    if spec.type in (INTEGER, DOUBLE):
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"parameter '{name}' must be finite, got {value}; allowed {spec.constraints}"
+        if spec.min_exclusive and value <= spec.min:
+            return f"parameter '{name}' = {value} is out of range; allowed {spec.constraints}"
+        if (spec.min is not None and value < spec.min) or (
+            spec.max is not None and value > spec.max
+        ):
+            return f"parameter '{name}' = {value} is out of range; allowed {spec.constraints}"
+    if spec.choices and value not in spec.choices:
+        return f"parameter '{name}' = {value!r} is not allowed; {spec.constraints}"
+    if name == "cameras":
+        return _validate_cameras(list(value))
+    return None
+
+
+def _validate_cameras(cams: list[str]) -> str | None:
+    if not cams:
+        return "parameter 'cameras' must name at least one camera ([''] for a single camera)"
+    if len(set(cams)) != len(cams):
+        return f"parameter 'cameras' has duplicates: {cams}"
+    if "" in cams and len(cams) > 1:
+        return "parameter 'cameras': '' (no prefix) only works as the single camera"
+    for c in cams:
+        bad = (
+            c.startswith("/")
+            or c.endswith("/")
+            or "//" in c
+            or any(not (ch.isalnum() or ch in "_/") for ch in c)
+            or (c and c[0].isdigit())
+        )
+        if bad:
+            return (
+                f"parameter 'cameras': {c!r} is not a relative topic prefix "
+                "(letters, digits, '_' and inner '/', not starting with a digit)"
+            )
+    return None
+
+
+def validate_all(values: Mapping[str, Any]) -> list[str]:
+    """Reasons for every bad value in ``values`` (empty list: all good)."""
+    return [r for r in (validate(k, v) for k, v in values.items()) if r]

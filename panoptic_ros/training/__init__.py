@@ -1,0 +1,1 @@
+"""Training-time code (torch): the network, trainer, synthetic scenes, ONNX export."""
