@@ -15,6 +15,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+from panoptic_ros.ros import dds_profile
 
 
 def generate_launch_description():
@@ -48,15 +49,13 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "dds_profile",
             default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
-            description="Fast DDS profile file for the node (FASTDDS_DEFAULT_PROFILES_FILE): the "
+            description="Fast DDS profile file for the node (FASTRTPS_DEFAULT_PROFILES_FILE for Fast "
+            "DDS 2.x / Jazzy, FASTDDS_DEFAULT_PROFILES_FILE for 3.x / Kilted: dds_profile.py): the "
             "shipped one has a 16 MiB shared-memory segment so frames > 512 KiB are "
             "not lost over best effort; '' = Fast DDS defaults. Ignored when "
             "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already.",
         ),
     ]
-    user_profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get(
-        "FASTRTPS_DEFAULT_PROFILES_FILE"
-    )
     node = Node(
         package="panoptic_ros",
         executable="panoptic_node",
@@ -70,9 +69,7 @@ def generate_launch_description():
             ("front/image", LaunchConfiguration("front")),
             ("rear/image", LaunchConfiguration("rear")),
         ],
-        additional_env=None
-        if user_profile
-        else {"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
+        additional_env=dds_profile.launch_env(LaunchConfiguration("dds_profile")),
         output="screen",
         emulate_tty=True,
     )

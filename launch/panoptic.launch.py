@@ -5,9 +5,10 @@
 
 Outputs appear in ``namespace`` (semantic, instance, panoptic, overlay, detections, label_info;
 /diagnostics). Parameters: config/panoptic.yaml (override with params_file:=...).
-The node gets FASTDDS_DEFAULT_PROFILES_FILE=config/fastdds_large_frames.xml (16 MiB shared-memory
-segment, so camera frames > 512 KiB survive best effort) unless it is set already; dds_profile:=''
-keeps Fast DDS defaults. Give the camera driver the same profile.
+The node gets config/fastdds_large_frames.xml (16 MiB shared-memory segment, so camera frames
+> 512 KiB survive best effort) as its Fast DDS profile, under the variable the Fast DDS in use reads
+(FASTRTPS_/FASTDDS_DEFAULT_PROFILES_FILE, see dds_profile.py), unless one is set already;
+dds_profile:='' keeps Fast DDS defaults. Give the camera driver the same profile.
 """
 
 import os
@@ -18,6 +19,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+from panoptic_ros.ros import dds_profile
 
 
 def generate_launch_description():
@@ -52,15 +54,13 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "dds_profile",
             default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
-            description="Fast DDS profile file for the node (FASTDDS_DEFAULT_PROFILES_FILE): the "
+            description="Fast DDS profile file for the node (FASTRTPS_DEFAULT_PROFILES_FILE for Fast "
+            "DDS 2.x / Jazzy, FASTDDS_DEFAULT_PROFILES_FILE for 3.x / Kilted: dds_profile.py): the "
             "shipped one has a 16 MiB shared-memory segment so frames > 512 KiB are "
             "not lost over best effort; '' = Fast DDS defaults. Ignored when "
             "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already.",
         ),
     ]
-    user_profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get(
-        "FASTRTPS_DEFAULT_PROFILES_FILE"
-    )
     node = Node(
         package="panoptic_ros",
         executable="panoptic_node",
@@ -71,9 +71,7 @@ def generate_launch_description():
             {"backend": LaunchConfiguration("backend"), "model": LaunchConfiguration("model")},
         ],
         remappings=[("image", LaunchConfiguration("image"))],
-        additional_env=None
-        if user_profile
-        else {"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
+        additional_env=dds_profile.launch_env(LaunchConfiguration("dds_profile")),
         output="screen",
         emulate_tty=True,
     )

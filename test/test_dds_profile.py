@@ -2,8 +2,9 @@
 
 The DDS test is real: a publisher process sends 480x640 rgb8 frames (0.9 MB, larger than Fast
 DDS's default 512 KiB shared-memory segment) best effort at 10 Hz to a subscriber process, both
-with FASTDDS_DEFAULT_PROFILES_FILE pointing at the shipped profile, and (nearly) all must arrive.
-Without the profile most are lost on some hosts; that is host-dependent and not asserted here.
+with the profiles-file variable of the Fast DDS in use (FASTRTPS_ for 2.x / Jazzy, FASTDDS_ for
+3.x / Kilted: dds_profile.profile_env) pointing at the shipped profile, and (nearly) all must
+arrive. Without the profile most are lost on some hosts; that is host-dependent and not asserted.
 """
 
 from __future__ import annotations
@@ -87,10 +88,10 @@ rclpy.shutdown()
 
 def _env(profile: Path | None) -> dict:
     env = ros_env()
-    env.pop(dds_profile.ENV, None)
-    env.pop(dds_profile.LEGACY_ENV, None)
+    env.pop(dds_profile.FASTDDS_VAR, None)
+    env.pop(dds_profile.FASTRTPS_VAR, None)
     if profile is not None:
-        env[dds_profile.ENV] = str(profile)
+        env.update(dds_profile.profile_env(profile))
     return env
 
 
@@ -135,8 +136,9 @@ def test_profile_xml_templates_the_segment_size_and_loadgen_reuses_the_shipped_f
         == 64 * 2**20
     )
     assert dds_profile.profile_xml(16) == PROFILE.read_text()
-    monkeypatch.delenv(dds_profile.ENV, raising=False)
-    assert use_large_shm(16) == PROFILE and os.environ[dds_profile.ENV] == str(PROFILE)
+    monkeypatch.delenv(dds_profile.FASTDDS_VAR, raising=False)
+    monkeypatch.delenv(dds_profile.FASTRTPS_VAR, raising=False)
+    assert use_large_shm(16) == PROFILE and os.environ[dds_profile.profile_var()] == str(PROFILE)
     other = use_large_shm(32)
     assert other != PROFILE and "33554432" in other.read_text()
     # no second copy of the XML in code
@@ -146,19 +148,79 @@ def test_profile_xml_templates_the_segment_size_and_loadgen_reuses_the_shipped_f
 
 
 def test_apply_never_overrides_the_users_setting(tmp_path):
+    var = dds_profile.profile_var()
     mine = tmp_path / "mine.xml"
     mine.write_text(PROFILE.read_text())
     env: dict = {}
-    assert dds_profile.apply(None, env) == str(PROFILE) and env[dds_profile.ENV] == str(PROFILE)
-    for var in (dds_profile.ENV, dds_profile.LEGACY_ENV):
-        env = {var: "/user/profile.xml"}
-        assert dds_profile.apply(str(mine), env) == "/user/profile.xml"
-        assert env == {var: "/user/profile.xml"}
+    assert dds_profile.apply(None, env) == str(PROFILE) and env == {var: str(PROFILE)}
+    env = {var: "/user/profile.xml"}
+    assert dds_profile.apply(str(mine), env) == "/user/profile.xml"
+    assert env == {var: "/user/profile.xml"}
     env = {}
     assert dds_profile.apply("none", env) is None and env == {}
-    assert dds_profile.apply(str(mine), env) == str(mine) and env[dds_profile.ENV] == str(mine)
+    assert dds_profile.apply(str(mine), env) == str(mine) and env == {var: str(mine)}
     with pytest.raises(FileNotFoundError):
         dds_profile.apply(str(tmp_path / "missing.xml"), {})
+
+
+@pytest.mark.parametrize("version", [(2, 14), (3, 2)], ids=["fastdds2", "fastdds3"])
+def test_the_variable_follows_the_fast_dds_version(monkeypatch, version):
+    """2.x reads only FASTRTPS_ (Jazzy ignores FASTDDS_ without a word: a FASTDDS_ setting is passed
+    on under FASTRTPS_); 3.x reads FASTDDS_ and, through rmw_fastrtps, the deprecated FASTRTPS_."""
+    monkeypatch.setattr(dds_profile, "fastdds_version", lambda: (version, "test"))
+    v2 = version[0] == 2
+    var = dds_profile.FASTRTPS_VAR if v2 else dds_profile.FASTDDS_VAR
+    assert dds_profile.profile_var() == var
+    assert dds_profile.profile_env(PROFILE) == {var: str(PROFILE)}
+    assert dds_profile.launch_env("/default.xml", {}) == {var: "/default.xml"}
+    assert dds_profile.hint({}).startswith(f"best-effort input and no {var}:")
+    both = {dds_profile.FASTDDS_VAR: "/a.xml", dds_profile.FASTRTPS_VAR: "/b.xml"}
+    assert dds_profile.user_profile(both) == ("/b.xml" if v2 else "/a.xml")
+    old = {dds_profile.FASTRTPS_VAR: "/old.xml"}
+    assert dds_profile.user_profile(old) == "/old.xml"  # read by 2.x, and by rmw on 3.x
+    assert dds_profile.launch_env("/default.xml", old) is None
+    new = {dds_profile.FASTDDS_VAR: "/new.xml"}
+    assert dds_profile.user_profile(new) == (None if v2 else "/new.xml")
+    assert dds_profile.ignored_profile(new) == ("/new.xml" if v2 else None)
+    assert dds_profile.launch_env("/default.xml", new) == (
+        {dds_profile.FASTRTPS_VAR: "/new.xml"} if v2 else None
+    )
+    env = dict(new)
+    assert dds_profile.apply(None, env) == "/new.xml"
+    assert env == (dict(new, **{dds_profile.FASTRTPS_VAR: "/new.xml"}) if v2 else new)
+    if v2:
+        assert f"ignores {dds_profile.FASTDDS_VAR}=/new.xml" in dds_profile.hint(new)
+
+
+def test_fast_dds_version_is_read_from_the_library_rmw_fastrtps_links():
+    """Before rclpy.init: from librmw_fastrtps_cpp.so's SONAME; after it: from the library
+    mapped into the process. Both must agree, and with the installed wheel where there is one."""
+    code = (
+        "from panoptic_ros.ros import dds_profile as d\n"
+        "before = d.fastdds_version()\n"
+        "import rclpy\n"
+        "rclpy.init()\n"
+        "d.fastdds_version.cache_clear()\n"
+        "after = d.fastdds_version()\n"
+        "rclpy.shutdown()\n"
+        "print(repr((before, after)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=ros_env(), capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    (before, how_before), (after, how_after) = ast.literal_eval(out.stdout.strip().splitlines()[-1])
+    assert "librmw_fastrtps_cpp.so links" in how_before, how_before
+    assert how_after == "the Fast DDS library loaded in this process"
+    assert before == after and len(after) == 2 and after[0] in (2, 3), (before, after)
+    import importlib.metadata as md
+
+    for dist in ("ros-fastdds", "ros-fastrtps"):
+        try:
+            wheel = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+        assert tuple(int(x) for x in wheel.split(".")[:2]) == after, (dist, wheel, after)
 
 
 def test_commands_offer_dds_profile_option():
@@ -187,9 +249,9 @@ def test_launch_files_default_to_the_shipped_profile_unless_the_user_set_one():
         assert len(decl) == 1, path.name
         default = next(k.value for k in decl[0].keywords if k.arg == "default_value")
         assert "fastdds_large_frames.xml" in ast.unparse(default), path.name
-        assert (
-            "additional_env" in text and dds_profile.ENV in text and dds_profile.LEGACY_ENV in text
-        ), path.name
+        assert "additional_env=dds_profile.launch_env(" in text, (
+            path.name
+        )  # the variable Fast DDS reads
 
 
 # ---- real DDS -----------------------------------------------------------------------------
@@ -274,7 +336,7 @@ def test_node_hints_at_the_profile_only_without_one():
                 p.wait()
         for t in readers:
             t.join(timeout=5)
-    hint = f"no {dds_profile.ENV}"
+    hint = f"no {dds_profile.profile_var()}"
     assert any("camera ''" in ln for ln in lines["profile"]), lines
     assert sum(hint in ln for ln in lines["bare"]) == 1, lines["bare"]
     assert any("fastdds_large_frames.xml" in ln for ln in lines["bare"] if hint in ln)

@@ -60,14 +60,17 @@ def ros_env(base: dict | None = None) -> dict:
 
 def use_large_shm(size_mb: int = 16) -> Path:
     """Fast DDS's default shared-memory segment (512 KiB) cannot hold a 640x480 rgb8 frame, so such
-    frames go over UDP fragments and best-effort readers lose most of them. Points
-    FASTDDS_DEFAULT_PROFILES_FILE (this process and every child) at a profile with a ``size_mb``
-    segment: the shipped config/fastdds_large_frames.xml for 16 MiB, else a copy of it with the size
-    changed (dds_profile.large_shm_profile). ``bench --large-shm`` asks for it, so it overrides."""
-    from panoptic_ros.ros.dds_profile import ENV, large_shm_profile
+    frames go over UDP fragments and best-effort readers lose most of them. Points the profiles-file
+    variable of the Fast DDS in use (dds_profile.profile_env; this process and every child) at a
+    profile with a ``size_mb`` segment: the shipped config/fastdds_large_frames.xml for 16 MiB, else
+    a copy of it with the size changed (dds_profile.large_shm_profile). ``bench --large-shm`` asks
+    for it, so it overrides any profile set before."""
+    from panoptic_ros.ros import dds_profile
 
-    path = large_shm_profile(size_mb)
-    os.environ[ENV] = str(path)
+    path = dds_profile.large_shm_profile(size_mb)
+    for var in (dds_profile.FASTDDS_VAR, dds_profile.FASTRTPS_VAR):
+        os.environ.pop(var, None)
+    os.environ.update(dds_profile.profile_env(path))
     return path
 
 
