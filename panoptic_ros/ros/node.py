@@ -28,6 +28,7 @@ frame_slots.py (slots, worker), stats.py (rate, latency, counters, log throttle)
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -479,13 +480,28 @@ class PanopticNode(LifecycleNode):
         self._diag_pub.publish(arr)
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(args: list[str] | None = None) -> int:
-    """Entry point of ``panoptic_node``: SIGINT/SIGTERM -> exit 0 with the worker joined and backend closed."""
+    """Entry point of ``panoptic_node``: SIGINT/SIGTERM -> exit 0 with the worker joined and backend closed.
+
+    Signals: rclpy's own handler shuts the context down from a separate thread. During start-up
+    (model load, configure, activate: seconds) that makes every rcl call that follows fail and log
+    ("context is invalid", "Failed to publish log message to rosout", a transition left in
+    errorprocessing, an exit 1 when it hits the node's constructor). So rclpy starts without its
+    handlers; until the node spins, SIGINT/SIGTERM raise KeyboardInterrupt in this thread (a clean
+    stop with a valid context), and rclpy's handlers are installed only for the spin, where they
+    are needed to wake the executor. ``finally`` releases the node and shuts rclpy down (which
+    joins rclpy's signal thread) on every path."""
+    from rclpy.signals import SignalHandlerOptions, install_signal_handlers
+
     argv = sys.argv if args is None else list(args)
     try:  # rcl ignores some garbage params files and dumps a traceback for others: check first
         for path in P.params_files_in(argv):
             P.load_params_yaml(path)
-        rclpy.init(args=args)
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     except (
         Exception
     ) as exc:  # ParamsError, RCLError (bad --ros-args): one clear line, non-zero exit
@@ -497,6 +513,8 @@ def main(args: list[str] | None = None) -> int:
     node = None
     rc = 0
     try:
+        signal.signal(signal.SIGINT, _interrupt)
+        signal.signal(signal.SIGTERM, _interrupt)
         node = PanopticNode()
         if node.cfg["input_qos"] == "sensor_data" and not dds_profile.user_profile():
             node.get_logger().info(
@@ -509,16 +527,22 @@ def main(args: list[str] | None = None) -> int:
                 node.get_logger().error("autostart failed (see the error above); exiting")
                 rc = 1
         if rc == 0:
+            install_signal_handlers(SignalHandlerOptions.ALL)  # chains to _interrupt
             rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # bad parameter override etc.: one clear line, non-zero exit
-        if node is not None and not rclpy.ok(context=node.context):
+        if not rclpy.ok(context=node.context if node is not None else None):
             pass  # a callback raced SIGINT/SIGTERM (e.g. a timer publishing on the shut-down context): clean stop
         else:
             print(f"panoptic_node: {type(exc).__name__}: {exc}", file=sys.stderr)
             rc = 1
     finally:
+        for sig in (
+            signal.SIGINT,
+            signal.SIGTERM,
+        ):  # a second signal must not cut the release short
+            signal.signal(sig, signal.SIG_IGN)
         if node is not None:
             node._release_all()
             node.destroy_node()
