@@ -6,9 +6,10 @@
    (MCAP: inputs + semantic, instance, panoptic, detections, overlay, label_info).
 3. With ``--live``: also starts the real ``panoptic_node`` as a subprocess, replays the camera
    bag to it over DDS at ``--rate`` and records its outputs into ``OUT/live_bag``; reports how
-   many frames the node dropped (latest-frame policy) and whether the live results equal the
-   offline ones. Replay, recorder and node use ``--dds-profile`` (default: the shipped
-   config/fastdds_large_frames.xml) unless FASTDDS_DEFAULT_PROFILES_FILE is set already.
+   many frames the node did not publish (latest-frame policy, or lost in transport) and whether the
+   live results equal the offline ones. Replay, recorder and node use ``--dds-profile`` (default:
+   the shipped config/fastdds_large_frames.xml) unless a profile is set already (under the
+   variable the loaded Fast DDS reads: ros/dds_profile.py).
 4. Reads the outputs back from the bag, scores them against the ground truth (PQ / SQ / RQ),
    writes ``OUT/overlays/*.png``, ``OUT/contact_sheet.png`` (input | prediction | ground truth)
    and ``OUT/summary.txt``.
@@ -232,7 +233,7 @@ def run(args) -> int:
     if live is not None:
         lines.append(
             f"demo: live run      {live.get('bag', '-')}: node published {live['received']} of "
-            f"{live['sent']} frames ({live['dropped']} dropped by the latest-frame policy), "
+            f"{live['sent']} frames ({live['dropped']} not: latest-frame policy or transport loss), "
             f"{live.get('identical', 0)} identical to offline; node exit code {live.get('rc')}"
         )
     lines += [
