@@ -9,8 +9,8 @@ fast replay is not lost inside DDS; the subscriber's own QoS decides what it kee
 node's sensor-data input keeps only the latest frame). ``--dds-profile`` (default: the shipped
 config/fastdds_large_frames.xml, 16 MiB shared-memory segment) unless a profile is set already
 (under the variable the loaded Fast DDS reads: ros/dds_profile.py). At the end the publishers
-stay up ``--linger`` seconds (default 1) so
-best-effort subscribers such as the node also get the last frames.
+stay up ``--linger`` seconds (default 1) so best-effort subscribers such as the node also get the
+last frames.
 
 Last stdout line: ``frames=N topics=K seconds=S skipped=M loops=L``.
 """
