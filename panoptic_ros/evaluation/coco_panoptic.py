@@ -437,6 +437,68 @@ def segments_to_panoptic(
 
 
 # -- datasets ------------------------------------------------------------------------------------
+class CocoPanopticWriter:
+    """Writes a COCO panoptic set one image at a time: ``folder/<name>.png`` now, the JSON on close.
+
+    ``categories`` (class k = the k-th by ascending id) replaces the ``class + 1`` ids, e.g.
+    to write predictions in a ground truth's sparse category ids.
+    """
+
+    def __init__(
+        self,
+        json_path: str | Path,
+        folder: str | Path,
+        taxonomy: Taxonomy,
+        *,
+        categories: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.json_path, self.folder = Path(json_path), Path(folder)
+        self.taxonomy, self.categories = taxonomy, categories
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.images: list[dict[str, Any]] = []
+        self.annotations: list[dict[str, Any]] = []
+
+    def add(
+        self,
+        name: str,
+        panoptic: np.ndarray,
+        crowd: Iterable[int] = (),
+        *,
+        image: dict[str, Any] | None = None,
+        image_ext: str = ".png",
+    ) -> None:
+        """One image: ``name.png`` (may hold sub-folders); ``image`` is its ``images`` entry
+        (default: the next id, ``name + image_ext``, the map's size)."""
+        ids, segments = panoptic_to_segments(panoptic, self.taxonomy, crowd, self.categories)
+        png = f"{name}.png"
+        write_png_ids(self.folder / png, ids)
+        h, w = ids.shape
+        if image is None:
+            image = {
+                "id": len(self.images) + 1,
+                "file_name": f"{name}{image_ext}",
+                "width": int(w),
+                "height": int(h),
+            }
+        self.images.append(dict(image))
+        self.annotations.append(
+            {"image_id": image["id"], "file_name": png, "segments_info": segments}
+        )
+
+    def close(self) -> dict[str, Any]:
+        """Write the JSON; returns its dict."""
+        data = {
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": list(self.categories)
+            if self.categories
+            else categories_from_taxonomy(self.taxonomy),
+        }
+        self.json_path.parent.mkdir(parents=True, exist_ok=True)
+        self.json_path.write_text(json.dumps(data))
+        return data
+
+
 def write_coco_panoptic(
     json_path: str | Path,
     folder: str | Path,
@@ -445,47 +507,18 @@ def write_coco_panoptic(
     *,
     image_ext: str = ".png",
     categories: list[dict[str, Any]] | None = None,
-    images: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write ``(name, panoptic map[, crowd values])`` items as ``folder/<name>.png`` + ``json_path``.
 
     Returns the JSON dict. Image ids are 1, 2, ... in order; ``images[].file_name`` is
     ``name + image_ext`` (the RGB image a model would read), ``annotations[].file_name``
     is ``name + ".png"``. A third item element lists the map values written
-    ``iscrowd: 1``. ``categories`` (class k = k-th by ascending id) replaces the
-    ``class + 1`` ids, e.g. to write predictions in a ground truth's category ids;
-    ``images`` (one entry per item, with ``id``) replaces the generated image entries.
+    ``iscrowd: 1``; ``categories`` as for :class:`CocoPanopticWriter`.
     """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    out_images, annotations = [], []
-    for k, item in enumerate(items):
-        name, pan = item[0], item[1]
-        crowd = item[2] if len(item) > 2 else ()
-        ids, segments = panoptic_to_segments(pan, taxonomy, crowd, categories)
-        png = f"{name}.png"
-        write_png_ids(folder / png, ids)
-        h, w = ids.shape
-        if images is not None:
-            info = dict(images[k])
-        else:
-            info = {
-                "id": k + 1,
-                "file_name": f"{name}{image_ext}",
-                "width": int(w),
-                "height": int(h),
-            }
-        out_images.append(info)
-        annotations.append({"image_id": info["id"], "file_name": png, "segments_info": segments})
-    data = {
-        "images": out_images,
-        "annotations": annotations,
-        "categories": list(categories) if categories else categories_from_taxonomy(taxonomy),
-    }
-    json_path = Path(json_path)
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(data))
-    return data
+    writer = CocoPanopticWriter(json_path, folder, taxonomy, categories=categories)
+    for item in items:
+        writer.add(item[0], item[1], item[2] if len(item) > 2 else (), image_ext=image_ext)
+    return writer.close()
 
 
 @dataclass
