@@ -222,8 +222,8 @@ def _write_gt_from_scratch(folder: Path, scenes) -> None:
     images, anns = [], []
     for i, sc in enumerate(scenes):
         name = f"{(i + 1) * 139:012d}"
-        cv2.imwrite(str(folder / "images" / f"{name}{'.png' if i == 0 else '.jpg'}"), sc.image[..., ::-1],
-                    [cv2.IMWRITE_JPEG_QUALITY, 100])  # fmt: skip
+        ext = ".png" if i == 0 else ".jpg"
+        cv2.imwrite(str(folder / "images" / f"{name}{ext}"), sc.image[..., ::-1])
         values = [int(v) for v in np.unique(sc.panoptic) if v >= 0]
         seg_ids = rng.choice(np.arange(1 << 16, 1 << 24), size=len(values), replace=False)
         ids = np.zeros(sc.panoptic.shape, np.int64)

@@ -192,19 +192,20 @@ class CategoryMatch:
     def describe(self) -> str:
         """Human-readable lines on what did not map (empty when everything did)."""
         lines = []
-        if self.unmatched_categories:
+        cats, classes = self.unmatched_categories, self.unmatched_classes
+        if cats:
+            one = len(cats) == 1
             lines.append(
-                f"{len(self.unmatched_categories)} ground-truth categor"
-                f"{'y has' if len(self.unmatched_categories) == 1 else 'ies have'} no model class "
-                f"(scored; every segment of them is a false negative): "
-                + ", ".join(self.unmatched_categories)
+                f"{len(cats)} ground-truth categor{'y has' if one else 'ies have'} no model class "
+                f"(scored: all {'its' if one else 'their'} segments are false negatives): "
+                + ", ".join(cats)
             )
-        if self.unmatched_classes:
+        if classes:
+            one = len(classes) == 1
             lines.append(
-                f"{len(self.unmatched_classes)} model class"
-                f"{' is' if len(self.unmatched_classes) == 1 else 'es are'} not among the ground-truth "
-                f"categories (their predictions count as VOID): "
-                + ", ".join(self.unmatched_classes)
+                f"{len(classes)} model class{' is' if one else 'es are'} not among the ground-truth "
+                f"categories (predicted pixels of {'it' if one else 'them'} count as VOID): "
+                + ", ".join(classes)
             )
         return "\n".join(lines)
 
