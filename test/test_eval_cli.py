@@ -307,3 +307,23 @@ def test_images_no_name_maps(tmp_path, model_env):
            r"no model class name matches a category.*giraffe")  # fmt: skip
     _error(run_eval("--gt-json", tmp_path / "gt.json", "--pred-json", tmp_path / "gt.json",
                     "--write-pred", tmp_path / "o"), r"--write-pred needs --images")  # fmt: skip
+
+
+def test_prediction_categories_are_read_as_the_ground_truths(coco, tmp_path):
+    """panopticapi ignores a prediction file's categories: a renamed list changes nothing."""
+    data = json.loads((coco / "pred.json").read_text())
+    for c in data["categories"]:
+        c["name"] = c["name"].upper() + "_X"
+    (tmp_path / "pred.json").write_text(json.dumps(data))
+    proc = run_eval(
+        "--gt-json",
+        coco / "gt.json",
+        "--pred-json",
+        tmp_path / "pred.json",
+        "--pred",
+        coco / "pred",
+    )
+    assert last_line(proc) == last_line(
+        run_eval("--gt-json", coco / "gt.json", "--pred-json", coco / "pred.json")
+    )
+    assert "category ids are read as the ground truth's" in proc.stderr
