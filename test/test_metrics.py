@@ -531,3 +531,22 @@ def test_crowd_heavy_set_agrees_with_hotcoco_and_crowd_matters(tmp_path):
         tmp_path / "gt0.json", tmp_path / "pred.json", gt_folder=tmp_path / "gt"
     )
     assert abs(no_crowd.pq - ours.pq) > 1e-3
+
+
+def test_crowd_argument_on_maps():
+    """The metric API itself: crowd values and JSON areas next to plain maps."""
+    gt = np.array([[PERSON * D + 9] * 4 + [ROAD * D] * 4], np.int32)
+    pred = np.array([[PERSON * D + 1] * 5 + [ROAD * D] * 3], np.int32)
+    m = PanopticQuality(TAX)
+    m.update(pred, gt, crowd=[PERSON * D + 9])
+    r = m.compute()
+    assert r.per_class["person"][3:] == (0, 0, 0) and r.per_class["road"][3:] == (1, 0, 0)
+    m = PanopticQuality(TAX)
+    m.update(pred, gt)  # without the crowd flag the person is matched (IoU 4/5)
+    assert m.compute().per_class["person"] == pytest.approx((0.8, 0.8, 1.0, 1, 0, 0))
+    m = PanopticQuality(TAX)  # JSON area 6 instead of 4: IoU 4 / (5 + 6 - 4) = 4/7
+    m.update(pred, gt, areas={PERSON * D + 9: 6, ROAD * D: 4, CAR * D + 1: 3})
+    r = m.compute()
+    assert r.per_class["person"][0] == pytest.approx(4 / 7) and r.per_class["car"][3:] == (0, 0, 1)
+    with pytest.raises(ValueError, match="crowd holds id"):
+        m.update(pred, gt, crowd=[8 * D])

@@ -260,7 +260,12 @@ def remap_classes(
         raise CocoPanopticError(
             f"instance id {int(inst.max())} does not fit label_divisor {dst_divisor}"
         )
-    new_cls = np.asarray(class_lut, dtype=np.int64)[cls]
+    lut = np.asarray(class_lut, dtype=np.int64)
+    if cls.size and int(cls.max()) >= len(lut):
+        raise CocoPanopticError(
+            f"prediction holds class {int(cls.max())}, but the class list has {len(lut)} classes"
+        )
+    new_cls = lut[cls]
     out = np.where(void | (new_cls < 0), -1, new_cls * dst_divisor + inst)
     return out.astype(np.int32)
 
