@@ -169,7 +169,7 @@ def _close(segmenter) -> None:
         close()
 
 
-# -- sources: each yields (image id, pred map, ground truth annotation) ------------------------------------
+# -- sources: each yields (image id, pred map, ground truth annotation) ------------------
 def _synthetic_pairs(args, segmenter, taxonomy) -> Iterator[tuple[Any, np.ndarray, Any]]:
     from panoptic_ros.evaluation.coco_panoptic import PanopticAnnotation
     from panoptic_ros.training import synthetic
