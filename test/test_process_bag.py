@@ -11,7 +11,20 @@ import pytest
 
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (see DESIGN.md Environment)")
 
-from panoptic_ros.bags import bagtools as bt  # noqa: E402
+from panoptic_ros.bags.messages import (
+    COMPRESSED_TYPE,
+    IMAGE_TYPE,
+    IMAGE_TYPES,
+    cdr_header_stamp,
+    deserialize,
+    serialize,
+    stamp_ns,
+    stamp_of,
+    typestore,
+)  # noqa: E402
+from panoptic_ros.bags.reader import BagReader  # noqa: E402
+from panoptic_ros.bags.synthetic import image_message, write_synthetic_bag  # noqa: E402
+from panoptic_ros.bags.writer import STORAGES, BagWriter  # noqa: E402
 from panoptic_ros.cli import process_bag as pb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,19 +50,19 @@ def _multi_topic_bag(path: Path, storage: str) -> dict[str, list[int]]:
     stamps: dict[str, list[int]] = {t: [] for t in cams}
     from panoptic_ros.training.synthetic import generate_scene
 
-    with bt.BagWriter(path, storage) as w:
+    with BagWriter(path, storage) as w:
         for i in range(2):
             for k, (topic, enc) in enumerate(cams.items()):
                 t = 1_700_000_000_000_000_000 + i * 100_000_000 + k * 1_000_000
                 scene = generate_scene(10_000_000 + 10 * i + k, H, W)
                 w.write_msg(
-                    topic, bt.image_message(scene.image, t, topic.split("/")[1], enc), t + 3_000_000
+                    topic, image_message(scene.image, t, topic.split("/")[1], enc), t + 3_000_000
                 )
                 stamps[topic].append(t)
     return stamps
 
 
-@pytest.mark.parametrize("storage", bt.STORAGES)
+@pytest.mark.parametrize("storage", STORAGES)
 def test_one_result_per_frame_per_topic(tmp_path, segmenter, storage):
     from rosbags.rosbag2 import Reader
     from vision_msgs.msg import Detection2DArray, LabelInfo
@@ -65,7 +78,7 @@ def test_one_result_per_frame_per_topic(tmp_path, segmenter, storage):
     )
     assert (stats.frames, stats.skipped, stats.problems, stats.interrupted) == (10, 0, [], False)
     assert stats.namespaces["/right/image_raw/compressed"] == "/right"
-    store = bt.typestore()
+    store = typestore()
     # read back with plain rosbags (its own CDR decoder, not rclpy)
     with Reader(tmp_path / "out") as r:
         assert (tmp_path / "out" / f"out.{'mcap' if storage == 'mcap' else 'db3'}").is_file()
@@ -80,7 +93,7 @@ def test_one_result_per_frame_per_topic(tmp_path, segmenter, storage):
                     assert int(d.id) >= 1 and d.bbox.size_x > 0
     for topic, want in stamps.items():
         ns = stats.namespaces[topic]
-        assert conns[topic].msgtype in bt.IMAGE_TYPES
+        assert conns[topic].msgtype in IMAGE_TYPES
         assert got[topic] == [
             (s, s + 3_000_000) for s in want
         ]  # inputs copied with their log times
@@ -95,22 +108,22 @@ def test_one_result_per_frame_per_topic(tmp_path, segmenter, storage):
             == "TRANSIENT_LOCAL"
         )
     # and with rclpy, the types the node publishes
-    with bt.BagReader(tmp_path / "out") as r:
+    with BagReader(tmp_path / "out") as r:
         recs = {
             x.topic: x
             for x in r.messages(["/front/detections", "/front/label_info", "/front/panoptic"])
         }
-        det = bt.deserialize(recs["/front/detections"])
+        det = deserialize(recs["/front/detections"])
         assert (
             isinstance(det, Detection2DArray)
-            and bt.stamp_ns(det.header) == stamps["/front/image_raw"][-1]
+            and stamp_ns(det.header) == stamps["/front/image_raw"][-1]
         )
-        info = bt.deserialize(recs["/front/label_info"])
+        info = deserialize(recs["/front/label_info"])
         assert (
             isinstance(info, LabelInfo)
             and [c.class_name for c in info.class_map] == segmenter.taxonomy.names()
         )
-        pan = bt.deserialize(recs["/front/panoptic"])
+        pan = deserialize(recs["/front/panoptic"])
         assert (pan.encoding, pan.height, pan.width) == ("32SC1", H, W)
 
 
@@ -119,18 +132,18 @@ def _bad_bag(path: Path) -> tuple[list[int], list[str]]:
     from panoptic_ros.training.synthetic import generate_scene
 
     good_stamps, faults = [], []
-    with bt.BagWriter(path, "mcap") as w:
-        w.add_topic("/cam/image_raw", bt.IMAGE_TYPE, qos="sensor")
-        w.add_topic("/cam2/image_raw/compressed", bt.COMPRESSED_TYPE, qos="sensor")
+    with BagWriter(path, "mcap") as w:
+        w.add_topic("/cam/image_raw", IMAGE_TYPE, qos="sensor")
+        w.add_topic("/cam2/image_raw/compressed", COMPRESSED_TYPE, qos="sensor")
         for i in range(6):
             t = 1_000_000_000 * (i + 1)
-            msg = bt.image_message(generate_scene(10_000_000 + i, H, W).image, t)
+            msg = image_message(generate_scene(10_000_000 + i, H, W).image, t)
             if i == 1:
-                w.write("/cam/image_raw", t, bt.serialize(msg)[:40])
+                w.write("/cam/image_raw", t, serialize(msg)[:40])
                 faults.append("/cam/image_raw message #1 (log time 2.000000000 s)")
             elif i == 2:
                 msg.data = bytes(msg.data[:100])
-                w.write("/cam/image_raw", t, bt.serialize(msg))
+                w.write("/cam/image_raw", t, serialize(msg))
                 faults.append("/cam/image_raw message #2 (log time 3.000000000 s)")
             elif i == 4:
                 from sensor_msgs.msg import CompressedImage
@@ -144,7 +157,7 @@ def _bad_bag(path: Path) -> tuple[list[int], list[str]]:
                 )
                 faults.append("/cam2/image_raw/compressed message #0 (log time 5.000000000 s)")
             else:
-                w.write("/cam/image_raw", t, bt.serialize(msg))
+                w.write("/cam/image_raw", t, serialize(msg))
                 good_stamps.append(t)
     return good_stamps, faults
 
@@ -161,8 +174,8 @@ def test_corrupt_payloads_are_skipped_and_named(tmp_path, segmenter):
         assert f in text
     assert "corrupt sensor_msgs/msg/Image payload" in text and "truncated" in text
     assert any("skipping" in line for line in logged)
-    with bt.BagReader(tmp_path / "out") as r:
-        sem = [bt.cdr_header_stamp(x.data) for x in r.messages(["/cam/semantic"])]
+    with BagReader(tmp_path / "out") as r:
+        sem = [cdr_header_stamp(x.data) for x in r.messages(["/cam/semantic"])]
         assert sem == good
         # undecodable-but-valid messages are kept as inputs; the corrupt CDR one is not
         assert r.topics["/cam/image_raw"].count == len(good) + 1
@@ -171,7 +184,7 @@ def test_corrupt_payloads_are_skipped_and_named(tmp_path, segmenter):
 
 def test_truncated_input_cli(tmp_path):
     """CLI end to end on a truncated MCAP: good frames written, clear error, exit 1, summary line."""
-    bag = bt.write_synthetic_bag(tmp_path / "in", frames=6, height=480, width=640)
+    bag = write_synthetic_bag(tmp_path / "in", frames=6, height=480, width=640)
     f = next(bag.path.glob("*.mcap"))
     os.truncate(f, int(f.stat().st_size * 0.6))
     exe = Path(sys.executable).with_name("panoptic-ros")
@@ -197,10 +210,10 @@ def test_truncated_input_cli(tmp_path):
     n = int(kv["frames"])
     assert 1 <= n < 6
     assert str(f) in proc.stderr and "byte offset" in proc.stderr
-    with bt.BagReader(tmp_path / "out") as r:
+    with BagReader(tmp_path / "out") as r:
         assert r.problems == []
         assert r.topics["/camera/semantic"].count == n
-        stamps = [bt.cdr_header_stamp(x.data) for x in r.messages(["/camera/panoptic"])]
+        stamps = [cdr_header_stamp(x.data) for x in r.messages(["/camera/panoptic"])]
     assert stamps == [fr.stamp for fr in bag.frames[:n]]
 
 
@@ -222,7 +235,7 @@ class _StopAfter:
     "storage,exc", [("mcap", KeyboardInterrupt()), ("sqlite3", RuntimeError("inference failed"))]
 )
 def test_interrupted_run_leaves_a_valid_bag(tmp_path, segmenter, storage, exc):
-    bag = bt.write_synthetic_bag(tmp_path / "in", frames=5, height=H, width=W)
+    bag = write_synthetic_bag(tmp_path / "in", frames=5, height=H, width=W)
     stats = pb.process_bag(
         bag.path,
         tmp_path / "out",
@@ -234,7 +247,7 @@ def test_interrupted_run_leaves_a_valid_bag(tmp_path, segmenter, storage, exc):
     assert stats.interrupted == isinstance(exc, KeyboardInterrupt)
     assert bool(stats.error) == (not isinstance(exc, KeyboardInterrupt))
     assert (tmp_path / "out" / "metadata.yaml").is_file()
-    with bt.BagReader(tmp_path / "out") as r:
+    with BagReader(tmp_path / "out") as r:
         assert r.problems == [] and not r.recovered
         for name in ("semantic", "instance", "panoptic", "detections"):
             assert r.topics[f"/camera/{name}"].count == 2
@@ -246,18 +259,18 @@ def test_offline_equals_direct_pipeline(tmp_path, segmenter):
     CDR may differ only in alignment padding, which Fast CDR leaves uninitialised)."""
     from panoptic_ros.ros.conversions import result_to_messages
 
-    bag = bt.write_synthetic_bag(tmp_path / "in", frames=1, height=H, width=W, keep_images=True)
+    bag = write_synthetic_bag(tmp_path / "in", frames=1, height=H, width=W, keep_images=True)
     pb.process_bag(bag.path, tmp_path / "out", segmenter=segmenter, log=lambda s: None)
     result = segmenter.segment(bag.frames[0].image)
     from std_msgs.msg import Header
 
     out = result_to_messages(
         result,
-        Header(stamp=bt.stamp_of(bag.frames[0].stamp), frame_id="camera"),
+        Header(stamp=stamp_of(bag.frames[0].stamp), frame_id="camera"),
         segmenter.taxonomy,
     )
-    with bt.BagReader(tmp_path / "out") as r:
+    with BagReader(tmp_path / "out") as r:
         recs = {x.topic: x for x in r.messages()}
     for name in ("semantic", "instance", "panoptic", "detections"):
-        assert bt.deserialize(recs[f"/camera/{name}"]) == getattr(out, name), name
-    assert len(recs["/camera/semantic"].data) == len(bt.serialize(out.semantic))
+        assert deserialize(recs[f"/camera/{name}"]) == getattr(out, name), name
+    assert len(recs["/camera/semantic"].data) == len(serialize(out.semantic))
