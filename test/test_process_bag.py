@@ -11,17 +11,18 @@ import pytest
 
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (see DESIGN.md Environment)")
 
-from panoptic_ros.bags.messages import (
+from panoptic_ros.bags.messages import (  # noqa: E402
     COMPRESSED_TYPE,
     IMAGE_TYPE,
     IMAGE_TYPES,
+    BagError,
     cdr_header_stamp,
     deserialize,
     serialize,
     stamp_ns,
     stamp_of,
     typestore,
-)  # noqa: E402
+)
 from panoptic_ros.bags.reader import BagReader  # noqa: E402
 from panoptic_ros.bags.synthetic import image_message, write_synthetic_bag  # noqa: E402
 from panoptic_ros.bags.writer import STORAGES, BagWriter  # noqa: E402
@@ -234,24 +235,169 @@ class _StopAfter:
 @pytest.mark.parametrize(
     "storage,exc", [("mcap", KeyboardInterrupt()), ("sqlite3", RuntimeError("inference failed"))]
 )
-def test_interrupted_run_leaves_a_valid_bag(tmp_path, segmenter, storage, exc):
+@pytest.mark.parametrize("previous", [False, True])
+def test_interrupted_run_keeps_out_and_a_partial_bag(tmp_path, segmenter, storage, exc, previous):
+    """An interrupted or failed run never replaces OUT: a previous OUT stays byte for byte, and
+    what was processed is a valid, finalised OUT.partial."""
     bag = write_synthetic_bag(tmp_path / "in", frames=5, height=H, width=W)
+    if previous:
+        write_synthetic_bag(tmp_path / "out", frames=1, height=16, width=16)
+    before_in, before_out = _tree_digest(tmp_path / "in"), _tree_digest(tmp_path / "out")
     stats = pb.process_bag(
         bag.path,
         tmp_path / "out",
         segmenter=_StopAfter(segmenter, 2, exc),
         storage=storage,
+        overwrite=previous,
         log=lambda s: None,
     )
     assert stats.frames == 2
     assert stats.interrupted == isinstance(exc, KeyboardInterrupt)
     assert bool(stats.error) == (not isinstance(exc, KeyboardInterrupt))
-    assert (tmp_path / "out" / "metadata.yaml").is_file()
-    with BagReader(tmp_path / "out") as r:
+    assert _tree_digest(tmp_path / "in") == before_in
+    assert _tree_digest(tmp_path / "out") == before_out  # None when there was none
+    assert stats.out == tmp_path / "out.partial"
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no staging left
+    with BagReader(stats.out) as r:
         assert r.problems == [] and not r.recovered
         for name in ("semantic", "instance", "panoptic", "detections"):
             assert r.topics[f"/camera/{name}"].count == 2
         assert r.topics["/camera/label_info"].count == 1
+
+
+def _tree_digest(path: Path) -> dict[str, str] | None:
+    """{relative file: sha256} of a file or directory tree; None if it does not exist."""
+    import hashlib
+
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    return {
+        str(f.relative_to(path.parent)): hashlib.sha256(f.read_bytes()).hexdigest() for f in files
+    }
+
+
+def test_output_must_not_touch_the_input(tmp_path, segmenter):
+    """OUT equal to IN, inside IN, or containing IN is refused, --overwrite or not; nothing changes."""
+    bag = write_synthetic_bag(tmp_path / "d" / "in", frames=2, height=H, width=W)
+    mcap = next(bag.path.glob("*.mcap"))
+    before = _tree_digest(tmp_path / "d")
+    cases = {
+        bag.path: "is the input",
+        bag.path / "sub": "inside the input",
+        tmp_path / "d": "contain the input",
+        tmp_path: "contain the input",
+    }
+    for out, why in cases.items():
+        for overwrite in (False, True):
+            for inp in (bag.path, mcap):
+                if inp == mcap and out == bag.path / "sub":
+                    continue  # "inside" a file is not a path
+                with pytest.raises(BagError, match=why if inp == bag.path else "input"):
+                    pb.process_bag(
+                        inp, out, segmenter=segmenter, overwrite=overwrite, log=lambda s: None
+                    )
+    with pytest.raises(BagError, match="is the input"):  # through a symlink too
+        (tmp_path / "link").symlink_to(bag.path)
+        pb.process_bag(bag.path, tmp_path / "link", segmenter=segmenter, overwrite=True)
+    assert _tree_digest(tmp_path / "d") == before
+    # the CLI refuses before loading the model, with the summary line
+    proc = _cli("process-bag", str(bag.path), str(bag.path), "--overwrite")
+    assert proc.returncode == 2 and "is the input" in proc.stderr
+    kv = _last_kv(proc)
+    assert (kv["error"], kv["frames"], kv["out"]) == ("input", "0", "-")
+    assert "loading model" not in proc.stderr
+    assert _tree_digest(tmp_path / "d") == before
+
+
+def test_overwrite_replaces_a_previous_bag_only_when_done(tmp_path, segmenter):
+    bag = write_synthetic_bag(tmp_path / "in", frames=3, height=H, width=W)
+    write_synthetic_bag(tmp_path / "out", frames=1, height=16, width=16)
+    with pytest.raises(BagError, match="exists already"):
+        pb.process_bag(bag.path, tmp_path / "out", segmenter=segmenter)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("keep me")
+    with pytest.raises(BagError, match="does not look like a rosbag2"):
+        pb.process_bag(bag.path, tmp_path / "notes", segmenter=segmenter, overwrite=True)
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "keep me"
+    stats = pb.process_bag(
+        bag.path, tmp_path / "out", segmenter=segmenter, overwrite=True, log=lambda s: None
+    )
+    assert stats.out == tmp_path / "out" and stats.frames == 3
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["metadata.yaml", "out.mcap"]
+    with BagReader(tmp_path / "out") as r:
+        assert r.topics["/camera/semantic"].count == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "notes", "out"]
+
+
+def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("panoptic-ros")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, **kw)
+
+
+def _last_kv(proc) -> dict[str, str]:
+    return dict(item.split("=", 1) for item in proc.stdout.strip().splitlines()[-1].split())
+
+
+def test_sigterm_mid_run_leaves_in_and_previous_out(tmp_path):
+    """SIGTERM to a real CLI run in the middle of the frames: exit 130, summary line, IN and the
+    previous OUT byte-identical, the processed part in OUT.partial."""
+    import signal
+    import time
+
+    n = 400
+    bag = write_synthetic_bag(
+        tmp_path / "in",
+        frames=n,
+        height=120,
+        width=160,
+        encoding="jpeg",
+        topic="/camera/image_raw/compressed",
+    )
+    write_synthetic_bag(tmp_path / "out", frames=2, height=16, width=16)
+    before_in, before_out = _tree_digest(tmp_path / "in"), _tree_digest(tmp_path / "out")
+    exe = Path(sys.executable).with_name("panoptic-ros")
+    proc = subprocess.Popen(
+        [
+            str(exe),
+            "process-bag",
+            str(bag.path),
+            str(tmp_path / "out"),
+            "--overwrite",
+            "--backend",
+            "onnxruntime",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # the staging bag exists once frames are being written; then let a few go through
+        deadline = time.monotonic() + 240
+        staged = None
+        while staged is None and proc.poll() is None and time.monotonic() < deadline:
+            staged = next(tmp_path.glob(".out.staging-*/out/out.mcap"), None)
+            time.sleep(0.05)
+        assert staged is not None, "process-bag never started writing"
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    kv = dict(item.split("=", 1) for item in out.strip().splitlines()[-1].split())
+    assert kv["interrupted"] == "1" and kv["error"] == "interrupted"
+    frames = int(kv["frames"])
+    assert 0 < frames < n
+    assert _tree_digest(tmp_path / "in") == before_in
+    assert _tree_digest(tmp_path / "out") == before_out
+    assert kv["out"] == str(tmp_path / "out.partial")
+    with BagReader(tmp_path / "out.partial") as r:
+        assert r.problems == [] and not r.recovered
+        assert r.topics["/camera/semantic"].count == frames
+    assert not list(tmp_path.glob(".out.staging-*"))
 
 
 def test_offline_equals_direct_pipeline(tmp_path, segmenter):

@@ -22,7 +22,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from panoptic_ros.bags.messages import BagError, TopicInfo, typestore
+from panoptic_ros.bags.messages import BagError, TopicInfo, qos_profile, typestore
 
 #: ROS 1 type names that live under another name in ROS 2 (as rosbags-convert maps them)
 RENAMES = {"tf/msg/tfMessage": "tf2_msgs/msg/TFMessage"}
@@ -86,7 +86,8 @@ class Ros1Bag:
                 )
                 continue
             prev = self._topics.get(conn.topic)
-            qos = "latched" if getattr(conn.ext, "latching", 0) else "reliable"
+            # ROS 1 topics are TCP (reliable); latched ones become transient_local
+            qos = qos_profile("latched" if getattr(conn.ext, "latching", 0) else "reliable")
             self._topics[conn.topic] = TopicInfo(
                 conn.topic,
                 msgtype,

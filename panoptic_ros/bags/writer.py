@@ -125,6 +125,8 @@ class BagWriter:
         profiles = qos_profile(qos) if isinstance(qos, str) else None
         offered = [profiles] if profiles is not None else list(qos or [])
         kwargs: dict[str, Any] = {"offered_qos_profiles": offered}
+        if msgdef and not digest:  # Humble-era bags store no type hash: compute it
+            digest = _rihs01_of(msgtype, msgdef)
         if msgdef and digest:
             kwargs.update(msgdef=msgdef, rihs01=digest)
         else:
@@ -160,6 +162,21 @@ class BagWriter:
         if meta.is_file():
             text = meta.read_text()
             meta.write_text(text.replace("ros_distro: rosbags", f"ros_distro: {ros_distro()}"))
+
+
+def _rihs01_of(msgtype: str, msgdef: str) -> str | None:
+    """The RIHS01 hash of a ROS 2 ``.msg`` definition (with its ``MSG:`` dependencies), or None
+    when it does not parse (then the typestore is asked instead)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    try:
+        store = get_typestore(Stores.EMPTY)
+        store.register(dict(typestore().fielddefs))
+        types = get_types_from_msg(msgdef, msgtype)
+        store.register({k: v for k, v in types.items() if k not in store.fielddefs})
+        return store.hash_rihs01(msgtype)
+    except Exception:
+        return None
 
 
 def _stamp_distro(writer: Any) -> None:
