@@ -218,3 +218,55 @@ def test_writer_refuses_to_clobber(tmp_path):
     with BagReader(tmp_path / "old") as r:
         assert r.topics["/camera/image_raw"].count == 2
     shutil.rmtree(tmp_path / "old")
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_ros_distro_is_the_running_one(tmp_path, storage):
+    """metadata.yaml and the copy inside the storage name the running distro, not 'rosbags'."""
+    import sqlite3
+
+    from panoptic_ros.bags.writer import ros_distro
+
+    distro = ros_distro()
+    assert distro and distro != "rosbags"
+    if not os.environ.get("ROS_DISTRO"):
+        assert distro == "kilted"  # the venv's ROS wheels (rclpy 9.x)
+    bag = write_synthetic_bag(tmp_path / "bag", frames=1, height=16, width=16, storage=storage)
+    assert f"ros_distro: {distro}\n" in (bag.path / "metadata.yaml").read_text()
+    with BagReader(bag.path) as r:
+        assert r.topics["/camera/image_raw"].count == 1
+    if storage == "sqlite3":
+        db = sqlite3.connect(_storage_file(bag.path))
+        try:
+            assert db.execute("SELECT ros_distro FROM schema").fetchall() == [(distro,)]
+            (meta,) = db.execute("SELECT metadata FROM metadata").fetchone()
+            assert f"ros_distro: {distro}" in meta
+        finally:
+            db.close()
+
+
+def test_camera_encoding():
+    from panoptic_ros.bags.topics import camera_encoding
+
+    for enc in (
+        "rgb8",
+        "bgr8",
+        "rgba8",
+        "bgra16",
+        "mono8",
+        "mono16",
+        "bayer_rggb8",
+        "yuv422",
+        "8UC3",
+    ):
+        assert camera_encoding(enc), enc
+    for enc in ("16UC1", "32FC1", "8UC1", "16SC1", "64FC1", "32SC1"):
+        assert not camera_encoding(enc), enc
+    for fmt in ("jpeg", "png", "rgb8; jpeg compressed bgr8", "mono8; png compressed mono8"):
+        assert camera_encoding(fmt, compressed=True), fmt
+    for fmt in (
+        "16UC1; compressedDepth png",
+        "32FC1; compressedDepth rvl",
+        "16UC1; png compressed",
+    ):
+        assert not camera_encoding(fmt, compressed=True), fmt

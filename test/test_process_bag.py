@@ -420,3 +420,162 @@ def test_offline_equals_direct_pipeline(tmp_path, segmenter):
     for name in ("semantic", "instance", "panoptic", "detections"):
         assert deserialize(recs[f"/camera/{name}"]) == getattr(out, name), name
     assert len(recs["/camera/semantic"].data) == len(serialize(out.semantic))
+
+
+def _mixed_bag(path: Path, storage: str = "mcap") -> dict[str, int]:
+    """A camera, three depth-like image topics, camera_info, tf, latched tf_static and a custom
+    type rclpy cannot import; returns topic -> message count."""
+    import numpy as np
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    from sensor_msgs.msg import CameraInfo, CompressedImage
+    from std_msgs.msg import Header
+
+    from panoptic_ros.ros.conversions import array_to_image_msg
+    from panoptic_ros.training.synthetic import generate_scene
+
+    custom = get_typestore(Stores.EMPTY)
+    custom.register(get_types_from_msg("uint8[] blob\nstring note\n", "acme_msgs/msg/Blob"))
+    blob_def, _ = custom.generate_msgdef("acme_msgs/msg/Blob", ros_version=2)
+    counts: dict[str, int] = {}
+    with BagWriter(path, storage) as w:
+        w.add_topic("/tf_static", "tf2_msgs/msg/TFMessage", qos="latched")
+        w.add_topic("/tf", "tf2_msgs/msg/TFMessage", qos="sensor")  # tf2_msgs: not in our rclpy
+        w.add_topic(
+            "/acme/blob",
+            "acme_msgs/msg/Blob",
+            msgdef=blob_def,
+            digest=custom.hash_rihs01("acme_msgs/msg/Blob"),
+        )
+
+        def put(topic: str, msg, t: int) -> None:
+            if isinstance(msg, (bytes, memoryview)):
+                w.write(topic, t, msg)
+            else:
+                w.write_msg(topic, msg, t, qos="sensor")
+            counts[topic] = counts.get(topic, 0) + 1
+
+        t0 = 1_700_000_000_000_000_000
+        ts = typestore()
+        Tf = ts.types["tf2_msgs/msg/TFMessage"]
+        Tr = ts.types["geometry_msgs/msg/TransformStamped"]
+        Time = ts.types["builtin_interfaces/msg/Time"]
+        tr = Tr(
+            header=ts.types["std_msgs/msg/Header"](stamp=Time(sec=1, nanosec=2), frame_id="map"),
+            child_frame_id="cam",
+            transform=ts.types["geometry_msgs/msg/Transform"](
+                translation=ts.types["geometry_msgs/msg/Vector3"](x=1.0, y=2.0, z=3.0),
+                rotation=ts.types["geometry_msgs/msg/Quaternion"](x=0.0, y=0.0, z=0.0, w=1.0),
+            ),
+        )
+        tf = bytes(ts.serialize_cdr(Tf(transforms=[tr]), "tf2_msgs/msg/TFMessage"))
+        put("/tf_static", tf, t0)
+        for i in range(3):
+            t = t0 + i * 100_000_000
+            h = Header(stamp=stamp_of(t), frame_id="cam")
+            rgb = generate_scene(10_000_000 + i, H, W).image
+            put("/cam/image_raw", array_to_image_msg(rgb, "rgb8", h), t + 1)
+            depth = np.full((H, W), 1000 + i, np.uint16)
+            put("/cam/depth/image_raw", array_to_image_msg(depth, "16UC1", h), t + 2)
+            put("/cam/camera_info", CameraInfo(header=h, height=H, width=W, k=[1.0] * 9), t + 3)
+            put("/tf", tf, t + 4)
+            if i < 2:
+                f = array_to_image_msg(np.zeros((H, W), np.int32), "32SC1", h)
+                f.encoding = "32FC1"
+                put("/cam/depth_f/image", f, t + 5)
+            if i == 0:
+                put(
+                    "/cam/depth/image_raw/compressedDepth",
+                    CompressedImage(
+                        header=h, format="16UC1; compressedDepth png", data=b"\x00" * 16
+                    ),
+                    t + 6,
+                )
+            note = custom.types["acme_msgs/msg/Blob"](
+                blob=np.arange(3, dtype=np.uint8), note=f"n{i}"
+            )
+            put("/acme/blob", bytes(custom.serialize_cdr(note, "acme_msgs/msg/Blob")), t + 7)
+    return counts
+
+
+def _raw(bag: Path) -> tuple[dict, dict[str, list[tuple[int, bytes]]]]:
+    """Connections (type, definition, hash, qos) and (log time, bytes) per topic, by rosbags."""
+    from rosbags.rosbag2 import Reader
+
+    with Reader(bag) as r:
+        conns = {
+            c.topic: (c.msgtype, c.msgdef.data, c.digest, c.ext.offered_qos_profiles)
+            for c in r.connections
+        }
+        msgs: dict[str, list[tuple[int, bytes]]] = {t: [] for t in conns}
+        for c, t, d in r.messages():
+            msgs[c.topic].append((t, bytes(d)))
+    return conns, msgs
+
+
+@pytest.mark.parametrize("storage", STORAGES)
+def test_only_camera_images_segmented_and_every_topic_copied(tmp_path, segmenter, storage):
+    counts = _mixed_bag(tmp_path / "in", storage)
+    logged: list[str] = []
+    stats = pb.process_bag(
+        tmp_path / "in", tmp_path / "out", segmenter=segmenter, log=logged.append
+    )
+    assert (stats.frames, stats.skipped, stats.problems) == (3, 0, [])
+    assert stats.skipped_topics == {
+        "/cam/depth/image_raw": "encoding 16UC1",
+        "/cam/depth/image_raw/compressedDepth": "format '16UC1; compressedDepth png'",
+        "/cam/depth_f/image": "encoding 32FC1",
+    }
+    kv = dict(x.split("=", 1) for x in stats.summary().split())
+    assert kv["skipped_topics"].split(",") == sorted(stats.skipped_topics)
+    assert int(kv["copied"]) == sum(counts.values())
+    assert any("not segmenting /cam/depth/image_raw" in line for line in logged)
+    in_conns, in_msgs = _raw(tmp_path / "in")
+    out_conns, out_msgs = _raw(tmp_path / "out")
+    for topic in counts:  # same type, definition, hash, QoS; same log times and bytes
+        assert out_conns[topic] == in_conns[topic], topic
+        assert out_msgs[topic] == in_msgs[topic], topic
+    assert stats.copied == counts
+    assert len(out_msgs["/cam/semantic"]) == 3
+    assert not any(
+        t.startswith("/cam/depth/")
+        and t != "/cam/depth/image_raw"
+        and not t.endswith("compressedDepth")
+        for t in out_conns
+    )
+    # --topics forces a depth topic (16-bit scaled to 8, as the node would)
+    stats = pb.process_bag(
+        tmp_path / "in",
+        tmp_path / "forced",
+        segmenter=segmenter,
+        topics=["/cam/depth/image_raw"],
+        log=lambda s: None,
+    )
+    assert (stats.frames, stats.skipped_topics) == (3, {})
+    assert stats.namespaces == {"/cam/depth/image_raw": "/cam/depth"}
+    _, forced = _raw(tmp_path / "forced")
+    assert len(forced["/cam/depth/semantic"]) == 3 and "/cam/semantic" not in forced
+
+
+def test_official_mcap_readers_decode_every_message(tmp_path, segmenter):
+    """The output opens with the official mcap + mcap-ros2-support readers and every message
+    (node outputs and copied inputs, the custom type included) decodes from its embedded schema."""
+    mcap_reader = pytest.importorskip("mcap.reader")
+    decoder = pytest.importorskip("mcap_ros2.decoder")
+    _mixed_bag(tmp_path / "in")
+    stats = pb.process_bag(
+        tmp_path / "in", tmp_path / "out", segmenter=segmenter, overlay=True, log=lambda s: None
+    )
+    seen: dict[str, int] = {}
+    with open(tmp_path / "out" / "out.mcap", "rb") as f:
+        reader = mcap_reader.make_reader(f, decoder_factories=[decoder.DecoderFactory()])
+        for _schema, channel, _message, msg in reader.iter_decoded_messages():
+            seen[channel.topic] = seen.get(channel.topic, 0) + 1
+            if channel.topic == "/cam/detections":
+                assert msg.header.frame_id == "cam"
+            if channel.topic == "/acme/blob":
+                assert list(msg.blob) == [0, 1, 2]
+        meta = {m.name: m.metadata for m in reader.iter_metadata()}
+    assert seen == stats.counts
+    from panoptic_ros.bags.writer import ros_distro
+
+    assert f"ros_distro: {ros_distro()}" in meta["rosbag2"]["serialized_metadata"]

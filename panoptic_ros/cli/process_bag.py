@@ -270,7 +270,7 @@ def process_bag(
                         writer.add_topic(
                             t,
                             info.msgtype,
-                            qos=list(info.qos) or "sensor",
+                            qos=list(info.qos),  # as recorded, also when none
                             msgdef=info.msgdef or None,
                             digest=info.digest or None,
                         )
