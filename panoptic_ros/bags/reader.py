@@ -185,18 +185,28 @@ class BagReader:
         Requested topics are taken as they are (``--topics`` forces a depth topic). Otherwise
         every image topic whose first readable message is a camera image (``camera_encoding``)
         is chosen; depth and other non-camera images are returned as skipped with their
-        encoding. BagError when nothing is left to segment.
+        encoding, and so is ``X/compressed`` when ``X`` is in the bag too (image_transport's
+        copy of the same frames: segmenting both doubles the work and the outputs).
+        BagError when nothing is left to segment.
         """
         if requested:
             return self.image_topics(requested), {}
         chosen: list[str] = []
         skipped: dict[str, str] = {}
-        for t in self.image_topics():
+        images = self.image_topics()
+        for t in images:
             reason = self._non_camera_reason(t)
+            if not reason and t.endswith("/compressed") and t[: -len("/compressed")] in images:
+                reason = f"compressed copy of {t[: -len('/compressed')]}"
             if reason:
                 skipped[t] = reason
             else:
                 chosen.append(t)
+        for t in [c for c in chosen if c.endswith("/compressed")]:
+            raw = t[: -len("/compressed")]
+            if raw in skipped:  # the raw twin is not a camera image: neither is this one
+                chosen.remove(t)
+                skipped[t] = f"compressed copy of {raw}"
         if not chosen:
             listing = ", ".join(f"{t} ({r})" for t, r in skipped.items())
             raise BagError(

@@ -134,11 +134,15 @@ def output_namespaces(topics: Sequence[str]) -> dict[str, str]:
     """input topic -> output namespace; topics sharing a namespace get their own (full name)."""
     from panoptic_ros.bags.topics import output_namespace
 
-    ns = {t: output_namespace(t) for t in topics}
+    first = {t: output_namespace(t) for t in topics}
+    ns = dict(first)
     for t in topics:
-        if sum(1 for v in ns.values() if v == ns[t]) > 1:
+        if sum(1 for v in first.values() if v == first[t]) > 1:
             base = t[: -len("/compressed")] if t.endswith("/compressed") else t
             ns[t] = base.rstrip("/")
+    for t in topics:  # X and X/compressed both asked for: the compressed one keeps its full name
+        if t.endswith("/compressed") and sum(1 for v in ns.values() if v == ns[t]) > 1:
+            ns[t] = t.rstrip("/")
     return ns
 
 
