@@ -270,3 +270,19 @@ def test_camera_encoding():
         "16UC1; png compressed",
     ):
         assert not camera_encoding(fmt, compressed=True), fmt
+
+
+def test_staging_left_by_a_killed_run_is_cleaned(tmp_path):
+    from panoptic_ros.bags.writer import StagedBag
+
+    stale = tmp_path / ".out.staging-999999999"  # no such process
+    (stale / "out").mkdir(parents=True)
+    live = tmp_path / f".out.staging-{os.getppid()}"  # a live process: left alone
+    live.mkdir()
+    staged = StagedBag(tmp_path / "out")
+    assert not stale.exists() and live.exists()
+    write_synthetic_bag(staged.path, frames=1, height=16, width=16)
+    assert staged.commit() == tmp_path / "out"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
+    with BagReader(tmp_path / "out") as r:
+        assert r.problems == [] and r.topics["/camera/image_raw"].count == 1

@@ -251,13 +251,24 @@ def signals_held() -> Iterator[None]:
             signal.raise_signal(pending[0])
 
 
+def _pid_alive(pid: str) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
 class StagedBag:
     """An output bag built in a hidden sibling directory and moved to ``target`` only by
     ``commit()``; ``abandon()`` keeps the finished part as ``<target>.partial`` (or drops it).
 
     ``path`` is where to write: ``<parent>/.<name>.staging-<pid>/<name>``, so the storage file
     already carries its final name (``<name>.mcap``) and the move is a rename on the same
-    filesystem.
+    filesystem. A staging directory left by a killed run (SIGKILL, power loss) is removed by the
+    next run for the same OUT once its process is gone.
     """
 
     def __init__(self, target: str | Path) -> None:
@@ -266,8 +277,9 @@ class StagedBag:
         if not parent.is_dir():
             raise BagError(f"{target}: parent directory {parent} does not exist")
         self.staging = parent / f".{self.target.name}.staging-{os.getpid()}"
-        if self.staging.exists():
-            shutil.rmtree(self.staging)
+        for stale in parent.glob(f".{self.target.name}.staging-*"):  # left by a killed run
+            if stale == self.staging or not _pid_alive(stale.name.rsplit("-", 1)[-1]):
+                shutil.rmtree(stale, ignore_errors=True)
         self.staging.mkdir()
         self.path = self.staging / self.target.name
 

@@ -1,26 +1,39 @@
 """``panoptic-ros process-bag IN OUT``: run the pipeline on every camera frame of a bag, no DDS.
 
-For each sensor_msgs/Image or CompressedImage message of the chosen topics (all image
-topics by default), in log-time order: decode (conversions.image_msg_to_array), segment
-(pipeline.Segmenter), build the very messages the node publishes
-(conversions.result_to_messages / label_info_msg) and store their raw CDR in OUT, with the
-input frame's header and the input message's log time. OUT holds, per input topic, under the
-topic's namespace ``NS`` (``/cam/image_raw`` and ``/cam/image_raw/compressed`` -> ``/cam``):
+IN is a rosbag2 bag (directory, ``.mcap`` or ``.db3``) or a ROS 1 ``.bag`` (messages converted
+to their ROS 2 types; OUT is always rosbag2). By default the camera image topics are segmented
+(``bags.topics.camera_encoding``: colour / mono / Bayer / YUV Images and CompressedImages);
+depth and other non-camera images (``16UC1``, ``32FC1``, ``compressedDepth``, ...) and the
+``/compressed`` twin of a raw topic are skipped and listed (``skipped_topics=``); ``--topics``
+names the topics to segment, whatever they hold. For each frame, in log-time order: decode
+(conversions.image_msg_to_array), segment (pipeline.Segmenter), build the very messages the node
+publishes (conversions.result_to_messages / label_info_msg) and store their raw CDR in OUT, with
+the input frame's header and the input message's log time. OUT holds, per segmented topic,
+under the topic's namespace ``NS`` (``/cam/image_raw`` and ``/cam/image_raw/compressed`` ->
+``/cam``):
 
-    the input topic itself (copied unchanged; ``--no-inputs`` leaves it out)
+    every input topic (camera, camera_info, tf, depth, ...) copied unchanged: same type,
+    definition, hash, QoS, log times and bytes (``--no-inputs`` leaves them all out)
     NS/semantic NS/instance NS/panoptic        sensor_msgs/Image, one per processed frame
     NS/detections                              vision_msgs/Detection2DArray, one per processed frame
     NS/overlay, NS/panoptic_rgb                with ``--overlay`` / ``--panoptic-rgb``
     NS/label_info                              vision_msgs/LabelInfo once (first frame's header;
                                                offered QoS reliable + transient_local)
 
-Frames that cannot be used (corrupt CDR, undecodable image) are skipped with a message naming
-the file, topic, message index and log time; so is the rest of a truncated input. OUT is
-finalised whatever happens (Ctrl-C, an exception), so it always holds what was processed.
+Frames that cannot be used (corrupt CDR, undecodable image, a ROS 1 message that does not
+convert) are skipped with a message naming the file, topic, message index and log time; so is
+the rest of a truncated input.
+
+The input is never at risk: OUT equal to IN, inside IN or containing IN is refused (with or
+without ``--overwrite``), and OUT is written into a hidden staging sibling
+(``.OUT.staging-PID``) that replaces OUT only when the run completes. An interrupted (Ctrl-C,
+SIGTERM) or failed run leaves a previous OUT untouched and keeps what it did, finalised, as
+``OUT.partial``.
 
 Exit status: 0 all frames processed; 1 finished but something was skipped or unreadable (OUT is
 valid); 2 nothing could be done (bad arguments, unreadable input, model error); 130 interrupted.
-Last stdout line: ``frames= skipped= topics= seconds= fps= mean_ms= p99_ms= out=``.
+Last stdout line, on failure too: ``frames= skipped= topics= seconds= fps= mean_ms= p99_ms=
+copied= skipped_topics= out= [interrupted=1] [error=REASON]``.
 """
 
 from __future__ import annotations
@@ -40,12 +53,19 @@ OUTPUTS = ("semantic", "instance", "panoptic", "detections")
 
 
 def add_arguments(p) -> None:
-    p.add_argument("input", metavar="IN", help="input bag (rosbag2 directory, .mcap or .db3)")
     p.add_argument(
-        "output", metavar="OUT", help="output bag directory (must not exist, see --overwrite)"
+        "input", metavar="IN", help="input bag (rosbag2 directory, .mcap or .db3, ROS 1 .bag)"
     )
     p.add_argument(
-        "--topics", nargs="+", metavar="TOPIC", help="image topics to process (default: all)"
+        "output",
+        metavar="OUT",
+        help="output rosbag2 directory (must not exist, see --overwrite; never IN, inside or around IN)",
+    )
+    p.add_argument(
+        "--topics",
+        nargs="+",
+        metavar="TOPIC",
+        help="image topics to segment, whatever their encoding (default: the camera image topics)",
     )
     p.add_argument(
         "--storage",
@@ -73,13 +93,15 @@ def add_arguments(p) -> None:
     p.add_argument(
         "--panoptic-rgb", action="store_true", help="also write NS/panoptic_rgb (COCO id colours)"
     )
-    p.add_argument(
-        "--no-inputs", action="store_true", help="do not copy the input image topics into OUT"
-    )
+    p.add_argument("--no-inputs", action="store_true", help="do not copy the input topics into OUT")
     p.add_argument(
         "--max-frames", type=int, default=0, metavar="N", help="stop after N frames (0 = all)"
     )
-    p.add_argument("--overwrite", action="store_true", help="replace OUT if it is an existing bag")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT if it is an existing bag (only once the new one is complete)",
+    )
 
 
 @dataclass
