@@ -166,7 +166,7 @@ def test_ros1_bag_reads_as_ros2_messages(tmp_path):
         assert r.camera_topics() == (
             ["/cam/image_raw"],
             {
-                "/cam/depth/image_raw": "encoding 16UC1",
+                "/cam/depth/image_raw": "not a camera image (encoding 16UC1)",
                 "/cam/image_raw/compressed": "compressed copy of /cam/image_raw",
             },
         )

@@ -521,9 +521,9 @@ def test_only_camera_images_segmented_and_every_topic_copied(tmp_path, segmenter
     )
     assert (stats.frames, stats.skipped, stats.problems) == (3, 0, [])
     assert stats.skipped_topics == {
-        "/cam/depth/image_raw": "encoding 16UC1",
-        "/cam/depth/image_raw/compressedDepth": "format '16UC1; compressedDepth png'",
-        "/cam/depth_f/image": "encoding 32FC1",
+        "/cam/depth/image_raw": "not a camera image (encoding 16UC1)",
+        "/cam/depth/image_raw/compressedDepth": "not a camera image (format '16UC1; compressedDepth png')",
+        "/cam/depth_f/image": "not a camera image (encoding 32FC1)",
     }
     kv = dict(x.split("=", 1) for x in stats.summary().split())
     assert kv["skipped_topics"].split(",") == sorted(stats.skipped_topics)

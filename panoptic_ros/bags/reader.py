@@ -210,7 +210,7 @@ class BagReader:
         if not chosen:
             listing = ", ".join(f"{t} ({r})" for t, r in skipped.items())
             raise BagError(
-                f"{self.path}: no camera image topic; not camera images: {listing} "
+                f"{self.path}: no camera image topic to segment: {listing} "
                 "(name them with --topics to process them anyway)"
             )
         return chosen, skipped
@@ -227,9 +227,10 @@ class BagReader:
                 continue
             if rec.msgtype == COMPRESSED_TYPE:
                 fmt = str(msg.format)
-                return "" if camera_encoding(fmt, compressed=True) else f"format {fmt!r}"
+                ok = camera_encoding(fmt, compressed=True)
+                return "" if ok else f"not a camera image (format {fmt!r})"
             enc = str(msg.encoding)
-            return "" if camera_encoding(enc) else f"encoding {enc}"
+            return "" if camera_encoding(enc) else f"not a camera image (encoding {enc})"
         return ""
 
     def messages(self, topics: Iterable[str] | None = None) -> Iterator[BagRecord]:

@@ -260,7 +260,7 @@ def process_bag(
             log(f"process-bag: warning: {p}")
         for t, why in stats.skipped_topics.items():
             log(
-                f"process-bag: not segmenting {t}: not a camera image ({why}); "
+                f"process-bag: not segmenting {t}: {why}; "
                 "name it with --topics to process it anyway"
             )
         stats.namespaces = output_namespaces(image_topics)
