@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     the command's own, or ``command=NAME error=REASON exit=N`` when it printed none. An
     interrupt exits 130 without a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    _sigterm_interrupts()
+    previous_sigterm = _sigterm_interrupts()
     watch = _SummaryWatch(sys.stdout)
     sys.stdout = watch
     name = argv[0] if argv and argv[0] in COMMANDS else "panoptic-ros"
@@ -83,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         rc, reason = 2, type(exc).__name__
     finally:
         sys.stdout = watch.inner
+        if previous_sigterm is not None:  # main() called in-process (tests): leave it as it was
+            signal.signal(signal.SIGTERM, previous_sigterm)
     if rc != 0 and not watch.summary_printed():
         print(f"command={name} error={reason} exit={rc}")
     return rc
@@ -116,17 +118,17 @@ class _SummaryWatch:
         return getattr(self.inner, attr)
 
 
-def _sigterm_interrupts() -> None:
+def _sigterm_interrupts():
     """SIGTERM ends a command like Ctrl-C (outputs finalised, summary printed) instead of
-    killing it mid-write."""
+    killing it mid-write. Returns the previous handler (None when it could not be set)."""
 
     def handler(signum, frame):  # noqa: ARG001
         raise KeyboardInterrupt
 
     try:
-        signal.signal(signal.SIGTERM, handler)
+        return signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
-        pass
+        return None
 
 
 if __name__ == "__main__":
