@@ -330,3 +330,29 @@ def test_replay_ros1_bag(tmp_path, ros):
     np.testing.assert_array_equal(
         np.asarray(first.data, np.uint8).reshape(H, W, 3), truth["images"][0]
     )
+
+
+def test_ros1_topic_that_does_not_convert_is_named(tmp_path):
+    """A ROS 1 type whose definition names a type the bag does not define: the topic is left
+    out with a problem naming topic and type; process-bag says what is missing."""
+    from rosbags.rosbag1 import Writer
+
+    from panoptic_ros.bags.messages import BagError
+
+    bag = tmp_path / "weird.bag"
+    with Writer(bag) as w:
+        c = w.add_connection(
+            "/weird",
+            "acme_msgs/msg/Weird",
+            msgdef="int32 x\nacme_msgs/Missing y\n",
+            md5sum="0" * 32,
+        )
+        w.write(c, 5, b"\x01\x00\x00\x00")
+    with BagReader(bag) as r:
+        assert r.topics == {}
+        assert (
+            "topic /weird: ROS 1 type acme_msgs/msg/Weird cannot be converted to ROS 2"
+            in (r.problems[0])
+        )
+        with pytest.raises(BagError, match="no sensor_msgs/Image or CompressedImage topic"):
+            r.camera_topics()
