@@ -400,7 +400,7 @@ def _skip(stats: ProcessStats, log: Callable[[str], None], message: str) -> None
     log(f"process-bag: skipping {message}")
 
 
-def _failed(output: str, reason: str, message: str) -> int:
+def _failed(reason: str, message: str) -> int:
     """A run that could not start: the message on stderr, the summary line with ``error=reason``."""
     print(f"process-bag: error: {message}", file=sys.stderr)
     print(ProcessStats(None, error=f"{reason}: {message}").summary())
@@ -415,14 +415,14 @@ def run(args) -> int:
     try:
         cfg = load_settings(args.params_file, args.model, args.backend)
     except Exception as exc:
-        return _failed(args.output, "params", str(exc))
+        return _failed("params", str(exc))
     # check the input and the output path before paying for the model
     try:
         check_output_path([args.input], args.output, overwrite=args.overwrite)
         with BagReader(args.input) as reader:
             reader.camera_topics(args.topics)
     except BagError as exc:
-        return _failed(args.output, "input", str(exc))
+        return _failed("input", str(exc))
     print(
         f"process-bag: loading model {cfg['model']!r} on backend {cfg['backend']!r}",
         file=sys.stderr,
@@ -430,7 +430,7 @@ def run(args) -> int:
     try:
         segmenter = make_segmenter(cfg)
     except Exception as exc:
-        return _failed(args.output, "model", f"cannot load the model: {type(exc).__name__}: {exc}")
+        return _failed("model", f"cannot load the model: {type(exc).__name__}: {exc}")
     try:
         stats = process_bag(
             args.input,
@@ -445,7 +445,7 @@ def run(args) -> int:
             overwrite=args.overwrite,
         )
     except BagError as exc:
-        return _failed(args.output, "input", str(exc))
+        return _failed("input", str(exc))
     finally:
         segmenter.close()
     print(
