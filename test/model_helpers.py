@@ -14,7 +14,7 @@ def default_or_untrained_model_info(tmp_path_factory):
         import torch
 
         from panoptic_ros.families.model_store import save_model
-        from panoptic_ros.training.network import (
+        from panoptic_ros.families.panoptic_net import (
             ARCH_DEFAULTS,
             DEFAULT_MEAN,
             DEFAULT_STD,

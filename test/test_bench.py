@@ -154,7 +154,12 @@ def tiny_model(tmp_path_factory):
     pytest.importorskip("onnxruntime")
     from panoptic_ros.core.taxonomy import Taxonomy
     from panoptic_ros.families.model_store import save_model
-    from panoptic_ros.training.network import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
+    from panoptic_ros.families.panoptic_net import (
+        ARCH_DEFAULTS,
+        DEFAULT_MEAN,
+        DEFAULT_STD,
+        build_net,
+    )
 
     d = tmp_path_factory.mktemp("bench_model")
     tax = Taxonomy.default()
