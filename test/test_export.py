@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from model_helpers import weights_only_copy
 
 from panoptic_ros.backends.onnx_ops import load_model, op_counts
 from panoptic_ros.families.model_store import (
@@ -133,7 +134,7 @@ def test_parity_with_torch(exported):
 
 
 def test_resolve_onnx_caches(tmp_path):
-    info = load_model_info("default")
+    info = load_model_info(weights_only_copy(tmp_path / "m"))
     # a partial export left by a process killed mid-write an hour ago goes; a fresh one (another
     # process exporting right now) and foreign files stay
     abandoned, busy, foreign = (
