@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (see DESIGN.md Environment)")
+pytest.importorskip("vision_msgs.msg", reason="vision_msgs not installed (scripts/setup)")
 
 from panoptic_ros.bags import bagtools as bt  # noqa: E402
 from panoptic_ros.cli import process_bag as pb  # noqa: E402

@@ -2,7 +2,7 @@
 
 Pieces, each usable on its own:
 
-* ``FramePublisher`` / ``python -m panoptic_ros.bench.loadgen publish ...``: a separate process
+* ``PublisherProcess`` / ``python -m panoptic_ros.bench.loadgen publish ...``: a separate process
   that publishes pre-rendered synthetic frames on one or more image topics at a fixed
   rate (absolute schedule: a late tick is skipped, never burst), stamping each frame with
   the wall clock, and writes the stamps it published to a JSON file at exit.
@@ -12,9 +12,11 @@ Pieces, each usable on its own:
 * ``ProcessSampler``: RSS, thread count and CPU of the node process over time (psutil).
 * ``NodeProcess``: starts ``panoptic_node`` the way launch_ros does (installed executable,
   ``--ros-args``), stops it with SIGINT and checks it exits 0.
-* ``LifecycleClient``: drives ``/<ns>/<node>/change_state`` (lifecycle_msgs/srv/ChangeState).
-* ``run_overload`` / ``run_soak``: the experiments ``panoptic-ros bench --overload|--soak``
-  run; they return plain dicts that the command prints.
+* ``Recorder.get_state`` / ``Recorder.change_state`` and ``cycle_lifecycle``: drive
+  ``/<ns>/<node>/get_state|change_state`` (lifecycle_msgs/srv).
+* ``run_overload`` (with ``run_load_phase`` and ``cycle_lifecycle``; cli/bench.py ``run_soak_mode``): the experiments
+  ``panoptic-ros bench --overload|--soak`` run; they return plain dicts that the command prints.
+* ``python -m panoptic_ros.bench.loadgen sink ...``: a subscriber that discards (``sink_main``).
 
 Clocks: publisher and recorder run on the same host and both use ``time.time_ns()``.
 """
@@ -619,10 +621,6 @@ class PhaseResult:
     @property
     def rss_growth_pct(self) -> float:
         return growth_pct(self.rss_warm_mb, self.rss_end_mb)
-
-
-def _prefix_camera(cam: str) -> str:
-    return cam or "image"
 
 
 def run_load_phase(

@@ -4,7 +4,7 @@ The byte-level work (every encoding, every check) lives in ``encodings.py`` and 
 in ``visualize.py``; this module only reads and fills message fields. It accepts rclpy
 messages and, for the input side, any object with the same fields (rosbags message objects).
 
-Output messages follow the topic contract (docs/ARCHITECTURE.md, DESIGN.md):
+Output messages follow the topic contract (docs/node.md "Topics"):
 
 =============  ======================================================================
 semantic       Image mono8 (16UC1 when the taxonomy has > 254 classes); 255 / 65535 unlabeled
