@@ -181,3 +181,34 @@ def test_checker_sees_lazy_and_relative_imports(tmp_path):
     assert "panoptic_ros.core.taxonomy" in names
     assert "panoptic_ros.cli.main" not in names and "panoptic_ros.cli" not in names
     assert _is_ros("sensor_msgs.msg") and _is_ros("rosbags.typesys") and not _is_ros("rosbags")
+
+
+def _listed_in_architecture_md() -> list[str]:
+    text = (PKG.parent / "docs" / "ARCHITECTURE.md").read_text()
+    section = text.split("\n## Modules\n", 1)[1].split("\n## ", 1)[0]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| `")]
+    return [ln.split("`")[1] for ln in rows]
+
+
+def _documented_modules() -> set[str]:
+    """Every .py file under panoptic_ros/, relative to it, except package __init__.py files that
+    define no function or class (a docstring and a version string are not a module to map)."""
+    out = set()
+    for path in PKG.rglob("*.py"):
+        if path.name == "__init__.py":
+            tree = ast.parse(path.read_text())
+            if not any(isinstance(n, (ast.FunctionDef, ast.ClassDef)) for n in ast.walk(tree)):
+                continue
+        out.add(path.relative_to(PKG).as_posix())
+    return out
+
+
+def test_architecture_md_lists_every_module():
+    listed = _listed_in_architecture_md()
+    dupes = sorted({m for m in listed if listed.count(m) > 1})
+    assert not dupes, f"docs/ARCHITECTURE.md lists these more than once: {dupes}"
+    tree = _documented_modules()
+    assert not tree - set(listed), (
+        f"add to docs/ARCHITECTURE.md 'Modules': {sorted(tree - set(listed))}"
+    )
+    assert not set(listed) - tree, f"not in the tree any more: {sorted(set(listed) - tree)}"
