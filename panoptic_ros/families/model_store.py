@@ -335,12 +335,15 @@ def onnx_cache_key(info: ModelInfo, batch: int = 1, raw: bool = False) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
 
 
-def shipped_onnx_name(info: ModelInfo, batch: int = 1, raw: bool = False) -> str:
+def shipped_onnx_name(
+    info: ModelInfo, batch: int = 1, raw: bool = False, key: str | None = None
+) -> str:
     """File name of an export shipped in the model directory beside its weights (as
     models/default ships its batch-1 graph): used when its key matches, so a robot running
     ONNX Runtime or TensorRT needs no torch. ``panoptic-ros export --ship`` writes it."""
     h, w = info.input_size
-    return f"model-{'raw-' if raw else ''}{h}x{w}-b{batch}-{onnx_cache_key(info, batch, raw)}.onnx"
+    key = key or onnx_cache_key(info, batch, raw)
+    return f"model-{'raw-' if raw else ''}{h}x{w}-b{batch}-{key}.onnx"
 
 
 def resolve_onnx(
@@ -361,11 +364,11 @@ def resolve_onnx(
         if b > 0 and b != batch:
             raise ModelError(f"{info.onnx_path}: ONNX has a static batch of {b}, {batch} requested")
         return info.onnx_path
-    shipped = info.directory / shipped_onnx_name(info, batch, raw)
+    key = onnx_cache_key(info, batch, raw)
+    shipped = info.directory / shipped_onnx_name(info, batch, raw, key)
     if shipped.is_file() and shipped.stat().st_size > 0:
         return shipped
     cache = _private_dir(Path(cache_dir)) if cache_dir is not None else default_cache_dir()
-    key = onnx_cache_key(info, batch, raw)
     out = (
         cache
         / f"{info.name}-{'raw-' if raw else ''}{info.input_size[0]}x{info.input_size[1]}-b{batch}-{key}.onnx"
