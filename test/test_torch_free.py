@@ -94,6 +94,29 @@ def test_segmenter_runs_default_model_without_torch():
     assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
 
 
+def test_onnxruntime_path_does_not_load_an_installed_torch():
+    """With torch installed, the ONNX Runtime path still never imports it (memory, start time)."""
+    pytest.importorskip("torch")
+    code = """
+import sys
+import numpy as np
+from panoptic_ros.core.pipeline import Segmenter
+
+seg = Segmenter.from_model("default", "onnxruntime")
+seg.segment(np.zeros((120, 160, 3), np.uint8))
+loaded = sorted(m for m in sys.modules if m.split(".")[0] == "torch")
+assert not loaded, loaded[:5]
+print("OK")
+"""
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, env=env, cwd=REPO
+    )
+    assert r.returncode == 0 and "OK" in r.stdout, r.stderr[-3000:]
+
+
 def test_eval_cli_without_torch():
     r = _run(
         """

@@ -55,9 +55,11 @@ def _cuda_available() -> tuple[bool, str]:
     return True, f"CUDA GPU {torch.cuda.get_device_name(0)}"
 
 
-def availability() -> dict[str, tuple[bool, str]]:
-    """Which backends can run here: name -> (ok, reason). Cheap: imports torch at most."""
-    cuda_ok, cuda_why = _cuda_available()
+def availability(probe_cuda: bool = True) -> dict[str, tuple[bool, str]]:
+    """Which backends can run here: name -> (ok, reason). Cheap: imports torch at most, and not
+    with ``probe_cuda=False`` (then tensorrt and torch-cuda are reported unavailable, not probed):
+    an explicit onnxruntime backend must not load torch just to learn it will not use it."""
+    cuda_ok, cuda_why = _cuda_available() if probe_cuda else (False, "CUDA not probed")
     out: dict[str, tuple[bool, str]] = {}
     if not _has_module("tensorrt"):
         out["tensorrt"] = (False, "the 'tensorrt' Python package is not installed")
@@ -153,7 +155,7 @@ def create_backend(
         precision = str(precision).strip().lower()
         if precision not in ("fp32", "fp16", "int8"):
             raise BackendError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
-    avail = availability()
+    avail = availability(probe_cuda=name != "onnxruntime")
     if name == "auto":
         name, device, precision = _choose_auto(avail, info, device, precision, log)
     common = dict(
