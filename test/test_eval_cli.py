@@ -163,7 +163,12 @@ def model_env(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("safetensors")
     from panoptic_ros.families.model_store import save_model
-    from panoptic_ros.training.network import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
+    from panoptic_ros.families.panoptic_net import (
+        ARCH_DEFAULTS,
+        DEFAULT_MEAN,
+        DEFAULT_STD,
+        build_net,
+    )
 
     torch.manual_seed(0)
     save_model(d / "untrained", build_net(TAX.num_classes), TAX, input_size=(240, 320), top_k=32,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -130,19 +129,6 @@ def test_sparse_histogram_path_agrees_with_dense(monkeypatch):
     monkeypatch.setattr(metrics, "_DENSE_LIMIT", 0)
     sparse = pq_of(pairs)
     assert dense == sparse
-
-
-def test_speed_200_scenes_240x320():
-    rng = np.random.default_rng(3)
-    gts = [random_gt(rng, TAX, 240, 320) for _ in range(10)]
-    preds = [np.roll(g, 5, axis=1) for g in gts]
-    m = PanopticQuality(TAX)
-    t0 = time.perf_counter()
-    for i in range(200):
-        m.update(preds[i % 10], gts[i % 10])
-    dt = time.perf_counter() - t0
-    m.compute()
-    assert dt < 10.0, f"200 updates at 240x320 took {dt:.2f} s"
 
 
 # -- COCO panoptic format ------------------------------------------------------------------------

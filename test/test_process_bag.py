@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built (see DESIGN.md Environment)")
+pytest.importorskip("vision_msgs.msg", reason="vision_msgs not installed (scripts/setup)")
 
 from panoptic_ros.bags.messages import (  # noqa: E402
     COMPRESSED_TYPE,

@@ -80,7 +80,9 @@ def test_replay_paced_with_clock(tmp_path, ros):
         writer.close()
     kv = _summary(proc)
     assert (kv["frames"], kv["topics"], kv["skipped"], kv["loops"]) == ("6", "1", "0", "1")
-    assert 0.2 <= float(kv["seconds"]) < 2.0  # 0.5 s of recording at rate 2 = 0.25 s
+    # paced: 0.5 s of recording at rate 2 takes at least 0.25 s (sleeps only lengthen it, so the
+    # bound holds on any machine; how fast replay is belongs to `panoptic-ros bench`)
+    assert float(kv["seconds"]) >= 0.2
     assert rec.stamps[topic] == [f.stamp for f in bag.frames]
     # /clock carries bag time: within the recording, never before its first log time
     clock = []

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from model_helpers import weights_only_copy
 
 from panoptic_ros.backends import BackendError, create_backend
 from panoptic_ros.backends import engine_cache as ec
@@ -365,7 +366,7 @@ def test_export_cache_atomic_on_exception(tmp_path, monkeypatch):
     cache entry nor a temp file; the next call exports a good file."""
     import torch
 
-    info = load_model_info(_default_dir())
+    info = load_model_info(weights_only_copy(tmp_path / "m"))
     cache = tmp_path / "c"
     real = torch.onnx.export
 
@@ -396,7 +397,7 @@ KILL_SCRIPT = textwrap.dedent("""
 def test_export_cache_sigkill_mid_write_leaves_no_entry(tmp_path):
     """SIGKILL while the ONNX is being written: no file under the entry's name (only an unused temp
     file, which no reader picks up); the next resolve_onnx exports and is loadable."""
-    d = _default_dir()
+    d = weights_only_copy(tmp_path / "m")
     cache = tmp_path / "c"
     r = subprocess.run(
         [sys.executable, "-c", KILL_SCRIPT, str(d), str(cache)], capture_output=True, timeout=120
@@ -410,7 +411,7 @@ def test_export_cache_sigkill_mid_write_leaves_no_entry(tmp_path):
 def test_export_cache_corrupt_entry_named(tmp_path):
     """A cache entry damaged on disk after it was written: the error names the cache file (or the
     entry is re-exported)."""
-    info = load_model_info(_default_dir())
+    info = load_model_info(weights_only_copy(tmp_path / "m"))
     cache = tmp_path / "c"
     p = resolve_onnx(info, cache_dir=cache)
     p.write_bytes(p.read_bytes()[:1000])

@@ -39,12 +39,7 @@ _ENGINES_LOCK = threading.Lock()
 
 
 def default_engine_dir() -> Path:
-    try:
-        from panoptic_ros.families.model_store import default_cache_dir
-
-        return Path(default_cache_dir()) / "engines"
-    except ImportError:  # pragma: no cover
-        return Path.home() / ".cache" / "panoptic_ros" / "engines"
+    return ec.default_cache_dir() / "engines"
 
 
 def _trt_logger(trt, log: Callable[[str], None]):

@@ -41,12 +41,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         if wanted is not None and name != wanted:
             sub.add_parser(name)
             continue
-        try:
-            mod = _load(module)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not exc.name.startswith("panoptic_ros.cli"):
-                raise
-            continue  # command not implemented in this build
+        mod = _load(module)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)

@@ -63,33 +63,6 @@ def semantic_dtype(taxonomy: Taxonomy) -> type:
     return np.uint8 if taxonomy.num_classes <= 254 else np.uint16
 
 
-def majority_vote(
-    semantic: np.ndarray, instance: np.ndarray, num_instances: int, thing_ids
-) -> np.ndarray:
-    """Most frequent thing class of each instance.
-
-    semantic: (H, W) int class ids; instance: (H, W) int 0..num_instances; thing_ids: iterable of int.
-    Returns (num_instances + 1,) int64: class per instance id (entry 0 unused, -1 where the instance
-    has no thing-class pixel). Ties go to the smaller class id.
-    """
-    thing_ids = np.asarray(sorted(thing_ids), np.int64)
-    n = num_instances + 1
-    out = np.full(n, -1, np.int64)
-    if thing_ids.size == 0 or num_instances == 0:
-        return out
-    C = int(max(int(semantic.max(initial=0)), int(thing_ids.max()))) + 1
-    m = instance > 0
-    counts = np.bincount(
-        instance[m].astype(np.int64) * C + semantic[m].astype(np.int64), minlength=n * C
-    )
-    counts = counts.reshape(n, C)[:, thing_ids]
-    best = counts.argmax(1)
-    has = counts.max(1) > 0
-    out[has] = thing_ids[best[has]]
-    out[0] = -1
-    return out
-
-
 @lru_cache(maxsize=32)
 def _axis_map(n_src: int, n_dst: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """How nearest-neighbour resizing (cv2 INTER_NEAREST: src = floor(dst * n_src / n_dst)) maps one axis.
@@ -303,22 +276,3 @@ def build_result(
         instances=records,
         timings=dict(timings or {}),
     )
-
-
-def colorize(
-    semantic: np.ndarray,
-    instance: np.ndarray,
-    taxonomy: Taxonomy,
-    image: np.ndarray | None = None,
-    alpha: float = 0.5,
-) -> np.ndarray:
-    """(H, W, 3) uint8 overlay: class colour, instances shaded per id, blended over ``image`` if given."""
-    lut = taxonomy.color_lut()
-    col = lut[np.minimum(semantic, lut.shape[0] - 1)].astype(np.float32)
-    m = instance > 0
-    if m.any():
-        shade = (0.55 + 0.45 * ((instance.astype(np.int64) * 0.618034) % 1.0)).astype(np.float32)
-        col[m] *= shade[m, None]
-    if image is not None:
-        col = (1 - alpha) * image.astype(np.float32) + alpha * col
-    return np.clip(col, 0, 255).astype(np.uint8)

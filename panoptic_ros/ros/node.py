@@ -194,7 +194,8 @@ class PanopticNode(LifecycleNode):
                 f"configure failed: cannot import message conversions / vision_msgs: {exc}"
             )
             return FAILURE
-        self._conv = (image_msg_to_array, result_to_messages, label_info_msg)
+        self._to_array, self._to_messages = image_msg_to_array, result_to_messages
+        self._label_info_msg = label_info_msg
         try:
             try:
                 self.segmenter = self._factory(cfg, batch)
@@ -247,7 +248,6 @@ class PanopticNode(LifecycleNode):
             on_bad=self._on_bad,
             on_error=self._on_worker_error,
             max_batch=max(1, min(batch, be.max_batch)),
-            bad_input=(ValueError,),
         )
         return SUCCESS
 
@@ -345,7 +345,7 @@ class PanopticNode(LifecycleNode):
             raise ValueError(
                 f"image {msg.width}x{msg.height} exceeds max_image_pixels={self.cfg['max_image_pixels']}"
             )
-        img = self._conv[0](
+        img = self._to_array(
             msg, max_pixels=self.cfg["max_image_pixels"]
         )  # declared size checked before decoding
         if img.shape[0] * img.shape[1] > self.cfg["max_image_pixels"]:
@@ -372,7 +372,7 @@ class PanopticNode(LifecycleNode):
             and pubs["panoptic_rgb"].get_subscription_count() > 0
         )
         if outputs or want_overlay or want_rgb:
-            out = self._conv[1](
+            out = self._to_messages(
                 result,
                 frame.msg.header,
                 self.segmenter.taxonomy,
@@ -434,7 +434,7 @@ class PanopticNode(LifecycleNode):
         header = Header(stamp=self.get_clock().now().to_msg())
         for pubs in self._pubs.values():
             pubs["label_info"].publish(
-                self._conv[2](self.segmenter.taxonomy, header, self.cfg["center_threshold"])
+                self._label_info_msg(self.segmenter.taxonomy, header, self.cfg["center_threshold"])
             )
 
     # ---- diagnostics --------------------------------------------------------------------

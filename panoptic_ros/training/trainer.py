@@ -241,12 +241,16 @@ def train(
 ) -> dict[str, Any]:
     import torch
 
-    from panoptic_ros.families.model_store import load_model_info, load_state_dict, save_model
-    from panoptic_ros.training.export import build_export_module
-    from panoptic_ros.training.network import (
+    from panoptic_ros.families.model_store import (
+        DEFAULT_NMS_KERNEL,
+        load_model_info,
+        load_state_dict,
+        save_model,
+    )
+    from panoptic_ros.families.panoptic_export import build_export_module
+    from panoptic_ros.families.panoptic_net import (
         ARCH_DEFAULTS,
         DEFAULT_MEAN,
-        DEFAULT_NMS_KERNEL,
         DEFAULT_STD,
         build_net,
     )
