@@ -197,6 +197,15 @@ def synthetic_calibration_batches(
         yield {"image": image, "center_threshold": np.array([0.1], np.float32)}
 
 
+def image_input_name(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
+    """The graph's image input: 'image' (this project's contract), else its only 4-D input
+    (pixel_values, images, ...: every family's graph has one)."""
+    if "image" in shapes:
+        return "image"
+    four = [n for n, s in shapes.items() if len(s) == 4]
+    return four[0] if len(four) == 1 else None
+
+
 class TensorRTBackend(Backend):
     name = "tensorrt"
 
@@ -256,9 +265,11 @@ class TensorRTBackend(Backend):
                 for d in vi.type.tensor_type.shape.dim
             ]
             shapes[vi.name] = tuple(dims)
-        if "image" not in shapes or any(d <= 0 for d in shapes["image"]):
+        name = image_input_name(shapes)
+        if name is None or any(d <= 0 for d in shapes[name]):
             raise BackendError(
-                f"tensorrt: {self.onnx_path} needs a static 'image' input [B,3,H,W], got {shapes.get('image')}"
+                f"tensorrt: {self.onnx_path} needs one static 4-D image input [B,C,H,W] or [B,H,W,C], "
+                f"got inputs {shapes}"
             )
         return shapes
 
@@ -268,7 +279,7 @@ class TensorRTBackend(Backend):
 
         self._trt = trt
         shapes = self._onnx_input_shapes()
-        meta = self.current_meta(trt, shapes["image"])
+        meta = self.current_meta(trt, shapes[image_input_name(shapes)])
         cache_dir = ec.ensure_cache_dir(self.cache_dir)
         slot = ec.slot_name(self.model_name, meta.precision, meta.input_shape)
         engine_path, reason = ec.check_entry(cache_dir, slot, meta)
@@ -367,7 +378,7 @@ class TensorRTBackend(Backend):
             reason = f"cached engine failed to deserialise: {exc}"
             self.log(f"tensorrt: rebuilding {path.name}: {reason}")
             shapes = self._onnx_input_shapes()
-            meta = self.current_meta(self._trt, shapes["image"])
+            meta = self.current_meta(self._trt, shapes[image_input_name(shapes)])
             self._build(meta, ec.ensure_cache_dir(self.cache_dir), path.stem, shapes)
             self.build_reason = reason
             self._engine = self._acquire_engine(path)

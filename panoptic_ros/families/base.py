@@ -158,3 +158,15 @@ class ModelFamily(ABC):
             new[k] = type(spec.default)(v)
         self.config = new
         return new
+
+
+def segments_from_result(result: PanopticResult, taxonomy: Taxonomy) -> Segments:
+    """A PanopticResult back to Segments (unlabeled -> -1): ``decode`` for families whose fast
+    path builds the result directly (this project's contract, Panoptic-DeepLab)."""
+    unl = 255 if taxonomy.num_classes <= 254 else 65535
+    sem = result.semantic.astype(np.int32)
+    sem[result.semantic == unl] = -1
+    classes = np.array([i.class_id for i in result.instances], np.int32)
+    scores = np.array([i.score for i in result.instances], np.float32)
+    return Segments(sem, result.instance.astype(np.int32), classes, scores)
+
