@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from panoptic_ros.cli.params_option import add_param_argument
+
 HELP = "evaluate panoptic quality (PQ/SQ/RQ) on synthetic scenes or COCO panoptic data"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -92,6 +94,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also write the full report (per class) as JSON",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or table on stderr")
+    add_param_argument(p)
 
 
 def _log(args: argparse.Namespace, msg: str) -> None:
@@ -117,14 +120,16 @@ def _progress(args: argparse.Namespace, it, total: int, desc: str):
 
 # -- model ------------------------------------------------------------------------------------
 def _open_segmenter(args: argparse.Namespace):
+    from panoptic_ros.cli.params_option import parse_params
+
     try:
-        from panoptic_ros.core.pipeline import Segmenter
+        from panoptic_ros.families.factory import build_segmenter
     except ImportError as exc:
         raise EvalError(
             f"cannot load the inference pipeline ({exc}); evaluate COCO predictions with --pred-json"
         ) from exc
     try:
-        return Segmenter.from_model(model=args.model, backend=args.backend)
+        return build_segmenter(args.model, args.backend, params=parse_params(args.param))
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         raise EvalError(
             f"cannot open model {args.model!r} with backend {args.backend!r}: {exc}"
@@ -136,17 +141,11 @@ def _segmenter_taxonomy(segmenter, args: argparse.Namespace):
 
     if args.taxonomy is not None:
         return Taxonomy.load(args.taxonomy)
-    tax = getattr(segmenter, "taxonomy", None)
-    if tax is None:
-        info = getattr(segmenter, "model_info", None) or getattr(segmenter, "info", None)
-        tax = getattr(info, "taxonomy", None)
-    return tax if tax is not None else Taxonomy.default()
+    return segmenter.taxonomy
 
 
 def _close(segmenter) -> None:
-    close = getattr(segmenter, "close", None)
-    if callable(close):
-        close()
+    segmenter.close()
 
 
 # -- sources: each yields (pred, gt) pairs ------------------------------------------------------------

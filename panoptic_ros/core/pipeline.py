@@ -92,6 +92,11 @@ class Segmenter:
         own = tuple(p.name for p in self.family.PARAMETERS if p.name not in POSTPROCESS_FIELDS)
         return POSTPROCESS_FIELDS + own
 
+    def family_parameters(self) -> tuple[Any, ...]:
+        """The family's own thresholds (ParamSpec: name, default, low, high, description) beyond
+        the shared PostprocessConfig fields: the node declares them as parameters."""
+        return tuple(p for p in self.family.PARAMETERS if p.name not in POSTPROCESS_FIELDS)
+
     def update_config(self, **changes: Any) -> PostprocessConfig:
         """Replace some values: PostprocessConfig fields and the family's parameters (a name in
         both, e.g. ``center_threshold``, sets both). ValueError (naming the field and range)

@@ -194,7 +194,10 @@ def _parse(data: Any, where: str) -> Taxonomy:
         cats = list(data["categories"])
         isthing = [None if c.get("isthing") is None else bool(c["isthing"]) for c in cats]
         return build_taxonomy(
-            [c["name"] for c in cats], isthing, [c.get("color") for c in cats], label_divisor=divisor
+            [c["name"] for c in cats],
+            isthing,
+            [c.get("color") for c in cats],
+            label_divisor=divisor,
         )
     if data and all(re.fullmatch(r"\d+", str(k)) for k in data):
         return build_taxonomy(_names_from_mapping(data, where), label_divisor=divisor)

@@ -169,4 +169,3 @@ def segments_from_result(result: PanopticResult, taxonomy: Taxonomy) -> Segments
     classes = np.array([i.class_id for i in result.instances], np.int32)
     scores = np.array([i.score for i in result.instances], np.float32)
     return Segments(sem, result.instance.astype(np.int32), classes, scores)
-

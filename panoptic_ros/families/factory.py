@@ -104,7 +104,11 @@ def build_segmenter(
         changes: dict[str, Any] = {}
         if config is not None:
             changes.update(
-                {p.name: getattr(config, p.name) for p in family.PARAMETERS if hasattr(config, p.name)}
+                {
+                    p.name: getattr(config, p.name)
+                    for p in family.PARAMETERS
+                    if hasattr(config, p.name)
+                }
             )
         changes.update(params or {})
         if changes:
@@ -115,9 +119,12 @@ def build_segmenter(
     return seg
 
 
-def segmenter_from_settings(cfg: dict[str, Any], batch: int = 1) -> Segmenter:
+def segmenter_from_settings(
+    cfg: dict[str, Any], batch: int = 1, params: dict[str, Any] | None = None
+) -> Segmenter:
     """The Segmenter the node builds from its parameters (model, backend, device, precision,
-    threads and every threshold it knows); process-bag uses it so both agree."""
+    threads and every threshold it knows); process-bag uses it so both agree. ``params``: explicit
+    thresholds applied last (an unknown name is an error)."""
     options: dict[str, Any] = {}
     if cfg.get("device"):
         options["device"] = cfg["device"]
@@ -129,6 +136,7 @@ def segmenter_from_settings(cfg: dict[str, Any], batch: int = 1) -> Segmenter:
     try:
         known = set(seg.parameter_names)
         values = {k: v for k, v in cfg.items() if k in known}
+        values.update(params or {})
         if values:
             seg.update_config(**values)
     except Exception:

@@ -130,8 +130,6 @@ def read_signature(path: Path) -> OnnxSignature:
         m = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends
         raise ModelError(f"{path}: not a readable ONNX model: {exc}") from exc
-    if not m.graph.output:
-        raise ModelError(f"{path}: not a readable ONNX model (graph has no outputs)")
 
     def info(vi) -> TensorInfo:
         tt = vi.type.tensor_type
@@ -165,8 +163,11 @@ def ours_signature(info: ModelInfo, batch: int = 1) -> OnnxSignature:
     )
 
 
-def resolve_model(model: str | Path = "default") -> ModelSource:
-    """``model`` -> ModelSource (module docstring); ModelError naming the path and the fault."""
+def resolve_model(model: str | Path | ModelInfo = "default") -> ModelSource:
+    """``model`` -> ModelSource (module docstring); ModelError naming the path and the fault.
+    A ModelInfo (model_store.load_model_info) is accepted as well."""
+    if isinstance(model, ModelInfo):
+        return _weights_source(model) if model.onnx_path is None else _onnx_source(model.onnx_path)
     if isinstance(model, str) and model == "default":
         info = load_model_info("default")
         return _weights_source(info)

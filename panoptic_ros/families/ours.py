@@ -53,21 +53,17 @@ class OursFamily(ModelFamily):
     @classmethod
     def violations(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> list[str]:
         out = []
-        for n in INPUTS:
-            if signature.input(n) is None:
-                out.append(f"input {n!r} missing (has {signature.input_names})")
-        for n in OUTPUTS:
-            if signature.output(n) is None:
-                out.append(f"output {n!r} missing (has {signature.output_names})")
+        ins = [n for n in INPUTS if signature.input(n) is None]
+        outs = [n for n in OUTPUTS if signature.output(n) is None]
+        out += [f"input '{n}' missing" for n in ins]
+        out += [f"output '{n}' missing" for n in outs]
         img = signature.input("image")
         if img is not None:
             s = img.shape
-            if (
-                len(s) != 4
-                or s[1] != 3
-                or not all(isinstance(d, int) and d >= 16 for d in s[2:])
-            ):
-                out.append(f"input 'image' has shape {list(s)}, needs static [B,3,H,W], H,W >= 16")
+            if len(s) != 4 or s[1] != 3 or not all(isinstance(d, int) and d >= 16 for d in s[2:]):
+                out.append(
+                    f"input 'image' has shape {list(s)}, needs static [B,3,H,W] with H,W >= 16"
+                )
             if img.dtype != "float32":
                 out.append(f"input 'image' must be float32, is {img.dtype}")
         return out
@@ -79,9 +75,7 @@ class OursFamily(ModelFamily):
     def prepare(self, images: Sequence[np.ndarray], batch: int) -> Prepared:
         x = self._pre(images, batch=batch)
         thr = np.array([self.config["center_threshold"]], np.float32)
-        return Prepared(
-            {"image": x, "center_threshold": thr}, [im.shape[:2] for im in images], []
-        )
+        return Prepared({"image": x, "center_threshold": thr}, [im.shape[:2] for im in images], [])
 
     def to_result(
         self,

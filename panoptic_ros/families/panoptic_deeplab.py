@@ -140,15 +140,16 @@ class PanopticDeepLabFamily(ModelFamily):
         out = []
         names = head_names(card)
         if image_input(signature, card) is None:
-            out.append(
-                f"no single 4-D float image input among {signature.input_names} (card 'input' names it)"
-            )
+            out.append("no single 4-D float image input (a card's 'input' names it)")
         want = {"semantic_logits": None, "center_heatmap": 1, "center_offset": 2}
+        absent = [names[r] for r in want if signature.output(names[r]) is None]
+        if absent:
+            out.append("output " + ", ".join(f"'{n}'" for n in absent) + " missing")
         for role, ch in want.items():
             t = signature.output(names[role])
             if t is None:
-                out.append(f"output {names[role]!r} missing (has {signature.output_names})")
-            elif len(t.shape) != 4:
+                continue
+            if len(t.shape) != 4:
                 out.append(f"output {names[role]!r} must be [B,C,h,w], has {list(t.shape)}")
             elif ch is not None and t.shape[1] != ch:
                 out.append(f"output {names[role]!r} must have {ch} channel(s), has {t.shape[1]}")

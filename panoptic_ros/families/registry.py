@@ -78,7 +78,7 @@ def recognise(sig: OnnxSignature, card: Mapping[str, Any], where: str) -> type[M
             )
         return cls
     found, missing = load_families()
-    report = []
+    reasons: dict[str, list[str]] = {}
     for key, cls in found.items():
         try:
             ok = cls.matches(sig, card)
@@ -86,8 +86,20 @@ def recognise(sig: OnnxSignature, card: Mapping[str, Any], where: str) -> type[M
             ok = False
         if ok:
             return cls
-        report.append(f"[{key}] " + "; ".join(_violations(cls, sig, card) or ["not recognised"]))
-    report += [f"[{key}] {why}" for key, why in missing.items()]
+        reasons[key] = _violations(cls, sig, card) or ["not recognised"]
+    # a graph with every name of one family's contract is meant for it: say only what is wrong
+    near = [k for k, v in reasons.items() if not any("missing" in r for r in v)]
+    if len(near) == 1:
+        raise ModelError(
+            f"{where}: looks like a {near[0]} graph, but "
+            + "; ".join(reasons[near[0]])
+            + "; see docs/models.md"
+        )
+    report = [f"[{key}] " + "; ".join(v) for key, v in reasons.items()]
+    by_why: dict[str, list[str]] = {}
+    for key, why in missing.items():
+        by_why.setdefault(why, []).append(key)
+    report += [f"[{', '.join(keys)}] {why}" for why, keys in by_why.items()]
     raise ModelError(
         f"{where}: no model family recognises this graph (inputs {sig.input_names}, outputs "
         f"{sig.output_names}). What each family needs: "
