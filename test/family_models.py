@@ -49,10 +49,23 @@ def pdl_raw_export(path: Path, num_classes: int | None = None, size=(96, 128), s
     else:
         torch.manual_seed(seed)
         net = build_net(num_classes).eval()
-        with torch.no_grad():  # random heads that give centres and offsets worth grouping
-            net.center_head[-1].bias.fill_(-1.0)
-            net.center_head[-1].weight.normal_(0, 0.5)
-            net.offset_head[-1].weight.normal_(0, 0.5)
+        with torch.no_grad():  # heads reading single feature channels: classes, centres and
+            # offsets that vary over the image (random dense heads on ReLU features give one class)
+            g = torch.Generator().manual_seed(seed)
+            heads = (
+                (net.sem_head, num_classes, 3.0),
+                (net.center_head, 1, 8.0),
+                (net.offset_head, 2, 1.0),
+            )
+            for head, n, gain in heads:
+                conv = head[-1]
+                conv.weight.zero_()
+                conv.bias.zero_()
+                cin = conv.weight.shape[1]
+                for o in range(n):
+                    a, b = torch.randint(0, cin, (2,), generator=g).tolist()
+                    conv.weight[o, a] += gain
+                    conv.weight[o, b] -= gain
         is_thing = [False] * num_classes
     return export_onnx(net, is_thing, path, height=size[0], width=size[1], raw=True)
 

@@ -74,7 +74,7 @@ def _parity(seg, images, stuff_area=64):
             stuff_area=stuff_area,
         )
         total += segment_agreement(ref, got)
-        centres += len(np.unique(ref[ref % 1000 > 0]))
+        centres += len(np.unique(ref[(ref >= 0) & (ref % 1000 > 0)]))
     return total / len(images), centres
 
 
