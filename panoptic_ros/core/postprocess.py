@@ -188,8 +188,13 @@ def instance_records(
     ids = flat[idx].astype(np.intp)
     grid_y, grid_x = _pixel_coords(h, w)
     ys, xs = grid_y[idx], grid_x[idx]
-    row_hist = np.bincount(ids * h + ys, weights=cc[xs], minlength=(n + 1) * h).reshape(n + 1, h)
-    col_hist = np.bincount(ids * w + xs, weights=rc[ys], minlength=(n + 1) * w).reshape(n + 1, w)
+    same = H == h and W == w  # no upsampling: every weight is 1, plain counts are the same
+    row_hist = np.bincount(
+        ids * h + ys, weights=None if same else cc[xs], minlength=(n + 1) * h
+    ).reshape(n + 1, h)
+    col_hist = np.bincount(
+        ids * w + xs, weights=None if same else rc[ys], minlength=(n + 1) * w
+    ).reshape(n + 1, w)
     area = row_hist @ rc
     sy = row_hist @ rs
     sx = col_hist @ cs
@@ -344,11 +349,14 @@ def result_from_segments(
     C = taxonomy.num_classes
     N = int(classes.size)
     unl = unlabeled_value(taxonomy)
-    sem_c = sem.astype(np.int64, copy=False)
-    sem_c = np.where((sem_c < 0) | (sem_c >= C), C, sem_c)  # void -> C ("unlabeled" column)
-    ins_c = ins.astype(np.int64, copy=False)
-    ins_c = np.where((ins_c < 0) | (ins_c > N), 0, ins_c)
-    key = (ins_c * (C + 1) + sem_c).ravel()
+    # void -> C (the "unlabeled" column); instance ids outside 1..N -> 0
+    key = np.clip(ins, np.int32(-1), np.int32(N + 1)).astype(np.intp)
+    key[(key < 0) | (key > N)] = 0
+    key *= C + 1
+    sem_c = np.clip(sem, np.int32(-1), np.int32(C)).astype(np.intp)
+    sem_c[sem_c < 0] = C
+    key += sem_c
+    key = key.ravel()
     counts = np.bincount(key, minlength=(N + 1) * (C + 1)).reshape(N + 1, C + 1)
     area = counts.sum(1)
 
