@@ -23,7 +23,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from panoptic_ros.core.preprocess import check_image, interpolation
+from panoptic_ros.core.preprocess import Preprocessor, check_image, interpolation
 from panoptic_ros.families.base import OnnxSignature, TensorInfo
 
 
@@ -76,8 +76,12 @@ class ImageInput:
             )
         self.identity = self.scale == 1.0 and not self.mean.any() and np.all(self.std == 1.0)
         self.dtype = np.float16 if t.dtype == "float16" else np.float32
+        plain = self.identity and not self.bgr and self.layout == "NCHW"
+        self._fast = Preprocessor(self.size) if plain and self.dtype == np.float32 else None
 
     def __call__(self, images: Sequence[np.ndarray], batch: int) -> np.ndarray:
+        if self._fast is not None:  # raw RGB NCHW float32: the node's own preallocated path
+            return self._fast(images, batch=batch)
         h, w = self.size
         n = max(batch, len(images))
         out = np.zeros((n, 3, h, w) if self.layout == "NCHW" else (n, h, w, 3), np.float32)
