@@ -181,9 +181,17 @@ def make_calibrator(
 
 
 def synthetic_calibration_batches(
-    info: Any, input_shape: tuple[int, ...], n_batches: int = 16, seed0: int = 20_000_000
+    info: Any,
+    input_shape: tuple[int, ...],
+    n_batches: int = 16,
+    seed0: int = 20_000_000,
+    image_name: str = "image",
+    with_threshold: bool = True,
 ):
-    """Calibration inputs from generated scenes (GPU-free; seeds disjoint from training/validation)."""
+    """Calibration inputs from generated scenes (GPU-free; seeds disjoint from training/validation).
+
+    Raw 0..255 RGB NCHW under ``image_name`` (+ ``center_threshold`` for this project's contract);
+    a graph that wants other pixels (another family) should get its own ``calibration`` batches."""
     from panoptic_ros.training.synthetic import generate_scene
 
     b, _, h, w = input_shape
@@ -194,7 +202,10 @@ def synthetic_calibration_batches(
             for j in range(b)
         ]
         image = np.stack(imgs).transpose(0, 3, 1, 2).astype(np.float32)
-        yield {"image": image, "center_threshold": np.array([0.1], np.float32)}
+        feeds = {image_name: image}
+        if with_threshold:
+            feeds["center_threshold"] = np.array([0.1], np.float32)
+        yield feeds
 
 
 def image_input_name(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
@@ -303,7 +314,11 @@ class TensorRTBackend(Backend):
             batches = self.calibration
             if batches is None:
                 batches = synthetic_calibration_batches(
-                    self.info, meta.input_shape, self.settings.calibration_batches
+                    self.info,
+                    meta.input_shape,
+                    self.settings.calibration_batches,
+                    image_name=image_input_name(shapes) or "image",
+                    with_threshold="center_threshold" in shapes,
                 )
             calibrator = make_calibrator(
                 trt,
