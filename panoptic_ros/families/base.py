@@ -85,6 +85,9 @@ class ModelFamily(ABC):
 
     name: ClassVar[str] = ""
     PARAMETERS: ClassVar[tuple[ParamSpec, ...]] = ()
+    #: every class is a countable object (detectors such as YOLO-seg): the factory marks every
+    #: taxonomy class a thing, whatever the presets say about its name ("road" is stuff in them)
+    ALL_THINGS: ClassVar[bool] = False
 
     def __init__(
         self,

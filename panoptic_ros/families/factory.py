@@ -10,6 +10,7 @@ Segmenter(family, backend, config) with the family's thresholds set from ``param
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,10 @@ def make_family(source: ModelSource) -> ModelFamily:
         raise ModelError(
             f"{where}: the graph predicts {n} classes but the taxonomy in {source.taxonomy_source} "
             f"has {tax.num_classes}; see docs/models.md"
+        )
+    if cls.ALL_THINGS and tax.stuff_ids:
+        tax = Taxonomy(
+            tuple(dataclasses.replace(c, is_thing=True) for c in tax.classes), tax.label_divisor
         )
     try:
         return cls(tax, source.signature, source.card, source.onnx_path or source.where)
