@@ -117,9 +117,7 @@ def test_node_runs_a_pdl_model_with_family_parameters(ctx, pdl19):  # noqa: F811
 
         pub = tester.node.create_publisher(Image, f"{ns}_in/image_raw", 10)
         img = generate_scene(4242, 96, 128).image
-        tester.wait_for(
-            lambda: pub.publish(image_msg(img, 5, "cam")) or dets, 30, "detections"
-        )
+        tester.wait_for(lambda: pub.publish(image_msg(img, 5, "cam")) or dets, 30, "detections")
         srv = f"{ns}/panoptic_node"
         desc = tester.call(
             DescribeParameters,

@@ -385,4 +385,3 @@ def ort_load_error(path: str | Path) -> str | None:
     except Exception as exc:  # ORT raises its own Fail / NotImplemented / InvalidGraph types
         return " ".join(str(exc).split())[:600]
     return None
-

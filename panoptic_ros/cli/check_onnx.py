@@ -78,7 +78,5 @@ def run(args: argparse.Namespace) -> int:
     family, about = _family(args.onnx)
     print(f"check-onnx: {about}", file=sys.stderr)
     bad = len(report.unsupported) + len(report.problems)
-    print(
-        f"ops={report.n_ops} unsupported={bad} ort={'fail' if ort_err else 'ok'} family={family}"
-    )
+    print(f"ops={report.n_ops} unsupported={bad} ort={'fail' if ort_err else 'ok'} family={family}")
     return 0 if bad == 0 and not ort_err and family != "none" else 1
