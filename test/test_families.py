@@ -234,6 +234,9 @@ def test_card_input_color_normalisation_and_thresholds(tmp_path):
     (tmp_path / "m.card.yaml").write_text(yaml.safe_dump(bad))
     with pytest.raises(ModelError, match="layout"):
         build_segmenter(p, "onnxruntime")
+    (tmp_path / "m.card.yaml").write_text(yaml.safe_dump(dict(card, resize="letterbox")))
+    with pytest.raises(ModelError, match="resize"):
+        build_segmenter(p, "onnxruntime")
     (tmp_path / "m.card.yaml").write_text(yaml.safe_dump(dict(card, colour="BGR")))
     with pytest.raises(ModelError, match="unknown key"):
         build_segmenter(p, "onnxruntime")

@@ -50,6 +50,11 @@ class ImageInput:
                 f"cannot tell the image input among {signature.input_names}; set 'input' in the card"
             )
         self.name = t.name
+        if str(card.get("resize", "stretch")).lower() != "stretch":
+            raise CardError(
+                f"card 'resize' {card.get('resize')!r}: this family stretches frames to the graph's "
+                "size (resize: stretch); letterbox is the yolo_seg family's"
+            )
         self.layout = str(card.get("layout", "NCHW")).upper()
         if self.layout not in ("NCHW", "NHWC"):
             raise CardError(f"card 'layout' must be NCHW or NHWC, got {self.layout!r}")
