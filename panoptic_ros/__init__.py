@@ -1,6 +1,6 @@
 """panoptic_ros: real-time panoptic segmentation for ROS 2.
 
-Only ``node``, ``conversions`` and ``bagtools`` import ROS message types; everything
+Only ``ros/``, ``bags/`` and ``bench/`` import ROS message types; everything
 else is plain Python + numpy so it can be tested and benchmarked without ROS.
 """
 

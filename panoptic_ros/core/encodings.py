@@ -414,6 +414,7 @@ _ENCODE_SPEC: dict[str, tuple[np.dtype, int]] = {
     "32SC1": (np.dtype(np.int32), 1),
     "rgb8": (np.dtype(np.uint8), 3),
     "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
 }
 SUPPORTED_OUTPUT_ENCODINGS: tuple[str, ...] = tuple(_ENCODE_SPEC)
 
@@ -421,7 +422,7 @@ SUPPORTED_OUTPUT_ENCODINGS: tuple[str, ...] = tuple(_ENCODE_SPEC)
 def encode_raw(array: np.ndarray, encoding: str) -> tuple[int, memoryview]:
     """(step, data) for a ``sensor_msgs/Image`` of ``encoding`` holding ``array``.
 
-    ``array`` must be (H, W) for one-channel encodings, (H, W, 3) for rgb8/bgr8, of exactly
+    ``array`` must be (H, W) for one-channel encodings, (H, W, 3) for rgb8/bgr8, (H, W, 4) for rgba8, of exactly
     the encoding's dtype (uint8, uint16, int32; no silent casting). Data is little-endian
     (``is_bigendian = False``) on little-endian hosts (native order), unpadded
     (``step = W * bytes per pixel``). The memoryview aliases ``array`` when it is already
