@@ -51,10 +51,12 @@ def pdl19(tmp_path_factory):
 def test_process_bag_runs_a_pdl_model(tmp_path, pdl19, capsys):
     from vision_msgs.msg import Detection2DArray, LabelInfo
 
-    from panoptic_ros.bags import bagtools as bt
+    from panoptic_ros.bags.messages import deserialize
+    from panoptic_ros.bags.reader import BagReader
+    from panoptic_ros.bags.synthetic import write_synthetic_bag
     from panoptic_ros.cli import main
 
-    bag = bt.write_synthetic_bag(tmp_path / "in", frames=3, height=96, width=128)
+    bag = write_synthetic_bag(tmp_path / "in", frames=3, height=96, width=128)
     rc = main(
         [
             "process-bag",
@@ -71,10 +73,10 @@ def test_process_bag_runs_a_pdl_model(tmp_path, pdl19, capsys):
         ]
     )
     assert rc == 0, capsys.readouterr().err
-    with bt.BagReader(tmp_path / "out") as r:
+    with BagReader(tmp_path / "out") as r:
         recs = list(r.messages(["/camera/label_info", "/camera/detections"]))
-    infos = [bt.deserialize(x) for x in recs if x.topic == "/camera/label_info"]
-    dets = [bt.deserialize(x) for x in recs if x.topic == "/camera/detections"]
+    infos = [deserialize(x) for x in recs if x.topic == "/camera/label_info"]
+    dets = [deserialize(x) for x in recs if x.topic == "/camera/detections"]
     assert isinstance(infos[0], LabelInfo) and len(dets) == 3
     assert [c.class_name for c in infos[0].class_map] == CITYSCAPES
     assert all(isinstance(d, Detection2DArray) for d in dets)
