@@ -18,6 +18,7 @@ setup(
             "share/" + package_name + "/config",
             glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml"),
         ),
+        ("share/" + package_name + "/config/taxonomies", glob("config/taxonomies/*.yaml")),
         ("share/" + package_name + "/models/default", glob("models/default/*")),
     ],
     install_requires=["setuptools", "numpy", "pyyaml"],

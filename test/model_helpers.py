@@ -13,6 +13,7 @@ def default_or_untrained_model_info(tmp_path_factory):
     except ModelError:
         import torch
 
+        from panoptic_ros.core.synthetic import generate_scene
         from panoptic_ros.families.model_store import save_model
         from panoptic_ros.families.panoptic_net import (
             ARCH_DEFAULTS,
@@ -20,7 +21,6 @@ def default_or_untrained_model_info(tmp_path_factory):
             DEFAULT_STD,
             build_net,
         )
-        from panoptic_ros.training.synthetic import generate_scene
 
         torch.manual_seed(0)
         tax = generate_scene(0, 32, 32).taxonomy

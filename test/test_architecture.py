@@ -34,16 +34,7 @@ LAYERS = (
 ROS_LAYERS = {"ros", "bags", "bench", "cli"}
 
 #: (importing module, imported module) pairs tolerated for now. Empty it, don't grow it.
-ALLOWED: set[tuple[str, str]] = {
-    # core/pipeline.py (Segmenter) builds ModelInfo and backends itself; the single segmenter
-    # factory (issue 11, helper `fam`) rewrites it: drop these two after that merge.
-    ("panoptic_ros.core.pipeline", "panoptic_ros.families.model_store"),
-    ("panoptic_ros.core.pipeline", "panoptic_ros.backends"),
-    # TensorRT int8 calibration falls back to synthetic scenes. training/synthetic.py is numpy +
-    # cv2 only and also feeds eval, bench and bags: it is data, not training. Lead: move it below
-    # backends (e.g. core/) or make calibration data a create_backend argument, then drop this.
-    ("panoptic_ros.backends.tensorrt", "panoptic_ros.training.synthetic"),
-}
+ALLOWED: set[tuple[str, str]] = set()  # known exceptions, each with a comment saying why
 
 ROS_ROOTS = {"rclpy", "rcl_interfaces", "builtin_interfaces", "rosidl_runtime_py", "rosbag2_py"}
 
@@ -87,7 +78,7 @@ def _imports(module: str, path: Path) -> list[tuple[str, int]]:
             else:
                 prefix = node.module or ""
             found.append((prefix, node.lineno))
-            # ``from panoptic_ros.training import synthetic`` imports a module too
+            # ``from panoptic_ros.core import synthetic`` imports a module too
             found.extend((f"{prefix}.{a.name}", node.lineno) for a in node.names)
         for child in ast.iter_child_nodes(node):
             visit(child)

@@ -47,7 +47,7 @@ def write_ros1_bag(path: Path, *, frames: int = 3, corrupt: bool = False) -> dic
     import cv2
     from rosbags.rosbag1 import Writer
 
-    from panoptic_ros.training.synthetic import generate_scene
+    from panoptic_ros.core.synthetic import generate_scene
 
     ts = _ros1_store()
     T = ts.types

@@ -130,7 +130,7 @@ def test_missing_prediction_and_bad_mode(coco, tmp_path):
 def _missing_modules() -> str:
     for mod in (
         "panoptic_ros.core.pipeline",
-        "panoptic_ros.training.synthetic",
+        "panoptic_ros.core.synthetic",
         "panoptic_ros.families.model_store",
         "onnxruntime",
     ):
@@ -189,7 +189,7 @@ def test_images_folder(tmp_path, model_env):
     """--images: model run on RGB files named by the ground truth; scores as --synthetic does."""
     import cv2
 
-    from panoptic_ros.training import synthetic
+    from panoptic_ros.core import synthetic
 
     scenes = [synthetic.generate_scene(s, 240, 320, TAX) for s in synthetic.validation_seeds(2)]
     (tmp_path / "images").mkdir()
@@ -258,7 +258,7 @@ def test_images_coco_set_sparse_ids_name_mapping_and_written_predictions(tmp_pat
     """--images on a COCO set from elsewhere: names mapped, the unmapped reported, predictions
     written as COCO panoptic score the same with hotcoco and with --pred-json."""
     panoptic = pytest.importorskip("hotcoco.panoptic")
-    from panoptic_ros.training import synthetic
+    from panoptic_ros.core import synthetic
 
     scenes = [synthetic.generate_scene(s, 240, 320, TAX) for s in synthetic.validation_seeds(3)]
     _write_gt_from_scratch(tmp_path, scenes)

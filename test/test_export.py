@@ -12,6 +12,7 @@ import torch
 from model_helpers import weights_only_copy
 
 from panoptic_ros.backends.onnx_ops import load_model, op_counts
+from panoptic_ros.core import synthetic
 from panoptic_ros.families.model_store import (
     ModelError,
     load_model_info,
@@ -19,7 +20,6 @@ from panoptic_ros.families.model_store import (
     resolve_onnx,
 )
 from panoptic_ros.families.panoptic_export import check_parity, export_onnx
-from panoptic_ros.training import synthetic
 
 #: ops TensorRT parses (subset we allow in the exported graph)
 TRT_OPS = {

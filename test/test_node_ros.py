@@ -49,7 +49,7 @@ def start_node(ns: str, *ros_args: str) -> NodeProcess:
 
 @pytest.fixture(scope="module")
 def scene():
-    from panoptic_ros.training.synthetic import generate_scene, validation_seeds
+    from panoptic_ros.core.synthetic import generate_scene, validation_seeds
 
     return generate_scene(validation_seeds(1)[0], 240, 320)
 

@@ -211,7 +211,7 @@ def _network_like_maps(seed):
     """A synthetic scene at the network size, made to look like network output: int32 maps, centre
     values 1..K with a few centres missing, stray class blobs inside instances (majority vote), and
     void (255) pixels the post-processing must treat as unlabeled."""
-    from panoptic_ros.training.synthetic import generate_scene
+    from panoptic_ros.core.synthetic import generate_scene
 
     rng = np.random.default_rng(seed)
     sc = generate_scene(seed, 240, 320, TAX)

@@ -49,7 +49,7 @@ def _multi_topic_bag(path: Path, storage: str) -> dict[str, list[int]]:
         "/top/image_raw/compressed": "png",
     }
     stamps: dict[str, list[int]] = {t: [] for t in cams}
-    from panoptic_ros.training.synthetic import generate_scene
+    from panoptic_ros.core.synthetic import generate_scene
 
     with BagWriter(path, storage) as w:
         for i in range(2):
@@ -130,7 +130,7 @@ def test_one_result_per_frame_per_topic(tmp_path, segmenter, storage):
 
 def _bad_bag(path: Path) -> tuple[list[int], list[str]]:
     """One topic: good, truncated CDR, short pixel data, good, garbage JPEG, good."""
-    from panoptic_ros.training.synthetic import generate_scene
+    from panoptic_ros.core.synthetic import generate_scene
 
     good_stamps, faults = [], []
     with BagWriter(path, "mcap") as w:
@@ -430,8 +430,8 @@ def _mixed_bag(path: Path, storage: str = "mcap") -> dict[str, int]:
     from sensor_msgs.msg import CameraInfo, CompressedImage
     from std_msgs.msg import Header
 
+    from panoptic_ros.core.synthetic import generate_scene
     from panoptic_ros.ros.conversions import array_to_image_msg
-    from panoptic_ros.training.synthetic import generate_scene
 
     custom = get_typestore(Stores.EMPTY)
     custom.register(get_types_from_msg("uint8[] blob\nstring note\n", "acme_msgs/msg/Blob"))
@@ -588,7 +588,7 @@ def test_bare_mcap_written_by_mcap_ros2(tmp_path, segmenter):
     writer_mod = pytest.importorskip("mcap_ros2.writer")
     from rosbags.rosbag2 import Reader
 
-    from panoptic_ros.training.synthetic import generate_scene
+    from panoptic_ros.core.synthetic import generate_scene
 
     store = typestore()
     path = tmp_path / "cam.mcap"

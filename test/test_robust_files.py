@@ -23,8 +23,8 @@ from model_helpers import weights_only_copy
 
 from panoptic_ros.backends import BackendError, create_backend
 from panoptic_ros.backends import engine_cache as ec
-from panoptic_ros.core.pipeline import Segmenter
 from panoptic_ros.core.taxonomy import Taxonomy, TaxonomyError
+from panoptic_ros.families.factory import build_segmenter
 from panoptic_ros.families.model_store import (
     METADATA_FILE,
     WEIGHTS_FILE,
@@ -166,13 +166,13 @@ FAULTS = _weights_faults()
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_corrupt_model_dir_one_clear_error(fault, tmp_path, cache):
-    """Segmenter.from_model (the node's path) raises once, naming the file and the fault; the
+    """build_segmenter (the node's path) raises once, naming the file and the fault; the
     export cache holds no ONNX (or temp file) afterwards."""
     mutate, words = FAULTS[fault]
     d = model_copy(tmp_path, fault)
     mutate(d)
     with pytest.raises((ModelError, BackendError)) as ei:
-        Segmenter.from_model(d, "onnxruntime")
+        build_segmenter(d, "onnxruntime")
     assert_one_clear_error(ei.value, str(d), *words)
     assert not [n for n in leftovers(cache) if n.endswith((".onnx", ".tmp"))], leftovers(cache)
 
@@ -266,7 +266,7 @@ def _contract_onnx(
 def test_contract_onnx_fixture_is_valid(tmp_path):
     """Vacuity guard: the generator's good graph loads and runs, so the bad variants fail for their fault."""
     p = _contract_onnx(tmp_path / "good.onnx")
-    with Segmenter.from_model(p, "onnxruntime") as seg:
+    with build_segmenter(p, "onnxruntime") as seg:
         r = seg.segment(np.zeros((20, 30, 3), np.uint8))
     assert r.semantic.shape == (20, 30)
 
@@ -291,13 +291,13 @@ def test_onnx_contract_violation(fault, tmp_path):
     kw, words = ONNX_FAULTS[fault]
     p = _contract_onnx(tmp_path / f"{fault}.onnx", **kw)
     with pytest.raises(ModelError) as ei:
-        Segmenter.from_model(p, "onnxruntime")
+        build_segmenter(p, "onnxruntime")
     assert_one_clear_error(ei.value, str(p), *words)
 
 
 @pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "text"])
 def test_onnx_unreadable(kind, tmp_path):
-    """Garbage / empty / truncated .onnx: Segmenter.from_model -> ModelError; the onnxruntime backend
+    """Garbage / empty / truncated .onnx: build_segmenter -> ModelError; the onnxruntime backend
     given the path directly -> BackendError at open. Both name the file."""
     good = _contract_onnx(tmp_path / "good.onnx")
     data = {
@@ -312,11 +312,11 @@ def test_onnx_unreadable(kind, tmp_path):
         kind != "empty"
     ):  # an empty protobuf parses as an empty model: it then fails the contract check
         with pytest.raises(ModelError) as ei:
-            Segmenter.from_model(p, "onnxruntime")
+            build_segmenter(p, "onnxruntime")
         assert_one_clear_error(ei.value, str(p))
     else:
         with pytest.raises(ModelError) as ei:
-            Segmenter.from_model(p, "onnxruntime")
+            build_segmenter(p, "onnxruntime")
         assert_one_clear_error(ei.value, str(p), "missing")
     be = create_backend("onnxruntime", p)
     with pytest.raises(BackendError) as ei:

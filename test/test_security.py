@@ -212,11 +212,11 @@ def test_pickle_weights_rejected_payload_never_runs(kind, tmp_path, monkeypatch)
     with pytest.raises(ModelError):
         load_torch_model(load_model_info(d))
     from panoptic_ros.backends import BackendError
-    from panoptic_ros.core.pipeline import Segmenter
+    from panoptic_ros.families.factory import build_segmenter
 
     for backend in ("onnxruntime", "torch"):
         with pytest.raises((ModelError, BackendError)) as ei:
-            Segmenter.from_model(d, backend)
+            build_segmenter(d, backend)
         assert WEIGHTS_FILE in str(ei.value)
     assert not marker.exists(), "unpickling payload ran"
 

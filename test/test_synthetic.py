@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from panoptic_ros.core import synthetic
 from panoptic_ros.core.taxonomy import Taxonomy
-from panoptic_ros.training import synthetic
 
 TAX = Taxonomy.default()
 

@@ -78,10 +78,10 @@ def test_segmenter_runs_default_model_without_torch():
         """
         import sys
         import numpy as np
-        from panoptic_ros.core.pipeline import Segmenter
-        from panoptic_ros.training.synthetic import generate_scene
+        from panoptic_ros.families.factory import build_segmenter
+        from panoptic_ros.core.synthetic import generate_scene
 
-        seg = Segmenter.from_model("default", "onnxruntime")
+        seg = build_segmenter("default", "onnxruntime")
         scene = generate_scene(3, 240, 320)
         res = seg.segment(scene.image)
         assert res.semantic.shape == (240, 320), res.semantic.shape
@@ -100,9 +100,9 @@ def test_onnxruntime_path_does_not_load_an_installed_torch():
     code = """
 import sys
 import numpy as np
-from panoptic_ros.core.pipeline import Segmenter
+from panoptic_ros.families.factory import build_segmenter
 
-seg = Segmenter.from_model("default", "onnxruntime")
+seg = build_segmenter("default", "onnxruntime")
 seg.segment(np.zeros((120, 160, 3), np.uint8))
 loaded = sorted(m for m in sys.modules if m.split(".")[0] == "torch")
 assert not loaded, loaded[:5]

@@ -1,5 +1,5 @@
 """Synthetic camera bags for the demo and the tests: procedural street scenes
-(``training/synthetic.py``) in any of rgb8 / bgr8 / rgba8 / mono8 / jpeg / png, written as a
+(``core/synthetic.py``) in any of rgb8 / bgr8 / rgba8 / mono8 / jpeg / png, written as a
 real rosbag2 bag, with the ground truth handed back, not stored.
 
 Raw images are built by the same encoder the node's outputs use
@@ -115,7 +115,7 @@ def write_synthetic_bag(
     like a real recording. Returns the ground truth per frame (panoptic maps, optionally the
     RGB images).
     """
-    from panoptic_ros.training.synthetic import generate_scene, validation_seeds
+    from panoptic_ros.core.synthetic import generate_scene, validation_seeds
 
     out = SyntheticBag(Path(path), topic)
     period = int(round(1e9 / fps))

@@ -86,7 +86,7 @@ def synthetic_frames(
 ) -> list[np.ndarray]:
     """``count`` distinct RGB frames (synthetic scenes when available, else noise)."""
     try:
-        from panoptic_ros.training.synthetic import generate_scene
+        from panoptic_ros.core.synthetic import generate_scene
 
         return [generate_scene(seed0 + i, height, width).image for i in range(count)]
     except Exception:  # pragma: no cover - synthetic.py is optional for the harness

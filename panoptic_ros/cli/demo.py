@@ -170,7 +170,7 @@ def run(args) -> int:
         print(f"demo: cannot load the model: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     try:
-        backend_name = getattr(segmenter.backend, "name", cfg["backend"])
+        backend_name = segmenter.backend.name
         stats = pb.process_bag(
             out / "camera_bag",
             out / "panoptic_bag",

@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from panoptic_ros.cli.params_option import add_param_argument
+
 HELP = "evaluate panoptic quality (PQ/SQ/RQ) on synthetic scenes or COCO panoptic data"
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
@@ -108,6 +110,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(DIR/predictions.json + DIR/predictions/*.png)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or table on stderr")
+    add_param_argument(p)
 
 
 def _log(args: argparse.Namespace, msg: str) -> None:
@@ -133,18 +136,18 @@ def _progress(args: argparse.Namespace, it, total: int, desc: str):
 
 # -- model ------------------------------------------------------------------------------------
 def _open_segmenter(args: argparse.Namespace):
-    """Build the model (``--model``, ``--backend``): the one place that knows how.
+    """Build the model (``--model``, ``--backend``, ``--param``) with families.factory, the one
+    place that knows how. Returns a Segmenter (``segment(rgb)``, ``taxonomy``, ``close()``)."""
+    from panoptic_ros.cli.params_option import parse_params
 
-    Returns an object with ``segment(rgb) -> result with .panoptic``, ``taxonomy`` and
-    ``close()``."""
     try:
-        from panoptic_ros.core.pipeline import Segmenter
+        from panoptic_ros.families.factory import build_segmenter
     except ImportError as exc:
         raise EvalError(
             f"cannot load the inference pipeline ({exc}); evaluate COCO predictions with --pred-json"
         ) from exc
     try:
-        return Segmenter.from_model(model=args.model, backend=args.backend)
+        return build_segmenter(args.model, args.backend, params=parse_params(args.param))
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         raise EvalError(
             f"cannot open model {args.model!r} with backend {args.backend!r}: {exc}"
@@ -156,23 +159,17 @@ def _segmenter_taxonomy(segmenter, args: argparse.Namespace):
 
     if args.taxonomy is not None:
         return Taxonomy.load(args.taxonomy)
-    tax = getattr(segmenter, "taxonomy", None)
-    if tax is None:
-        info = getattr(segmenter, "model_info", None) or getattr(segmenter, "info", None)
-        tax = getattr(info, "taxonomy", None)
-    return tax if tax is not None else Taxonomy.default()
+    return segmenter.taxonomy
 
 
 def _close(segmenter) -> None:
-    close = getattr(segmenter, "close", None)
-    if callable(close):
-        close()
+    segmenter.close()
 
 
 # -- sources: each yields (image id, pred map, ground truth annotation) ------------------
 def _synthetic_pairs(args, segmenter, taxonomy) -> Iterator[tuple[Any, np.ndarray, Any]]:
+    from panoptic_ros.core import synthetic
     from panoptic_ros.evaluation.coco_panoptic import PanopticAnnotation
-    from panoptic_ros.training import synthetic
 
     for seed in synthetic.validation_seeds(args.synthetic, start=args.seed_start):
         scene = synthetic.generate_scene(seed, args.height, args.width, taxonomy)

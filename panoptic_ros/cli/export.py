@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from panoptic_ros.backends.onnx_ops import load_model, op_counts
+    from panoptic_ros.core import synthetic
     from panoptic_ros.families.model_store import (
         ModelError,
         load_model_info,
@@ -73,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
         shipped_onnx_name,
     )
     from panoptic_ros.families.panoptic_export import DEFAULT_OPSET, check_parity, export_onnx
-    from panoptic_ros.training import synthetic
 
     try:
         info = load_model_info(args.model)

@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from panoptic_ros.cli.params_option import add_param_argument, parse_params
+
 HELP = "run the panoptic pipeline on every image of a bag (no DDS) and write a bag with the node's outputs"
 
 OUTPUTS = ("semantic", "instance", "panoptic", "detections")
@@ -87,6 +89,7 @@ def add_arguments(p) -> None:
         help="node parameter file (model, backend, center_threshold, stuff_area_min, "
         "min_instance_area, threads, device, precision); default config/panoptic.yaml",
     )
+    add_param_argument(p)
     p.add_argument(
         "--overlay", action="store_true", help="also write NS/overlay (rgb8 colour blend)"
     )
@@ -184,28 +187,12 @@ def load_settings(
     return cfg
 
 
-def make_segmenter(cfg: dict[str, Any]):
-    """The Segmenter the node would build from these parameters (node.default_segmenter_factory)."""
-    from panoptic_ros.core.pipeline import Segmenter
+def make_segmenter(cfg: dict[str, Any], params: dict[str, Any] | None = None):
+    """The Segmenter the node would build from these parameters (families.factory), then the
+    ``--param`` thresholds (an unknown name is an error naming the known ones)."""
+    from panoptic_ros.families.factory import segmenter_from_settings
 
-    options: dict[str, Any] = {}
-    if cfg.get("device"):
-        options["device"] = cfg["device"]
-    if cfg.get("precision", "fp32") != "fp32":
-        options["precision"] = cfg["precision"]
-    if cfg.get("threads"):
-        options["threads"] = cfg["threads"]
-    seg = Segmenter.from_model(cfg["model"], cfg["backend"], batch=1, **options)
-    try:
-        seg.update_config(
-            center_threshold=cfg["center_threshold"],
-            stuff_area_min=cfg["stuff_area_min"],
-            min_instance_area=cfg["min_instance_area"],
-        )
-    except Exception:
-        seg.close()
-        raise
-    return seg
+    return segmenter_from_settings(cfg, 1, params)
 
 
 def process_bag(
@@ -414,6 +401,7 @@ def run(args) -> int:
 
     try:
         cfg = load_settings(args.params_file, args.model, args.backend)
+        params = parse_params(args.param)
     except Exception as exc:
         return _failed("params", str(exc))
     # check the input and the output path before paying for the model
@@ -428,7 +416,7 @@ def run(args) -> int:
         file=sys.stderr,
     )
     try:
-        segmenter = make_segmenter(cfg)
+        segmenter = make_segmenter(cfg, params)
     except Exception as exc:
         return _failed("model", f"cannot load the model: {type(exc).__name__}: {exc}")
     try:

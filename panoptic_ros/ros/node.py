@@ -113,16 +113,9 @@ def _logged(transition: Callable) -> Callable:
 
 
 def default_segmenter_factory(cfg: dict[str, Any], batch: int):
-    from panoptic_ros.core.pipeline import Segmenter
+    from panoptic_ros.families.factory import segmenter_from_settings
 
-    options: dict[str, Any] = {}
-    if cfg["device"]:
-        options["device"] = cfg["device"]
-    if cfg["precision"] != "fp32":
-        options["precision"] = cfg["precision"]
-    if cfg["threads"]:
-        options["threads"] = cfg["threads"]
-    return Segmenter.from_model(cfg["model"], cfg["backend"], batch=batch, **options)
+    return segmenter_from_settings(cfg, batch)
 
 
 class PanopticNode(LifecycleNode):
@@ -147,15 +140,18 @@ class PanopticNode(LifecycleNode):
         self._throttle = Throttle(self.cfg["bad_frame_log_period"])
         self._qos_events: dict[str, int] = {}
         self._shutting_down = False
+        self._family_specs: dict[str, P.ParamSpec] = {}  # the model family's thresholds
 
     # ---- parameters ---------------------------------------------------------------------
     def _on_set_parameters(self, changed: list) -> SetParametersResult:
         """rclpy has checked type, range and read-only; check choices, then apply (all or none)."""
         values = {p.name: list(p.value) if p.name == "cameras" else p.value for p in changed}
-        reasons = P.validate_all(values)
+        reasons = P.validate_all(values, self._family_specs)
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
-        seg = {k: v for k, v in values.items() if k in P.SEGMENTER_PARAMS}
+        seg = {
+            k: v for k, v in values.items() if k in P.SEGMENTER_PARAMS or k in self._family_specs
+        }
         if seg and self.segmenter is not None:
             try:  # Segmenter.update_config is thread-safe; the worker reads the new config next frame
                 self.segmenter.update_config(**seg)
@@ -207,6 +203,7 @@ class PanopticNode(LifecycleNode):
                 )
                 batch, self.segmenter = 1, self._factory(cfg, 1)
             self.segmenter.update_config(**{k: cfg[k] for k in P.SEGMENTER_PARAMS})
+            self._declare_family_params()
         except Exception as exc:  # BackendError, missing model, bad ONNX: one clear line
             self.get_logger().error(
                 f"configure failed: cannot load model '{cfg['model']}' with backend '{cfg['backend']}': {exc}"
@@ -299,6 +296,22 @@ class PanopticNode(LifecycleNode):
         return SUCCESS
 
     on_shutdown = on_error = on_cleanup  # release everything, whatever the state
+
+    def _declare_family_params(self) -> None:
+        """Declare the model family's thresholds (ranges from the family, defaults from its card
+        or the library's defaults; a launch ``-p name:=value`` overrides) and apply them."""
+        self._family_specs = P.family_param_specs(self.segmenter.family_parameters())
+        current = self.segmenter.family_config
+        values = {}
+        for name, spec in self._family_specs.items():
+            if not self.has_parameter(name):
+                default = current[name]
+                default = int(default) if spec.type == P.INTEGER else float(default)
+                self.declare_parameter(name, default, descriptor(spec))
+            values[name] = self.get_parameter(name).value
+        if values:
+            self.segmenter.update_config(**values)
+            self.cfg.update(values)
 
     def _stop_io(self) -> None:
         for s in self._subs:

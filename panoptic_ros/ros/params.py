@@ -264,11 +264,25 @@ def type_matches(spec: ParamSpec, value: Any) -> bool:
     return False
 
 
-def validate(name: str, value: Any) -> str | None:
-    """None when ``value`` is acceptable for parameter ``name``, else a reason naming both."""
-    spec = SCHEMA.get(name)
+def family_param_specs(specs: Any) -> dict[str, ParamSpec]:
+    """A model family's thresholds (families.base.ParamSpec: name, default, low, high,
+    description) as run-time node parameters: DOUBLE or INTEGER by the default's type, with their
+    range. The node declares them on configure, once it knows the family."""
+    out = {}
+    for f in specs:
+        kind = INTEGER if isinstance(f.default, int) and not isinstance(f.default, bool) else DOUBLE
+        lo, hi = (int(f.low), int(f.high)) if kind == INTEGER else (float(f.low), float(f.high))
+        out[f.name] = ParamSpec(f.name, kind, f.description, False, lo, hi)
+    return out
+
+
+def validate(name: str, value: Any, extra: Mapping[str, ParamSpec] | None = None) -> str | None:
+    """None when ``value`` is acceptable for parameter ``name``, else a reason naming both.
+    ``extra``: parameters declared beyond SCHEMA (the model family's thresholds)."""
+    spec = SCHEMA.get(name) or (extra or {}).get(name)
     if spec is None:
-        return f"unknown parameter '{name}' (known: {', '.join(sorted(SCHEMA))})"
+        known = sorted(set(SCHEMA) | set(extra or {}))
+        return f"unknown parameter '{name}' (known: {', '.join(known)})"
     if not type_matches(spec, value):
         return (
             f"parameter '{name}' must be of type {spec.type}, got {type(value).__name__} {value!r}"
@@ -312,6 +326,8 @@ def _validate_cameras(cams: list[str]) -> str | None:
     return None
 
 
-def validate_all(values: Mapping[str, Any]) -> list[str]:
+def validate_all(
+    values: Mapping[str, Any], extra: Mapping[str, ParamSpec] | None = None
+) -> list[str]:
     """Reasons for every bad value in ``values`` (empty list: all good)."""
-    return [r for r in (validate(k, v) for k, v in values.items()) if r]
+    return [r for r in (validate(k, v, extra) for k, v in values.items()) if r]

@@ -22,8 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from panoptic_ros.core import synthetic
 from panoptic_ros.core.taxonomy import Taxonomy
-from panoptic_ros.training import synthetic
 
 CENTER_SIGMA = 4.0
 HARD_FRACTION = 0.25
