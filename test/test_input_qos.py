@@ -203,7 +203,12 @@ def run_camera(tester, ns: str, cam: Proc, node: Proc, base: int) -> dict[str, i
         if now != last:
             last, quiet_since = now, time.monotonic()
         time.sleep(0.1)
-    return answered(boxes, base)
+    got = answered(boxes, base)
+    if min(got.values()) < FRAMES:  # which frames, on which outputs (for the report / a failure)
+        want = {base + i for i in range(FRAMES)}
+        lost = {o: sorted(want - {stamp_ns(m) // 10**9 for m in list(b)}) for o, b in boxes.items()}
+        print(f"\nnot answered (stamp seconds): {lost}")
+    return got
 
 
 def decisions(node: Proc) -> list[str]:
