@@ -9,7 +9,8 @@ probe frames until every output answered one, then sends the 10 counted frames.
 
 Cases: a reliable camera that is there before the node activates (decided on activation); a
 reliable camera that appears after the node started and then leaves (re-decided on each change);
-a best-effort camera after it (must still connect). Figures: ``-s`` prints frames answered.
+a best-effort camera after it (must still connect; its frames are 240x320, see the test).
+Figures: ``-s`` prints frames answered.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ import numpy as np, rclpy
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Image
 topic, kind, n, hz, base = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+h, w = int(sys.argv[6]), int(sys.argv[7])
 reliable = kind == "reliable"
 rclpy.init()
 node = rclpy.create_node("input_qos_test_camera")
@@ -69,8 +71,8 @@ while not done.is_set():  # the node's subscription has switched to what this ca
         break
     time.sleep(0.05)
 print("matched", flush=True)
-msg = Image(height=480, width=640, encoding="bgr8", step=640 * 3)
-msg.data = np.random.default_rng(0).integers(0, 256, 480 * 640 * 3, dtype=np.uint8).tobytes()
+msg = Image(height=h, width=w, encoding="bgr8", step=w * 3)
+msg.data = np.random.default_rng(0).integers(0, 256, h * w * 3, dtype=np.uint8).tobytes()
 def send(ns):
     msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(ns, 10**9)
     pub.publish(msg)
@@ -156,8 +158,9 @@ def start_node(ns: str, image: str) -> Proc:
     return node
 
 
-def start_camera(topic: str, kind: str, base: int) -> Proc:
-    return Proc([sys.executable, "-c", CAMERA, topic, kind, str(FRAMES), str(HZ), str(base)])
+def start_camera(topic: str, kind: str, base: int, size: tuple[int, int] = (480, 640)) -> Proc:
+    args = [topic, kind, str(FRAMES), str(HZ), str(base), *map(str, size)]
+    return Proc([sys.executable, "-c", CAMERA, *args])
 
 
 def wait(pred, timeout: float, what: str, *procs: Proc) -> None:
@@ -251,7 +254,10 @@ def test_reliable_camera_there_before_the_node(tester):
         got = run_camera(tester, ns, cam, node, 1000)
         print(f"\nreliable camera before the node: answered {got} of {FRAMES}")
         assert min(got.values()) >= FRAMES - 1, (got, node.output[-4000:])
-        assert decisions(node)[0].endswith("(Image, auto: reliable (1 publisher, all reliable))")
+        # at activation discovery may not have seen the camera yet: then a second decision
+        ds = decisions(node)
+        assert ds[-1].endswith("(Image, auto: reliable (1 publisher, all reliable))"), ds
+        assert len(ds) == 1 or (len(ds) == 2 and "no publisher yet" in ds[0]), ds
     finally:
         cam.stop()
         if node is not None:
@@ -275,12 +281,16 @@ def test_cameras_joining_and_leaving_after_the_node_started(tester):
         assert "auto: reliable (1 publisher, all reliable)" in decisions(node)[1]
         wait(lambda: len(decisions(node)) >= 3, 30, "the node to notice the camera left", node)
         assert "no publisher yet" in decisions(node)[2]
-        be = start_camera(image, "best_effort", 3000)
+        # 240x320 (230 KB): fits Fast DDS's default 512 KiB shared-memory segment. At 480x640
+        # best-effort frames without a profile are mostly lost in UDP fragments (0-1 of 10 here,
+        # sometimes none for minutes; docs/node.md "Large images and best effort"), which says
+        # nothing about whether auto matched the publisher, the point here.
+        be = start_camera(image, "best_effort", 3000, (240, 320))
         try:
             got = run_camera(tester, ns, be, node, 3000)
         finally:
             be.stop()
-        print(f"best-effort camera after it: answered {got} of {FRAMES}")
+        print(f"best-effort 240x320 camera after it: answered {got} of {FRAMES}")
         assert min(got.values()) >= 1, (got, node.output[-4000:])
         assert len(decisions(node)) == 3, decisions(node)  # same policies: no new subscription
         assert "incompatible QoS" not in node.output
