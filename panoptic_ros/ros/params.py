@@ -10,6 +10,7 @@ and what is allowed, the same text the node returns from ``set_parameters``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +92,11 @@ _SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "input_qos",
         STRING,
-        "Input QoS: sensor_data (best effort, depth 1) or reliable (depth 1).",
+        "Input QoS (depth 1): auto = what the topic's publishers offer (reliable when every "
+        "publisher is reliable, else best effort; re-decided when publishers come and go), "
+        "sensor_data = best effort, reliable = reliable.",
         True,
-        choices=("sensor_data", "reliable"),
+        choices=("auto", "sensor_data", "reliable"),
     ),
     ParamSpec(
         "max_image_pixels",
@@ -191,11 +194,29 @@ def default_config_path() -> Path:
         raise ParamsError(str(exc)) from None
 
 
+class _RclLikeLoader(yaml.SafeLoader):
+    """SafeLoader that reads a tagged node as its plain value, as rcl's parser does: launch_ros
+    writes list parameters as ``!!python/tuple [a, b]`` (yaml.dump of a tuple), which rcl reads
+    as a list and ``yaml.safe_load`` rejects. No Python object is ever constructed."""
+
+
+def _untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))
+    return loader.construct_object(yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark))
+
+
+_RclLikeLoader.add_multi_constructor("", _untagged)
+
+
 def load_params_yaml(path: str | Path) -> dict[str, Any]:
     """The parsed YAML mapping of a params file; ParamsError naming the file and fault when it is
     missing, unreadable, not UTF-8, not YAML or not a mapping (no schema checks)."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_RclLikeLoader)
     except UnicodeDecodeError as exc:
         raise ParamsError(
             f"cannot read parameter file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
@@ -209,9 +230,23 @@ def load_params_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def params_files_in(argv: list[str]) -> list[str]:
-    """The paths given with ``--params-file PATH`` in a command line."""
-    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--params-file"]
+_RCL_PARAMS_FILE_ERROR = re.compile(
+    r"Couldn't parse params file: '--params-file (?P<path>.*?)'\. Error: (?P<why>.*)"
+)
+
+
+def describe_rcl_init_error(text: str) -> str:
+    """One line for an ``rclpy.init`` failure (RCLError text): a params file rcl cannot read
+    becomes ``cannot read parameter file PATH: WHY``, without rcl's C source locations.
+
+    The node leaves reading ``--params-file`` to rcl (so it accepts every file rcl accepts, e.g.
+    the ``!!python/tuple`` lists launch_ros writes) and reports rcl's verdict in this form.
+    """
+    text = re.sub(r",? at [^ ,]+\.c:\d+", "", " ".join(text.split()))
+    m = _RCL_PARAMS_FILE_ERROR.search(text)
+    if m:
+        return f"cannot read parameter file {m['path']}: {m['why'].strip().rstrip('.')}"
+    return text[:400]
 
 
 def read_params_file(path: str | Path) -> dict[str, Any]:
