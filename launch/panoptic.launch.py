@@ -5,21 +5,41 @@
 
 Outputs appear in ``namespace`` (semantic, instance, panoptic, overlay, detections, label_info;
 /diagnostics). Parameters: config/panoptic.yaml (override with params_file:=...).
-The node gets config/fastdds_large_frames.xml (16 MiB shared-memory segment, so camera frames
-> 512 KiB survive best effort) as its Fast DDS profile, under the variable the Fast DDS in use reads
-(FASTRTPS_/FASTDDS_DEFAULT_PROFILES_FILE, see dds_profile.py), unless one is set already;
-dds_profile:='' keeps Fast DDS defaults. Give the camera driver the same profile.
+The node gets the Fast DDS profile config/fastdds_large_frames.xml (16 MiB shared-memory segment,
+so camera frames > 512 KiB survive best effort) unless the environment names one already;
+dds_profile:=none keeps Fast DDS defaults. Give the camera driver the same profile.
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
 from panoptic_ros.ros import dds_profile
+
+
+def _node(context):
+    """The node, with the profile variable for the dds_profile argument (dds_profile.launch_env)."""
+    profile = LaunchConfiguration("dds_profile").perform(context)
+    return [
+        Node(
+            package="panoptic_ros",
+            executable="panoptic_node",
+            name="panoptic_node",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[
+                LaunchConfiguration("params_file"),
+                {"backend": LaunchConfiguration("backend"), "model": LaunchConfiguration("model")},
+            ],
+            remappings=[("image", LaunchConfiguration("image"))],
+            additional_env=dds_profile.launch_env(profile),
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
 
 
 def generate_launch_description():
@@ -54,25 +74,10 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "dds_profile",
             default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
-            description="Fast DDS profile file for the node (FASTRTPS_DEFAULT_PROFILES_FILE for Fast "
-            "DDS 2.x / Jazzy, FASTDDS_DEFAULT_PROFILES_FILE for 3.x / Kilted: dds_profile.py): the "
-            "shipped one has a 16 MiB shared-memory segment so frames > 512 KiB are "
-            "not lost over best effort; '' = Fast DDS defaults. Ignored when "
+            description="Fast DDS profile file for the node: the shipped one has a 16 MiB "
+            "shared-memory segment so frames > 512 KiB are not lost over best effort; "
+            "dds_profile:=none = Fast DDS defaults (no profile). Ignored when "
             "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already.",
         ),
     ]
-    node = Node(
-        package="panoptic_ros",
-        executable="panoptic_node",
-        name="panoptic_node",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {"backend": LaunchConfiguration("backend"), "model": LaunchConfiguration("model")},
-        ],
-        remappings=[("image", LaunchConfiguration("image"))],
-        additional_env=dds_profile.launch_env(LaunchConfiguration("dds_profile")),
-        output="screen",
-        emulate_tty=True,
-    )
-    return LaunchDescription(args + [node])
+    return LaunchDescription(args + [OpaqueFunction(function=_node)])

@@ -172,18 +172,18 @@ def test_the_variable_follows_the_fast_dds_version(monkeypatch, version):
     var = dds_profile.FASTRTPS_VAR if v2 else dds_profile.FASTDDS_VAR
     assert dds_profile.profile_var() == var
     assert dds_profile.profile_env(PROFILE) == {var: str(PROFILE)}
-    assert dds_profile.launch_env("/default.xml", {}) == {var: "/default.xml"}
+    assert dds_profile.launch_env(str(PROFILE), {}) == {var: str(PROFILE)}
     assert dds_profile.hint({}).startswith(f"best-effort input and no {var}:")
     both = {dds_profile.FASTDDS_VAR: "/a.xml", dds_profile.FASTRTPS_VAR: "/b.xml"}
     assert dds_profile.user_profile(both) == ("/b.xml" if v2 else "/a.xml")
     old = {dds_profile.FASTRTPS_VAR: "/old.xml"}
     assert dds_profile.user_profile(old) == "/old.xml"  # read by 2.x, and by rmw on 3.x
-    assert dds_profile.launch_env("/default.xml", old) is None
+    assert dds_profile.launch_env(str(PROFILE), old) == {}
     new = {dds_profile.FASTDDS_VAR: "/new.xml"}
     assert dds_profile.user_profile(new) == (None if v2 else "/new.xml")
     assert dds_profile.ignored_profile(new) == ("/new.xml" if v2 else None)
-    assert dds_profile.launch_env("/default.xml", new) == (
-        {dds_profile.FASTRTPS_VAR: "/new.xml"} if v2 else None
+    assert dds_profile.launch_env(str(PROFILE), new) == (
+        {dds_profile.FASTRTPS_VAR: "/new.xml"} if v2 else {}
     )
     env = dict(new)
     assert dds_profile.apply(None, env) == "/new.xml"
@@ -249,9 +249,8 @@ def test_launch_files_default_to_the_shipped_profile_unless_the_user_set_one():
         assert len(decl) == 1, path.name
         default = next(k.value for k in decl[0].keywords if k.arg == "default_value")
         assert "fastdds_large_frames.xml" in ast.unparse(default), path.name
-        assert "additional_env=dds_profile.launch_env(" in text, (
-            path.name
-        )  # the variable Fast DDS reads
+        # the variable and the user's-profile rule live in dds_profile.launch_env (test_launch.py)
+        assert "additional_env=dds_profile.launch_env(" in text, path.name
 
 
 # ---- real DDS -----------------------------------------------------------------------------
@@ -302,6 +301,8 @@ def test_node_hints_at_the_profile_only_without_one():
         f"__ns:={ns}",
         "-r",
         f"image:={ns}/image",
+        "-p",
+        "input_qos:=sensor_data",  # best effort from the start (auto hints once it picks best effort)
     ]
     procs = {
         name: subprocess.Popen(

@@ -177,14 +177,22 @@ def apply(choice: str | None = None, env: dict | None = None) -> str | None:
     return str(path)
 
 
-def launch_env(default, env: dict | None = None) -> dict | None:
-    """``additional_env`` for a launched node: None when the user has set a profile (it is
-    inherited), the user's profile under the name this Fast DDS reads when it was set under the
-    other one, else ``default`` (the ``dds_profile`` launch argument) under that name."""
-    env = os.environ if env is None else env
-    if user_profile(env):
-        return None
-    return profile_env(ignored_profile(env) or default)
+def launch_env(choice: str | None, environ: dict | None = None) -> dict[str, str]:
+    """``additional_env`` for a node a launch file starts, from its ``dds_profile`` argument
+    (a path, "default", or "none" = Fast DDS defaults: ``ros2 launch`` rejects an empty
+    ``dds_profile:=``). Empty when the user's environment names a profile the Fast DDS in use
+    reads (the node inherits it) or for "none"; the user's profile under the name this Fast DDS
+    reads when it was set under the other one; else the variable :func:`apply` sets, so launch
+    files never hard-code its name."""
+    environ = os.environ if environ is None else environ
+    if user_profile(environ):
+        return {}
+    misnamed = ignored_profile(environ)
+    if misnamed:
+        return profile_env(misnamed)
+    env: dict[str, str] = {}
+    apply(choice, env)
+    return env
 
 
 def add_argument(p) -> None:
