@@ -22,11 +22,12 @@ ID2LABEL = {0: "person", 1: "car", 2: "dog", 3: "road", 4: "sky"}
 STUFF_IDS = (3, 4)
 GRAPH_HW = (64, 96)
 NUM_QUERIES = 12
-VERSION = "3"
+VERSION = "5"
 CROSS_ATTN_SCALE = 30.0
 CLASS_LOGIT_STD = 4.0
 MASK_LOGIT_STD = 4.0
-NO_OBJECT_BIAS = -2.0  # bump when the recipe changes (invalidates the cache)
+NO_OBJECT_BIAS = -2.0
+DETR_VALUE_SCALE = 20.0
 
 
 def _swin(**kw):
@@ -42,6 +43,42 @@ def _swin(**kw):
     )
 
 
+def _calibration_input():
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    # a frame as the image processor makes it: uniform noise pixels, ImageNet-normalised
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    return (torch.rand(1, 3, *GRAPH_HW, generator=g) - mean) / std
+
+
+def _detr_values(model) -> None:
+    """DETR's decoder starts from all-zero queries, so a query differs from the others only
+    through what its cross-attention reads from the encoder memory; random-init memory is nearly
+    the same vector at every position, so every query comes out the same (and ties everywhere).
+    Project the mean memory vector out of each cross-attention's value projection and scale it,
+    so the queries read different things."""
+    import torch
+
+    layers = [m for n, m in model.named_modules() if n.endswith("encoder_attn.v_proj")]
+    seen = {}
+    hooks = [
+        v.register_forward_hook(lambda m, i, o, k=j: seen.__setitem__(k, i[0].detach()))
+        for j, v in enumerate(layers)
+    ]
+    with torch.no_grad():
+        model(pixel_values=_calibration_input())
+        for hk in hooks:
+            hk.remove()
+        for j, v in enumerate(layers):
+            h = seen[j].reshape(-1, v.in_features)
+            mean = h.mean(0)
+            proj = torch.eye(v.in_features) - torch.outer(mean, mean) / mean.dot(mean)
+            v.weight.copy_(v.weight @ proj * DETR_VALUE_SCALE)
+            v.bias.zero_()
+
+
 def _calibrate_heads(model, cls_head, mask_head) -> None:
     """Scale the heads so random init gives confident, varied queries (module docstring).
 
@@ -51,16 +88,14 @@ def _calibrate_heads(model, cls_head, mask_head) -> None:
     scaled so mask logits have MASK_LOGIT_STD: clear inside / outside instead of ~0.5 everywhere."""
     import torch
 
+    if hasattr(model, "bbox_attention"):  # DETR (module docstring of _detr_values)
+        _detr_values(model)
     seen = {}
     hooks = [
         cls_head.register_forward_hook(lambda m, i, o: seen.__setitem__("cls", i[0].detach())),
         mask_head.register_forward_hook(lambda m, i, o: seen.__setitem__("mask", i[0].detach())),
     ]
-    g = torch.Generator().manual_seed(1)
-    # a frame as the image processor makes it: uniform noise pixels, ImageNet-normalised
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-    x = (torch.rand(1, 3, *GRAPH_HW, generator=g) - mean) / std
+    x = _calibration_input()
 
     def project_out_mean(layer, inputs) -> None:
         h = inputs.reshape(-1, inputs.shape[-1])
@@ -180,8 +215,6 @@ def build_model(kind: str, seed: int = 0):
                 ("q_proj.weight", "k_proj.weight")
             ):
                 param.mul_(CROSS_ATTN_SCALE)
-        if kind == "detr":
-            model.bbox_attention.q_proj.weight.mul_(CROSS_ATTN_SCALE)
         _calibrate_heads(model, cls_head, mask_head)
     return model.eval()
 

@@ -262,21 +262,44 @@ def _pil_pass(image: np.ndarray, out_size: int, axis: int, resample: int) -> np.
     return np.clip(acc >> _PREC, 0, 255).astype(np.uint8)
 
 
+def pil_resize_numpy(
+    image: np.ndarray,
+    size: tuple[int, int],
+    resample: int = PIL_BILINEAR,
+    vertical_first: bool = False,
+) -> np.ndarray:
+    """(H, W, C) uint8 -> (h, w, C) uint8 with Pillow's algorithm in numpy: separable passes with
+    an antialiasing filter whose support grows with the downscale factor, 22-bit fixed-point
+    weights and 8-bit rounding between the passes. Pillow <= 12 always runs the horizontal pass
+    first; Pillow 13 sometimes runs the vertical one first (results then differ by 1 on a few
+    pixels), hence ``vertical_first``."""
+    h, w = size
+    out = image
+    passes = [(w, 1), (h, 0)]
+    for n, axis in reversed(passes) if vertical_first else passes:
+        if out.shape[axis] != n:
+            out = _pil_pass(out, n, axis, resample)
+    return out if out is not image else image.copy()
+
+
 def pil_resize(
     image: np.ndarray, size: tuple[int, int], resample: int = PIL_BILINEAR
 ) -> np.ndarray:
-    """(H, W, C) uint8 -> (h, w, C) uint8 exactly as ``PIL.Image.resize((w, h), resample)``.
+    """(H, W, C) uint8 -> (h, w, C) uint8 exactly as HF's PIL image processors resize:
+    ``PIL.Image.resize((w, h), resample)``.
 
     Why not cv2: Pillow antialiases when shrinking (its filter support grows with the scale) and
-    rounds to 8 bits between its horizontal and vertical passes; HF's PIL image processors resize
-    this way, so matching it bit for bit keeps our network input identical to theirs."""
-    h, w = size
-    out = image
-    if out.shape[1] != w:
-        out = _pil_pass(out, w, 1, resample)
-    if out.shape[0] != h:
-        out = _pil_pass(out, h, 0, resample)
-    return out if out is not image else image.copy()
+    rounds to 8 bits between its passes; matching it keeps our network input bit-identical to
+    HF's. Pillow is used when installed (exact for every Pillow version); otherwise the numpy
+    reimplementation (exact for Pillow <= 12)."""
+    try:
+        from PIL import Image
+    except ImportError:
+        return pil_resize_numpy(image, size, resample)
+    if image.shape[2] == 3:
+        pil = Image.fromarray(np.ascontiguousarray(image), mode=None)
+        return np.asarray(pil.resize((int(size[1]), int(size[0])), resample=resample))
+    return pil_resize_numpy(image, size, resample)
 
 
 def _torch_taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -385,6 +408,8 @@ class MaskClassificationFamily(ModelFamily):
     panoptic map with HF's ``post_process_panoptic_segmentation`` semantics (module docstring)."""
 
     name = "mask_classification"
+    #: mask resize: OpenCV (fast, ~1e-4 off torch) or ``torch_bilinear`` (exact, ~10x slower)
+    interpolate = staticmethod(fast_bilinear)
     PARAMETERS = (
         ParamSpec(
             "mask_score_threshold",
@@ -586,6 +611,7 @@ class MaskClassificationFamily(ModelFamily):
             overlap_threshold=float(self.config["overlap_area_threshold"]),
             fuse_ids=self.fuse_ids,
             pre_mask_size=self.pre_mask_size,
+            resize=self.interpolate,
         )
 
 
@@ -624,7 +650,8 @@ def fuse_panoptic(
     m = mask_logits[keep].astype(np.float32, copy=False)
     if pre_mask_size is not None:  # Mask2Former: logits to 384x384 before the sigmoid
         m = resize(m, pre_mask_size)
-    m = 1.0 / (1.0 + np.exp(-m))
+    with np.errstate(over="ignore"):  # exp(-m) = inf for very negative logits: sigmoid 0
+        m = 1.0 / (1.0 + np.exp(-m))
     m = resize(np.ascontiguousarray(m, np.float32), (h, w))
     if m is mask_logits:
         m = m.copy()
