@@ -208,7 +208,6 @@ def _crafted_outputs(rng, q=24, c=5, mh=24, mw=32):
 def test_fusion_matches_hf_post_process_on_crafted_outputs(kind, exact):
     proc = H.processor(kind)
     rng = np.random.default_rng(7)
-    resize = mc.torch_bilinear if exact else mc.fast_bilinear
     total_things = total_stuff = 0
     agreements = []
     for trial in range(6):
@@ -232,7 +231,7 @@ def test_fusion_matches_hf_post_process_on_crafted_outputs(kind, exact):
             hw,
             fuse_ids=frozenset(H.STUFF_IDS),
             pre_mask_size=mc.MASK2FORMER_MASK_SIZE if kind == "mask2former" else None,
-            resize=resize,
+            exact=exact,
         )
         agree, things = _compare(ours, ref, hw, score_tol=1e-5)
         agreements.append(agree)
@@ -279,7 +278,7 @@ def test_end_to_end_parity_with_transformers(hf_model):
     fam = mc.MaskClassificationFamily(_taxonomy(card), _signature(session), card, folder)
     assert fam.model_type == kind
     exact = mc.MaskClassificationFamily(_taxonomy(card), _signature(session), card, folder)
-    exact.interpolate = mc.torch_bilinear
+    exact.exact_decode = True
     names = [o.name for o in session.get_outputs()]
     worst, pixels, things, segments = 1.0, 0, 0, 0
     ious: list[float] = []

@@ -408,8 +408,8 @@ class MaskClassificationFamily(ModelFamily):
     panoptic map with HF's ``post_process_panoptic_segmentation`` semantics (module docstring)."""
 
     name = "mask_classification"
-    #: mask resize: OpenCV (fast, ~1e-4 off torch) or ``torch_bilinear`` (exact, ~10x slower)
-    interpolate = staticmethod(fast_bilinear)
+    #: True: HF's arithmetic step by step (torch-exact interpolation; slow, for tests)
+    exact_decode = False
     PARAMETERS = (
         ParamSpec(
             "mask_score_threshold",
@@ -611,13 +611,68 @@ class MaskClassificationFamily(ModelFamily):
             overlap_threshold=float(self.config["overlap_area_threshold"]),
             fuse_ids=self.fuse_ids,
             pre_mask_size=self.pre_mask_size,
-            resize=self.interpolate,
+            exact=self.exact_decode,
         )
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:
     e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):  # exp(-x) = inf for very negative logits: sigmoid 0
+        return 1.0 / (1.0 + np.exp(-x))
+
+
+def _ownership_exact(
+    m: np.ndarray, scores: np.ndarray, hw: tuple[int, int], pre: tuple[int, int] | None, thr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """HF's steps literally (torch-exact interpolation, full (K, H, W) volume): owner map and
+    each query's pixel count with score-weighted probability >= thr. The reference; slow."""
+    if pre is not None:
+        m = torch_bilinear(m, pre)
+    m = torch_bilinear(_sigmoid(m).astype(np.float32), hw)
+    m *= scores[:, None, None]
+    owner = m.argmax(axis=0)  # first maximum wins, like torch.argmax
+    return owner, np.count_nonzero(m >= thr, axis=(1, 2))
+
+
+def _resize2d(x: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    if x.shape == tuple(hw):
+        return x.copy()
+    return cv2.resize(x, (int(hw[1]), int(hw[0])), interpolation=cv2.INTER_LINEAR)
+
+
+def _ownership_fast(
+    m: np.ndarray, scores: np.ndarray, hw: tuple[int, int], pre: tuple[int, int] | None, thr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Same result as ``_ownership_exact`` up to float rounding, without the (K, H, W) volume.
+
+    One query at a time: OpenCV resizes (the score weight is applied before the last resize,
+    which is linear), the pixels >= thr are counted, and a running maximum keeps the owner; a
+    strictly greater value takes the pixel over, so on equal values the lowest index wins
+    (torch.argmax's rule)."""
+    k_total = m.shape[0]
+    best: np.ndarray | None = None
+    owner = np.zeros(hw, np.uint8 if k_total <= 256 else np.int32)
+    takes = np.empty(hw, bool)
+    own = np.empty(k_total, np.int64)
+    for k in range(k_total):
+        p = m[k]
+        if pre is not None:
+            p = _resize2d(p, pre)
+        p = _sigmoid(p).astype(np.float32, copy=False)
+        p *= scores[k]
+        full = _resize2d(p, hw)
+        own[k] = np.count_nonzero(full >= thr)
+        if best is None:
+            best = full
+            continue
+        np.greater(full, best, out=takes)
+        np.maximum(best, full, out=best)
+        owner[takes] = k
+    return owner, own
 
 
 def fuse_panoptic(
@@ -629,55 +684,57 @@ def fuse_panoptic(
     overlap_threshold: float = 0.8,
     fuse_ids: frozenset[int] | set[int] = frozenset(),
     pre_mask_size: tuple[int, int] | None = None,
-    resize: Any = fast_bilinear,
+    exact: bool = False,
 ) -> Segments:
     """HF ``post_process_panoptic_segmentation`` for one image, in numpy.
 
     class_logits (Q, C+1), mask_logits (Q, h, w) -> Segments at ``target_hw``. Things get
     instance ids 1..N in HF's segment order; fused (stuff) classes get one segment per class and
-    instance 0; pixels of no segment are -1 in ``semantic``."""
+    instance 0; pixels of no segment are -1 in ``semantic``. ``exact`` follows HF's arithmetic
+    step by step (torch-exact interpolation; ~10x slower), otherwise the fast path (OpenCV,
+    see ``_ownership_fast``) agrees with it except on near-tied pixels.
+
+    One deliberate difference: HF can hand out a segment id twice (transformers issue #23461:
+    after a fused stuff class reappears, the next thing reuses a taken id), merging unrelated
+    segments in its map; here every accepted thing query is its own instance."""
     h, w = int(target_hw[0]), int(target_hw[1])
     num_labels = class_logits.shape[1] - 1
     probs = _softmax(class_logits.astype(np.float32))
     labels = probs.argmax(axis=1)
     scores = probs.max(axis=1).astype(np.float32)
     keep = (labels != num_labels) & (scores > score_threshold)
-    semantic = np.full((h, w), -1, np.int32)
-    instance = np.zeros((h, w), np.int32)
     if not keep.any():
-        return Segments(semantic, instance, np.zeros(0, np.int32), np.zeros(0, np.float32))
+        return Segments(
+            np.full((h, w), -1, np.int32),
+            np.zeros((h, w), np.int32),
+            np.zeros(0, np.int32),
+            np.zeros(0, np.float32),
+        )
     labels, scores = labels[keep], scores[keep]
-    m = mask_logits[keep].astype(np.float32, copy=False)
-    if pre_mask_size is not None:  # Mask2Former: logits to 384x384 before the sigmoid
-        m = resize(m, pre_mask_size)
-    with np.errstate(over="ignore"):  # exp(-m) = inf for very negative logits: sigmoid 0
-        m = 1.0 / (1.0 + np.exp(-m))
-    m = resize(np.ascontiguousarray(m, np.float32), (h, w))
-    if m is mask_logits:
-        m = m.copy()
-    m *= scores[:, None, None]
-    # per-pixel argmax over queries (first maximum wins, like torch.argmax)
-    owner = m.argmax(axis=0) if m.shape[0] > 1 else np.zeros((h, w), np.int64)
+    m = np.ascontiguousarray(mask_logits[keep], np.float32)
+    ownership = _ownership_exact if exact else _ownership_fast
+    owner, own_area = ownership(m, scores, (h, w), pre_mask_size, mask_threshold)
     won = np.bincount(owner.ravel(), minlength=m.shape[0])
-    own_area = np.count_nonzero(m >= mask_threshold, axis=(1, 2))
-    seg_class = np.full(m.shape[0] + 1, -1, np.int32)  # index K = "no segment"
-    seg_inst = np.zeros(m.shape[0] + 1, np.int32)
+    seg_class = np.full(m.shape[0], -1, np.int32)
+    seg_inst = np.zeros(m.shape[0], np.int32)
     classes: list[int] = []
     out_scores: list[float] = []
-    stuff_seen: set[int] = set()
     for k in range(m.shape[0]):
         if won[k] == 0 or own_area[k] == 0 or not won[k] / own_area[k] > overlap_threshold:
             continue
         c = int(labels[k])
         seg_class[k] = c
-        if c in fuse_ids:
-            stuff_seen.add(c)
+        if c in fuse_ids:  # stuff: one segment per class, no instance
             continue
         classes.append(c)
         out_scores.append(float(scores[k]))
         seg_inst[k] = len(classes)
-    semantic = seg_class[owner]
-    instance = seg_inst[owner]
+    if m.shape[0] <= 256:  # uint8 owners: OpenCV's table lookup, several times numpy's speed
+        owner8 = owner.astype(np.uint8, copy=False)
+        semantic = cv2.LUT(owner8, np.resize(seg_class, 256).astype(np.int32))
+        instance = cv2.LUT(owner8, np.resize(seg_inst, 256).astype(np.int32))
+    else:
+        semantic, instance = seg_class[owner], seg_inst[owner]
     return Segments(
         semantic.astype(np.int32, copy=False),
         instance.astype(np.int32, copy=False),
