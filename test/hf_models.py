@@ -205,7 +205,8 @@ def build_model(kind: str, seed: int = 0):
         )
         model = DetrForSegmentation(cfg)
         cls_head = model.detr.class_labels_classifier
-        mask_head = model.mask_head.output_conv
+        head = model.mask_head  # transformers 5 names the last conv output_conv, 4.x out_lay
+        mask_head = getattr(head, "output_conv", None) or head.out_lay
     else:
         raise ValueError(kind)
     model.eval()

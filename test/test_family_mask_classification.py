@@ -345,6 +345,16 @@ def test_gridsample_fixup_makes_the_torchscript_mask2former_export_load():
     assert mc.fix_gridsample_double_grid(other) == 0  # no GridSample: untouched
 
 
+def test_runnable_onnx_path_caches_the_fixed_copy(tmp_path):
+    raw = H.model_folder("mask2former") / "model.onnx"
+    fixed = mc.runnable_onnx_path(raw, tmp_path)
+    assert fixed != raw and fixed.parent == tmp_path
+    ort.InferenceSession(str(fixed), providers=["CPUExecutionProvider"])
+    assert mc.runnable_onnx_path(raw, tmp_path) == fixed  # cached
+    plain = H.model_folder("detr") / "model.onnx"
+    assert mc.runnable_onnx_path(plain, tmp_path) == plain
+
+
 def _sig(outputs, input_name="pixel_values"):
     return OnnxSignature(
         (TensorInfo(input_name, (1, 3, 64, 96), "float32"),),

@@ -192,6 +192,38 @@ def fix_gridsample_double_grid(model: Any) -> int:
     return changed
 
 
+def runnable_onnx_path(path: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """``path`` itself when ONNX Runtime can load it as is, else a copy with
+    ``fix_gridsample_double_grid`` applied, cached under ``cache_dir`` (default: the project's
+    ONNX cache, ``model_store.default_cache_dir()``) by the file's sha256. Call it where a user
+    ONNX path is resolved, before the backend opens it (ORT and TensorRT alike)."""
+    import hashlib
+    import os
+    import tempfile
+
+    import onnx
+
+    from panoptic_ros.families.model_store import default_cache_dir
+
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    if not any(n.op_type == "GridSample" for n in model.graph.node):
+        return path
+    model = onnx.load(str(path))
+    if fix_gridsample_double_grid(model) == 0:
+        return path
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache.mkdir(parents=True, exist_ok=True)
+    out = cache / f"{path.stem}-{digest}-gridsample-f32.onnx"
+    if not out.is_file():
+        fd, tmp = tempfile.mkstemp(dir=cache, suffix=".onnx.tmp")
+        os.close(fd)
+        onnx.save(model, tmp)
+        os.replace(tmp, out)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Resizing exactly like Pillow (HF PIL image processors) and like torch.nn.functional.interpolate
 # ---------------------------------------------------------------------------------------------
