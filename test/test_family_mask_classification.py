@@ -444,3 +444,18 @@ def test_thresholds_are_node_parameters():
 def test_time_decode_reports_numbers():
     t = mc.time_decode(runs=2, frame_hw=(48, 64), kept=3)
     assert t["median_ms"] > 0 and t["kept"] == 3
+
+
+def test_generic_card_keys_when_there_is_no_preprocessor_config():
+    sig = _sig([("class_queries_logits", (1, 12, 6)), ("masks_queries_logits", (1, 12, 16, 24))])
+    tax = mc.taxonomy_from_hf_config({"id2label": H.ID2LABEL})
+    card = {"scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
+    fam = mc.MaskClassificationFamily(tax, sig, card)
+    img = np.full((64, 96, 3), 255, np.uint8)
+    assert np.allclose(fam.prepare([img], 1).feeds["pixel_values"], 2.0)
+    with pytest.raises(ValueError, match="RGB NCHW"):
+        mc.MaskClassificationFamily(tax, sig, {"color": "BGR"})
+    # no card and no preprocessor_config.json: HF's processor defaults (1/255, ImageNet)
+    fam = mc.MaskClassificationFamily(tax, sig, {})
+    x = fam.prepare([img], 1).feeds["pixel_values"][0, :, 0, 0]
+    assert np.allclose(x, (1 - np.array(mc.IMAGENET_MEAN)) / np.array(mc.IMAGENET_STD), atol=1e-6)

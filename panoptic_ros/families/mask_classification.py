@@ -94,6 +94,36 @@ def preprocessor_of(card: Mapping[str, Any]) -> dict[str, Any]:
     return _section(card, "preprocessor", "preprocessor_config")
 
 
+def preprocessing_of(card: Mapping[str, Any]) -> dict[str, Any]:
+    """The preprocessor settings: ``preprocessor_config.json`` when the card carries it, else the
+    generic card keys in preprocessor terms (``scale`` -> rescale_factor, ``mean`` / ``std`` in
+    the scaled range, ``input_size`` -> size; card defaults 1.0 / 0 / 1 as for every card), else
+    {} (HF's processor defaults: 1/255, ImageNet mean/std)."""
+    pre = preprocessor_of(card)
+    if pre:
+        return pre
+    color, layout = str(card.get("color", "RGB")).upper(), str(card.get("layout", "NCHW")).upper()
+    if color != "RGB" or layout != "NCHW":
+        raise ValueError(
+            f"card color {color} / layout {layout}: HF pixel_values are RGB NCHW; see {DOCS}"
+        )
+    if str(card.get("resize", "stretch")).lower() != "stretch":
+        raise ValueError(f"card 'resize' {card.get('resize')!r}: this family resizes (stretch)")
+    if not any(k in card for k in ("scale", "mean", "std", "input_size")):
+        return {}
+    pre = {
+        "do_rescale": True,
+        "rescale_factor": float(card.get("scale", 1.0)),
+        "do_normalize": True,
+        "image_mean": [float(v) for v in card.get("mean", [0.0, 0.0, 0.0])],
+        "image_std": [float(v) for v in card.get("std", [1.0, 1.0, 1.0])],
+    }
+    if card.get("input_size"):
+        h, w = (int(v) for v in card["input_size"])
+        pre["size"] = {"height": h, "width": w}
+    return pre
+
+
 def card_from_hf_folder(folder: str | Path) -> dict[str, Any]:
     """The card for a folder as ``optimum-cli export onnx`` / ``save_pretrained`` write it:
     ``config.json`` (id2label, model_type) and ``preprocessor_config.json`` (resize,
@@ -546,7 +576,7 @@ class MaskClassificationFamily(ModelFamily):
                 f"taxonomy has {taxonomy.num_classes}; see {DOCS}"
             )
         self.fuse_ids = frozenset(taxonomy.stuff_ids)
-        pre = preprocessor_of(self.card)
+        pre = preprocessing_of(self.card)
         self.pre = pre
         self.do_resize = bool(pre.get("do_resize", True))
         self.resample = int(pre.get("resample", PIL_BILINEAR))
