@@ -239,9 +239,10 @@ def processor(kind: str, size: dict | None = None):
     return cls(size=size)
 
 
-def export_onnx(model, path: Path, hw: tuple[int, int]) -> None:
+def export_onnx(model, path: Path, hw: tuple[int, int], dynamic: bool = False) -> None:
     """torch.onnx.export with the names optimum-cli uses (TorchScript exporter, opset 17, fixed
-    1x3xHxW); DETR keeps pred_boxes too (optimum drops it; both are accepted)."""
+    1x3xHxW, or dynamic B, H, W as optimum declares them); DETR keeps pred_boxes too (optimum
+    drops it; both are accepted)."""
     import torch
 
     if model.config.model_type == "detr":
@@ -267,13 +268,21 @@ def export_onnx(model, path: Path, hw: tuple[int, int]) -> None:
         output_names=names,
         opset_version=17,
         dynamo=False,
+        dynamic_axes={"pixel_values": {0: "batch_size", 2: "height", 3: "width"}}
+        if dynamic
+        else None,
     )
 
 
-def model_folder(kind: str) -> Path:
+#: the processor's own size rule, for graphs exported with dynamic H, W
+DYNAMIC_SIZE = {"shortest_edge": 96, "longest_edge": 160}
+
+
+def model_folder(kind: str, dynamic: bool = False) -> Path:
     """Folder with model.onnx (raw export, unpatched), config.json, preprocessor_config.json and
-    the saved torch weights; built once and cached."""
-    folder = CACHE / f"{kind}-v{VERSION}"
+    the saved torch weights; built once and cached. ``dynamic``: H, W dynamic in the graph and
+    the processor resizing by DYNAMIC_SIZE (only DETR's ResNet traces to a size-free graph)."""
+    folder = CACHE / f"{kind}{'-dynamic' if dynamic else ''}-v{VERSION}"
     if (folder / "model.onnx").is_file() and (folder / "preprocessor_config.json").is_file():
         return folder
     import warnings
@@ -283,17 +292,17 @@ def model_folder(kind: str) -> Path:
     tmp.mkdir(parents=True)
     model = build_model(kind)
     model.save_pretrained(tmp)
-    processor(kind).save_pretrained(tmp)
+    processor(kind, DYNAMIC_SIZE if dynamic else None).save_pretrained(tmp)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_onnx(model, tmp / "model.onnx", GRAPH_HW)
+        export_onnx(model, tmp / "model.onnx", GRAPH_HW, dynamic)
     json.loads((tmp / "config.json").read_text())  # written
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
     return folder
 
 
-def load_torch_model(kind: str):
+def load_torch_model(kind: str, dynamic: bool = False):
     """The cached model's torch twin (same weights as model.onnx)."""
     from transformers import (
         DetrForSegmentation,
@@ -306,4 +315,4 @@ def load_torch_model(kind: str):
         "maskformer": MaskFormerForInstanceSegmentation,
         "detr": DetrForSegmentation,
     }[kind]
-    return cls.from_pretrained(model_folder(kind)).eval()
+    return cls.from_pretrained(model_folder(kind, dynamic)).eval()

@@ -459,3 +459,38 @@ def test_generic_card_keys_when_there_is_no_preprocessor_config():
     fam = mc.MaskClassificationFamily(tax, sig, {})
     x = fam.prepare([img], 1).feeds["pixel_values"][0, :, 0, 0]
     assert np.allclose(x, (1 - np.array(mc.IMAGENET_MEAN)) / np.array(mc.IMAGENET_STD), atol=1e-6)
+
+
+def test_dynamic_size_detr_follows_the_processor_size_rule():
+    """A graph with dynamic H, W (as optimum-cli exports DETR): each frame is resized by the
+    processor's shortest/longest-edge rule, so the network sees a different size per frame."""
+    folder = H.model_folder("detr", dynamic=True)
+    card = mc.card_from_hf_folder(folder)
+    session = _session(folder)
+    fam = mc.MaskClassificationFamily(_taxonomy(card), _signature(session), card, folder)
+    assert fam.fixed_hw is None
+    torch_model = H.load_torch_model("detr", dynamic=True)
+    proc = H.processor("detr", H.DYNAMIC_SIZE)
+    names = [o.name for o in session.get_outputs()]
+    fam.update_config(overlap_area_threshold=0.0)
+    sizes, segments = set(), 0
+    for hw in FRAME_SIZES:
+        for img in _images(*hw):
+            prepared = fam.prepare([img], 1)
+            pv = proc(images=[img], return_tensors="pt")["pixel_values"]
+            assert np.array_equal(prepared.feeds["pixel_values"], pv.numpy())
+            sizes.add(pv.shape[2:])
+            ours = fam.decode(dict(zip(names, session.run(None, prepared.feeds))), prepared, 0)
+            with torch.no_grad():
+                ref_out = torch_model(pixel_values=pv)
+            ref = proc.post_process_panoptic_segmentation(
+                ref_out,
+                overlap_mask_area_threshold=0.0,
+                label_ids_to_fuse=set(H.STUFF_IDS),
+                target_sizes=[hw],
+            )[0]
+            decided = _decided("detr", ref_out, 0.5, hw)
+            agree, _ = _compare(ours, ref, hw, 1e-4, iou_min=0.0, decided=decided)
+            assert agree >= 0.999
+            segments += len(ref["segments_info"])
+    assert len(sizes) >= 2 and segments >= 3, (sizes, segments)
