@@ -711,25 +711,37 @@ def _ownership_fast(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Same result as ``_ownership_exact`` up to float rounding, without the (K, H, W) volume.
 
-    One query at a time: OpenCV resizes (the score weight is applied before the last resize,
-    which is linear), the pixels >= thr are counted, and a running maximum keeps the owner; a
-    strictly greater value takes the pixel over, so on equal values the lowest index wins
-    (torch.argmax's rule)."""
+    One query at a time, in reused buffers (fresh frame-sized arrays per query cost more than
+    the arithmetic): OpenCV resizes (the score weight is applied before the last resize, which
+    is linear), the pixels >= thr are counted, and a running maximum keeps the owner; a strictly
+    greater value takes the pixel over, so on equal values the lowest index wins (torch.argmax's
+    rule)."""
     k_total = m.shape[0]
-    best: np.ndarray | None = None
-    owner = np.zeros(hw, np.uint8 if k_total <= 256 else np.int32)
-    takes = np.empty(hw, bool)
+    h, w = int(hw[0]), int(hw[1])
+    best = np.empty((h, w), np.float32)
+    full = np.empty((h, w), np.float32)
+    takes = np.empty((h, w), bool)
+    owner = np.zeros((h, w), np.uint8 if k_total <= 256 else np.int32)
+    mid = np.empty(pre, np.float32) if pre is not None else None
     own = np.empty(k_total, np.int64)
     for k in range(k_total):
-        p = m[k]
-        if pre is not None:
-            p = _resize2d(p, pre)
-        p = _sigmoid(p).astype(np.float32, copy=False)
+        if mid is not None:
+            p = cv2.resize(m[k], (pre[1], pre[0]), dst=mid, interpolation=cv2.INTER_LINEAR)
+        else:
+            p = m[k].copy()
+        np.negative(p, out=p)  # sigmoid in place: 1 / (1 + exp(-x))
+        with np.errstate(over="ignore"):
+            np.exp(p, out=p)
+        p += 1.0
+        np.reciprocal(p, out=p)
         p *= scores[k]
-        full = _resize2d(p, hw)
-        own[k] = np.count_nonzero(full >= thr)
-        if best is None:
-            best = full
+        dst = best if k == 0 else full
+        if p.shape == (h, w):
+            np.copyto(dst, p)
+        else:
+            cv2.resize(p, (w, h), dst=dst, interpolation=cv2.INTER_LINEAR)
+        own[k] = np.count_nonzero(dst >= thr)
+        if k == 0:
             continue
         np.greater(full, best, out=takes)
         np.maximum(best, full, out=best)
