@@ -18,10 +18,10 @@ number for these models) come from it:
    one segment per class; pixels of no segment are void (-1 semantic, never class 0).
 
 Preprocessing follows ``preprocessor_config.json``: resize exactly like the HF PIL image processor
-(Pillow's separable bilinear/bicubic with 8-bit rounding between passes, reimplemented here in
-numpy, see ``pil_resize``), ``rescale_factor`` and ``image_mean`` / ``image_std``. A graph with a
-fixed input size is fed at that size; a dynamic graph gets HF's own size rule (shortest/longest
-edge, ``size_divisor``).
+(through Pillow itself when installed; otherwise ``pil_resize_numpy``, Pillow's separable
+bilinear/bicubic with 8-bit rounding between passes in numpy), ``rescale_factor`` and
+``image_mean`` / ``image_std``. A graph with a fixed input size is fed at that size; a dynamic
+graph gets HF's own size rule (shortest/longest edge, ``size_divisor``).
 
 The resize to the frame size uses OpenCV's bilinear resize, which is not bit-exact with torch's
 ``interpolate`` (OpenCV rounds the source coordinate from double, torch computes it in float32
