@@ -239,10 +239,13 @@ def processor(kind: str, size: dict | None = None):
     return cls(size=size)
 
 
-def export_onnx(model, path: Path, hw: tuple[int, int], dynamic: bool = False) -> None:
-    """torch.onnx.export with the names optimum-cli uses (TorchScript exporter, opset 17, fixed
-    1x3xHxW, or dynamic B, H, W as optimum declares them); DETR keeps pred_boxes too (optimum
-    drops it; both are accepted)."""
+def export_onnx(
+    model, path: Path, hw: tuple[int, int], dynamic: bool = False, dynamo: bool = False
+) -> None:
+    """torch.onnx.export with the names optimum-cli uses: the TorchScript exporter (opset 17,
+    fixed 1x3xHxW, or dynamic B, H, W as optimum declares them), or ``dynamo`` (torch.export,
+    torch's default exporter now; fixed size). DETR keeps pred_boxes too (optimum drops it;
+    both are accepted)."""
     import torch
 
     if model.config.model_type == "detr":
@@ -260,8 +263,14 @@ def export_onnx(model, path: Path, hw: tuple[int, int], dynamic: bool = False) -
             return tuple(getattr(out, n) for n in names)
 
     x = torch.zeros(1, 3, *hw)
+    wrapped = Wrapped(model).eval()  # the TorchScript exporter restores the wrapper's mode
+    if dynamo:
+        torch.onnx.export(
+            wrapped, (x,), str(path), input_names=["pixel_values"], output_names=names, dynamo=True
+        )
+        return
     torch.onnx.export(
-        Wrapped(model),
+        wrapped,
         (x,),
         str(path),
         input_names=["pixel_values"],
@@ -278,11 +287,13 @@ def export_onnx(model, path: Path, hw: tuple[int, int], dynamic: bool = False) -
 DYNAMIC_SIZE = {"shortest_edge": 96, "longest_edge": 160}
 
 
-def model_folder(kind: str, dynamic: bool = False) -> Path:
+def model_folder(kind: str, dynamic: bool = False, dynamo: bool = False) -> Path:
     """Folder with model.onnx (raw export, unpatched), config.json, preprocessor_config.json and
     the saved torch weights; built once and cached. ``dynamic``: H, W dynamic in the graph and
-    the processor resizing by DYNAMIC_SIZE (only DETR's ResNet traces to a size-free graph)."""
-    folder = CACHE / f"{kind}{'-dynamic' if dynamic else ''}-v{VERSION}"
+    the processor resizing by DYNAMIC_SIZE (only DETR's ResNet traces to a size-free graph).
+    ``dynamo``: exported with torch's dynamo exporter instead of TorchScript."""
+    tag = ("-dynamic" if dynamic else "") + ("-dynamo" if dynamo else "")
+    folder = CACHE / f"{kind}{tag}-v{VERSION}"
     if (folder / "model.onnx").is_file() and (folder / "preprocessor_config.json").is_file():
         return folder
     import warnings
@@ -295,7 +306,7 @@ def model_folder(kind: str, dynamic: bool = False) -> Path:
     processor(kind, DYNAMIC_SIZE if dynamic else None).save_pretrained(tmp)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        export_onnx(model, tmp / "model.onnx", GRAPH_HW, dynamic)
+        export_onnx(model, tmp / "model.onnx", GRAPH_HW, dynamic, dynamo)
     json.loads((tmp / "config.json").read_text())  # written
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)

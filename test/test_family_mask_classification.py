@@ -494,3 +494,23 @@ def test_dynamic_size_detr_follows_the_processor_size_rule():
             assert agree >= 0.999
             segments += len(ref["segments_info"])
     assert len(sizes) >= 2 and segments >= 3, (sizes, segments)
+
+
+def test_dynamo_export_of_mask2former_loads_without_the_fixup():
+    """torch's dynamo exporter (torch.export) writes a float32 grid: ONNX Runtime loads the graph
+    as is, and it runs like the TorchScript graph after the fix-up."""
+    dynamo = H.model_folder("mask2former", dynamo=True)
+    model = onnx.load(str(dynamo / "model.onnx"))
+    assert mc.fix_gridsample_double_grid(model) == 0
+    assert mc.runnable_onnx_path(dynamo / "model.onnx") == dynamo / "model.onnx"
+    session = ort.InferenceSession(str(dynamo / "model.onnx"), providers=["CPUExecutionProvider"])
+    card = mc.card_from_hf_folder(dynamo)
+    fam = mc.MaskClassificationFamily(_taxonomy(card), _signature(session), card, dynamo)
+    torch_model = H.load_torch_model("mask2former")  # the same weights (seeded build)
+    img = _images(120, 160)[1]
+    prepared = fam.prepare([img], 1)
+    ours = session.run(None, prepared.feeds)
+    with torch.no_grad():
+        ref = torch_model(pixel_values=torch.from_numpy(prepared.feeds["pixel_values"]))
+    assert np.abs(ours[0] - ref.class_queries_logits.numpy()).max() < 1e-3
+    assert np.abs(ours[1] - ref.masks_queries_logits.numpy()).max() < 1e-3
