@@ -249,7 +249,10 @@ def runnable_onnx_path(path: str | Path, cache_dir: str | Path | None = None) ->
     if not out.is_file():
         fd, tmp = tempfile.mkstemp(dir=cache, suffix=".onnx.tmp")
         os.close(fd)
-        onnx.save(model, tmp)
+        if model.ByteSize() > 2**31 - 2**24:  # protobuf's 2 GB limit: weights beside the graph
+            onnx.save(model, tmp, save_as_external_data=True, location=out.name + ".data")
+        else:
+            onnx.save(model, tmp)
         os.replace(tmp, out)
     return out
 
