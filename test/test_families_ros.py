@@ -154,3 +154,40 @@ def test_node_runs_a_pdl_model_with_family_parameters(ctx, pdl19):  # noqa: F811
         tester.close()
         assert node.stop() == 0
     assert np.isfinite(len(dets))
+
+
+def _process_bag_labels_and_detections(tmp_path, model: str, capsys) -> tuple[list[str], int]:
+    """process-bag over a 3-frame synthetic bag with ``model``: (label_info names, detections)."""
+    from panoptic_ros.bags.messages import deserialize
+    from panoptic_ros.bags.reader import BagReader
+    from panoptic_ros.bags.synthetic import write_synthetic_bag
+    from panoptic_ros.cli import main
+
+    bag = write_synthetic_bag(tmp_path / "in", frames=3, height=96, width=128)
+    out = tmp_path / "out"
+    rc = main(
+        ["process-bag", str(bag.path), str(out), "--model", model, "--backend", "onnxruntime"]
+    )
+    assert rc == 0, capsys.readouterr().err
+    with BagReader(out) as r:
+        recs = list(r.messages(["/camera/label_info", "/camera/detections", "/camera/panoptic"]))
+    infos = [deserialize(x) for x in recs if x.topic == "/camera/label_info"]
+    dets = [deserialize(x) for x in recs if x.topic == "/camera/detections"]
+    assert len([x for x in recs if x.topic == "/camera/panoptic"]) == 3
+    assert len(dets) == 3
+    return [c.class_name for c in infos[0].class_map], sum(len(d.detections) for d in dets)
+
+
+def test_process_bag_runs_an_hf_mask2former_folder_exported_with_torchscript(tmp_path, capsys):
+    """An optimum-style folder (model.onnx + config.json + preprocessor_config.json) whose
+    TorchScript export ONNX Runtime cannot load as written (float64 GridSample grid): the factory
+    applies the fix-up, and label_info carries config.json's id2label names."""
+    import json
+
+    pytest.importorskip("transformers")
+    from hf_models import model_folder
+
+    folder = model_folder("mask2former")
+    id2label = json.loads((folder / "config.json").read_text())["id2label"]
+    names, _ = _process_bag_labels_and_detections(tmp_path, str(folder), capsys)
+    assert names == [id2label[str(i)] for i in range(len(id2label))]
