@@ -61,10 +61,12 @@ rclpy.try_shutdown()
 class Node:
     """panoptic_node with stdout and stderr read into lists by threads."""
 
-    def __init__(self, ns: str, env: dict, ignore_sigint: bool = False) -> None:
+    def __init__(self, ns: str, env: dict, ignore_sigint: bool = False, *params: str) -> None:
         if not EXE.exists():
             pytest.skip(f"{EXE} not installed (scripts/setup)")
         cmd = [str(EXE), "--ros-args", "-r", f"__ns:={ns}", "-p", "backend:=onnxruntime"]
+        for p in params:
+            cmd += ["-p", p]
         self.proc = subprocess.Popen(
             cmd,
             env=env,
@@ -163,7 +165,8 @@ def test_sigint_during_start_up(ignored):
     without rcl errors. Started as a shell's background job (SIGINT ignored on entry, so Python
     raises no KeyboardInterrupt of its own), rclpy's handler used to shut the context down under
     the transitions: "context is invalid", a transition left in errorprocessing, exit 1."""
-    node = Node(f"/signals_start_{os.getpid()}_{int(ignored)}", _env(profile=False), ignored)
+    ns = f"/signals_start_{os.getpid()}_{int(ignored)}"
+    node = Node(ns, _env(profile=False), ignored, "input_qos:=sensor_data")
     node.wait_for("best-effort input and no")  # the hint, logged just before configure
     time.sleep(0.2)
     _assert_clean(*node.stop(signal.SIGINT))
