@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -229,8 +230,11 @@ def test_ros_distro_is_the_running_one(tmp_path, storage):
 
     distro = ros_distro()
     assert distro and distro != "rosbags"
-    if not os.environ.get("ROS_DISTRO"):
-        assert distro == "kilted"  # the venv's ROS wheels (rclpy 9.x)
+    record = Path(sys.prefix) / ".panoptic-ros-distro"  # what scripts/setup installed
+    if not os.environ.get("ROS_DISTRO") and record.is_file():
+        assert (
+            distro == record.read_text().strip()
+        )  # the venv's ROS wheels (jazzy: rclpy 7.x, kilted: 9.x)
     bag = write_synthetic_bag(tmp_path / "bag", frames=1, height=16, width=16, storage=storage)
     assert f"ros_distro: {distro}\n" in (bag.path / "metadata.yaml").read_text()
     with BagReader(bag.path) as r:

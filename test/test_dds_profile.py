@@ -136,8 +136,9 @@ def test_profile_xml_templates_the_segment_size_and_loadgen_reuses_the_shipped_f
         == 64 * 2**20
     )
     assert dds_profile.profile_xml(16) == PROFILE.read_text()
-    monkeypatch.delenv(dds_profile.FASTDDS_VAR, raising=False)
-    monkeypatch.delenv(dds_profile.FASTRTPS_VAR, raising=False)
+    for var in (dds_profile.FASTDDS_VAR, dds_profile.FASTRTPS_VAR):
+        monkeypatch.setenv(var, "")  # recorded, so what use_large_shm sets is undone after the test
+        monkeypatch.delenv(var)
     assert use_large_shm(16) == PROFILE and os.environ[dds_profile.profile_var()] == str(PROFILE)
     other = use_large_shm(32)
     assert other != PROFILE and "33554432" in other.read_text()
