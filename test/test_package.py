@@ -140,7 +140,8 @@ def _imported_top_level_modules() -> dict[str, set[str]]:
 def _ament_index_packages() -> set[str]:
     """ROS packages registered in this venv's ament index (the PyPI ROS wheels register there)."""
     index = Path(sys.prefix) / "share" / "ament_index" / "resource_index" / "packages"
-    return {p.name for p in index.iterdir()} if index.is_dir() else set()
+    found = {p.name for p in index.iterdir()} if index.is_dir() else set()
+    return found - {"panoptic_ros"}  # itself: scripts/setup registers it (ament prefix step)
 
 
 def test_package_xml_parses_as_format_3():
