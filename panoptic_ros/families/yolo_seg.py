@@ -218,20 +218,18 @@ def _bilinear_window(
     r = slice(*rows)
     c = slice(*cols)
     sh, sw = src.shape
-    # Source window padded by one zero row/col on each side; indices outside map to the padding.
-    pad = np.zeros((sh + 2, sw + 2), np.float32)
-    pad[1:-1, 1:-1] = src
-
-    def local(idx: np.ndarray, start: int, size: int) -> np.ndarray:
-        return np.clip(idx - start + 1, 0, size + 1)
-
-    y0 = local(yi0[r], src_y0, sh)
-    y1 = local(yi1[r], src_y0, sh)
-    x0 = local(xi0[c], src_x0, sw)
-    x1 = local(xi1[c], src_x0, sw)
-    lo = int(min(y0.min(), y1.min()))
-    hi = int(max(y0.max(), y1.max())) + 1
-    band = pad[lo:hi]
+    y0, y1 = yi0[r] - src_y0, yi1[r] - src_y0
+    x0, x1 = xi0[c] - src_x0, xi1[c] - src_x0
+    if y0[0] < 0 or y1[-1] >= sh or x0[0] < 0 or x1[-1] >= sw:
+        # Some taps fall outside the window: pad it with one zero row/col on each side and
+        # send those taps there (indices are non-decreasing, so checking the ends suffices).
+        pad = np.zeros((sh + 2, sw + 2), np.float32)
+        pad[1:-1, 1:-1] = src
+        src = pad
+        y0, y1 = np.clip(y0 + 1, 0, sh + 1), np.clip(y1 + 1, 0, sh + 1)
+        x0, x1 = np.clip(x0 + 1, 0, sw + 1), np.clip(x1 + 1, 0, sw + 1)
+    lo, hi = int(y0[0]), int(y1[-1]) + 1
+    band = src[lo:hi]
     t = band[:, x0] * xw0[c] + band[:, x1] * xw1[c]  # horizontal pass on the needed source rows
     return t[y0 - lo] * yw0[r, None] + t[y1 - lo] * yw1[r, None]
 
@@ -364,62 +362,62 @@ def masks_to_frame(
 
     protos: (nm, mh, mw); coef: (n, nm); boxes_in: (n, 4) xyxy in network-input pixels.
     Returns the masks as (y0, x0, bool window) in the frame, and the ``keep`` flags (a mask
-    non-empty at the network input, as Ultralytics' construct_result filters)."""
+    non-empty at the network input, as Ultralytics' construct_result filters).
+
+    Why windows: Ultralytics computes every mask over the whole prototype grid and upsamples it
+    to the whole input before cropping to the box; the values inside the box only depend on the
+    prototype pixels under it, so computing just those gives the same numbers at a fraction of
+    the cost (the decode budget is a few ms for hundreds of detections)."""
     nm, mh, mw = protos.shape
     h1, w1 = lb.input_hw
     h0, w0 = lb.orig_hw
-    logits = (coef.astype(np.float32) @ protos.reshape(nm, -1)).reshape(-1, mh, mw)
+    coef = np.ascontiguousarray(coef, np.float32)
+    py0, py1, _, _ = _axis(mh, h1)
+    px0, px1, _, _ = _axis(mw, w1)
     # crop_mask: column r kept when x1 <= r < x2 (r integer, float32 compare) -> r in [ceil x1, ceil x2).
     b = boxes_in.astype(np.float32)
     c0 = np.clip(np.ceil(b[:, 0]), 0, w1).astype(np.int64)
     c1 = np.clip(np.ceil(b[:, 2]), 0, w1).astype(np.int64)
     r0 = np.clip(np.ceil(b[:, 1]), 0, h1).astype(np.int64)
     r1 = np.clip(np.ceil(b[:, 3]), 0, h1).astype(np.int64)
-    same = (h0, w0) == (h1, w1)
-    if not same:
-        top, bottom, left, right = _content_crop(lb)
-        ch, cw = bottom - top, right - left
+    top, bottom, left, right = _content_crop(lb)
+    ch, cw = bottom - top, right - left
+    identity = (ch, cw) == (h0, w0)  # bilinear at scale 1 returns its input exactly
+    if not identity:
         yi0, yi1, _, _ = _axis(ch, h0)
         xi0, xi1, _, _ = _axis(cw, w0)
     out: list[tuple[int, int, np.ndarray]] = []
     keep = np.zeros(len(b), bool)
     for k in range(len(b)):
-        if c1[k] <= c0[k] or r1[k] <= r0[k]:
+        ra, rb, ca, cb = int(r0[k]), int(r1[k]), int(c0[k]), int(c1[k])
+        if rb <= ra or cb <= ca:
             continue
-        m = (
-            _bilinear_window(
-                logits[k],
-                0,
-                0,
-                (mh, mw),
-                (h1, w1),
-                (int(r0[k]), int(r1[k])),
-                (int(c0[k]), int(c1[k])),
-            )
-            > 0
-        )
+        # the prototype window under the box (every bilinear tap of its pixels)
+        sy0, sy1 = int(py0[ra]), int(py1[rb - 1]) + 1
+        sx0, sx1 = int(px0[ca]), int(px1[cb - 1]) + 1
+        win = (coef[k] @ protos[:, sy0:sy1, sx0:sx1].reshape(nm, -1)).reshape(sy1 - sy0, sx1 - sx0)
+        m = _bilinear_window(win, sy0, sx0, (mh, mw), (h1, w1), (ra, rb), (ca, cb)) > 0
         if not m.any():
             continue
         keep[k] = True
-        if same:
-            out.append((int(r0[k]), int(c0[k]), m))
-            continue
         # scale_masks: the mask restricted to the unpadded region, bilinear to the frame, > 0.5.
-        sy0, sx0 = int(r0[k]) - top, int(c0[k]) - left
-        sy1, sx1 = sy0 + m.shape[0], sx0 + m.shape[1]
-        a0, a1 = max(sy0, 0), min(sy1, ch)
-        b0, b1 = max(sx0, 0), min(sx1, cw)
+        ty0, tx0 = ra - top, ca - left
+        a0, a1 = max(ty0, 0), min(ty0 + m.shape[0], ch)
+        b0, b1 = max(tx0, 0), min(tx0 + m.shape[1], cw)
         if a1 <= a0 or b1 <= b0:  # the mask lies in the padding only
             out.append((0, 0, np.zeros((0, 0), bool)))
             continue
-        src = m[a0 - sy0 : a1 - sy0, b0 - sx0 : b1 - sx0].astype(np.float32)
+        src = m[a0 - ty0 : a1 - ty0, b0 - tx0 : b1 - tx0]
+        if identity:
+            out.append((a0, b0, src))
+            continue
         rows = _dst_range(yi0, yi1, a0, a1)
         cols = _dst_range(xi0, xi1, b0, b1)
         if rows[1] <= rows[0] or cols[1] <= cols[0]:
             out.append((0, 0, np.zeros((0, 0), bool)))
             continue
-        v = _bilinear_window(src, a0, b0, (ch, cw), (h0, w0), rows, cols) > np.float32(0.5)
-        out.append((rows[0], cols[0], v))
+        v = _bilinear_window(src.astype(np.float32), a0, b0, (ch, cw), (h0, w0), rows, cols)
+        out.append((rows[0], cols[0], v > np.float32(0.5)))
     return out, keep
 
 
@@ -606,33 +604,31 @@ class YoloSegFamily(ModelFamily):
 
 
 def fuse_detections(dets: YoloDetections, hw: tuple[int, int], num_classes: int) -> Segments:
-    """Things-only panoptic map: each pixel to the highest-scoring detection covering it (painted
-    lowest score first; on equal scores the one listed first wins); background and class indices
-    outside 0..num_classes-1 (void) are unlabeled (-1). Detections left with no pixel are dropped
-    and the others renumbered 1..N in score order."""
+    """Things-only panoptic map: each pixel to the highest-scoring detection covering it (in
+    Ultralytics' order, i.e. descending score; on equal scores the one listed first wins);
+    background and class indices outside 0..num_classes-1 (void) are unlabeled (-1). Detections
+    left with no pixel are dropped and the others renumbered 1..N in score order."""
     h, w = hw
     inst = np.zeros((h, w), np.int32)
-    valid = (dets.classes >= 0) & (dets.classes < num_classes)
-    for k in range(len(dets.masks) - 1, -1, -1):
-        if not valid[k]:
+    sem = np.full((h, w), -1, np.int32)
+    alive: list[int] = []
+    for k, (y0, x0, m) in enumerate(dets.masks):
+        c = int(dets.classes[k])
+        if not (0 <= c < num_classes) or m.size == 0:
             continue
-        y0, x0, m = dets.masks[k]
-        if m.size:
-            view = inst[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]]
-            view[m] = k + 1
-    n = len(dets.masks)
-    counts = np.bincount(inst.ravel(), minlength=n + 1)
-    alive = np.flatnonzero(counts[1:]) if n else np.zeros(0, np.int64)
-    lut = np.zeros(n + 1, np.int32)
-    lut[alive + 1] = np.arange(1, len(alive) + 1, dtype=np.int32)
-    classes = dets.classes[alive].astype(np.int32)
-    instance = lut[inst]
-    sem_lut = np.concatenate([[-1], classes]).astype(np.int32)
+        iv = inst[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]]
+        claim = m & (iv == 0)
+        if not claim.any():
+            continue
+        alive.append(k)
+        iv[claim] = len(alive)  # numbered in score order as painted: no relabelling pass
+        sem[y0 : y0 + m.shape[0], x0 : x0 + m.shape[1]][claim] = c
+    idx = np.asarray(alive, np.int64)
     return Segments(
-        semantic=sem_lut[instance],
-        instance=instance,
-        classes=classes,
-        scores=dets.scores[alive].astype(np.float32),
+        semantic=sem,
+        instance=inst,
+        classes=dets.classes[idx].astype(np.int32),
+        scores=dets.scores[idx].astype(np.float32),
     )
 
 
