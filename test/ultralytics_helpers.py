@@ -134,7 +134,19 @@ def build_yolo_seg_onnx(
         model.export(format="onnx", imgsz=list(imgsz), nms=nms, dynamic=dynamic, verbose=False)
     )
     exported.replace(target)
+    # The torch model beside it, in the head mode the ONNX was exported in (YOLO26 builds
+    # end-to-end; the default export switches to the raw one2many head), for torch references.
+    if hasattr(net, "end2end"):
+        net.end2end = nms is False
+    torch.save(net, target.with_suffix(".pt"))
     return target
+
+
+def load_torch_model(onnx_path: Path):
+    """The torch model ``build_yolo_seg_onnx`` exported to ``onnx_path``."""
+    import torch
+
+    return torch.load(onnx_path.with_suffix(".pt"), map_location="cpu", weights_only=False)
 
 
 def _calibrate(net, imgsz: tuple[int, int], seed: int) -> None:
@@ -155,20 +167,31 @@ def _calibrate(net, imgsz: tuple[int, int], seed: int) -> None:
 
 
 class UltralyticsReference:
-    """Ultralytics' own predict steps on an exported ONNX: SegmentationPredictor.setup_model
-    (AutoBackend -> onnxruntime), .preprocess (LetterBox, BGR->RGB, /255), the AutoBackend call,
+    """Ultralytics' own predict steps on an exported ONNX or a torch model:
+    SegmentationPredictor.setup_model (AutoBackend -> onnxruntime or the fused torch model),
+    .preprocess (LetterBox, BGR->RGB, /255), the AutoBackend call,
     .postprocess (non_max_suppression, process_mask, scale_boxes, the empty-mask filter). Only the
     stream/warm-up plumbing of ``predictor(...)`` is skipped: its warm-up imports torchvision.
     Masks go to the frame as Results.plot draws them: ops.scale_masks(...) > 0.5."""
 
-    def __init__(self, onnx_path: Path, conf: float = 0.25, iou: float = 0.7, max_det: int = 300):
+    def __init__(
+        self,
+        model,
+        conf: float = 0.25,
+        iou: float = 0.7,
+        max_det: int = 300,
+        imgsz: tuple[int, int] | None = None,
+        nms: bool | None = None,
+    ):
+        """model: an exported .onnx path, or a torch SegmentationModel (then give imgsz; nms=False
+        selects YOLO26's NMS-free head, as ``predict(nms=False)`` does)."""
         from ultralytics.models.yolo.segment import SegmentationPredictor
 
         self.predictor = SegmentationPredictor(
-            overrides=dict(conf=conf, iou=iou, max_det=max_det, verbose=False, save=False)
+            overrides=dict(conf=conf, iou=iou, max_det=max_det, verbose=False, save=False, nms=nms)
         )
-        self.predictor.setup_model(str(onnx_path), verbose=False)
-        self.predictor.imgsz = self.predictor.model.imgsz
+        self.predictor.setup_model(str(model) if isinstance(model, Path) else model, verbose=False)
+        self.predictor.imgsz = list(imgsz) if imgsz else self.predictor.model.imgsz
         self.predictor.scale_fill = False
 
     def __call__(self, rgb: np.ndarray) -> dict[str, Any]:
