@@ -364,3 +364,18 @@ def test_close_to_ultralytics_predict_on_the_torch_model(ultra, exported, key):
     assert total >= 10
     assert matched >= 0.98 * total, misses[:10]
     assert equal / px >= 0.999
+
+
+def test_registry_hooks_violations_and_class_count():
+    assert YoloSegFamily.violations(_signature(), {}) == []
+    why = YoloSegFamily.violations(_signature(meta={}), {})
+    assert any("task='segment'" in w for w in why)
+    sig = _signature()
+    why = YoloSegFamily.violations(OnnxSignature(sig.inputs, sig.outputs[:1], sig.metadata), {})
+    assert any("missing" in w for w in why)
+    assert YoloSegFamily.num_classes(_signature(nc=19), {}) == 19
+    e2e = _signature(
+        e2e=True, meta={"task": "segment", "end2end": "True", "names": "{0: 'a', 1: 'b'}"}
+    )
+    assert YoloSegFamily.num_classes(e2e, {}) == 2
+    assert YoloSegFamily.ALL_THINGS

@@ -462,6 +462,8 @@ class YoloSegFamily(ModelFamily):
     """Ultralytics YOLO-seg ONNX exports (v8 / 11 / 26, raw or end-to-end head)."""
 
     name = "yolo_seg"
+    #: YOLO-seg detects objects: every class is a thing, whatever a preset says about its name.
+    ALL_THINGS = True
     PARAMETERS = (
         ParamSpec(
             "yolo_conf",
@@ -499,7 +501,7 @@ class YoloSegFamily(ModelFamily):
         det, proto = signature.output(OUTPUT_DETS), signature.output(OUTPUT_PROTOS)
         if det is None or proto is None:
             problems.append(
-                f"ONNX outputs {OUTPUT_DETS!r} and {OUTPUT_PROTOS!r} needed (has {signature.output_names})"
+                f"ONNX outputs {OUTPUT_DETS!r} and {OUTPUT_PROTOS!r} missing (has {signature.output_names})"
             )
         else:
             if len(det.shape) != 3:
@@ -517,9 +519,35 @@ class YoloSegFamily(ModelFamily):
         exporter's metadata (task='segment') or a model card naming this family."""
         if card.get("family") not in (None, cls.name):
             return False
-        if cls.layout_problems(signature):
-            return False
-        return signature.metadata.get("task") == "segment" or card.get("family") == cls.name
+        return not cls.violations(signature, card)
+
+    # violations / num_classes / ALL_THINGS: hooks of the family registry (the fam branch's
+    # ModelFamily); plain extras where base.py lacks them.
+    @classmethod
+    def violations(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> list[str]:
+        """Every way the graph / card is not an Ultralytics segment export (empty: recognised)."""
+        problems = cls.layout_problems(signature)
+        if card.get("family") != cls.name and signature.metadata.get("task") != "segment":
+            problems.append(
+                "no Ultralytics metadata (task='segment') and no model card with family: yolo_seg"
+            )
+        return problems
+
+    @classmethod
+    def num_classes(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> int | None:
+        """Classes of a raw head (output0 rows - 4 - mask coefficients); else the metadata's
+        ``names`` count; None when neither says."""
+        det, proto = signature.output(OUTPUT_DETS), signature.output(OUTPUT_PROTOS)
+        if det is not None and proto is not None and len(det.shape) == 3 and len(proto.shape) == 4:
+            rows, nm = _dims(det.shape)[1], _dims(proto.shape)[1]
+            if not is_end2end(signature.metadata, card) and rows is not None and nm is not None:
+                return rows - 4 - nm
+        if "names" in signature.metadata:
+            try:
+                return len(parse_ultralytics_names(signature.metadata["names"]))
+            except TaxonomyError:
+                return None
+        return None
 
     # -- set-up -----------------------------------------------------------------------------
     def __init__(self, taxonomy, signature, card=None, source=None) -> None:
