@@ -136,6 +136,7 @@ MODELS = {
     "v26_raw_7cls_320": ("yolo26n-seg.yaml", (320, 320), 7, None),
     "v26_e2e_coco_320x256": ("yolo26n-seg.yaml", (320, 256), "coco", False),
     "v11_3cls_320": ("yolo11n-seg.yaml", (320, 320), 3, None),
+    "v8_133cls_320x256": ("yolov8n-seg.yaml", (320, 256), 133, None),
 }
 
 
