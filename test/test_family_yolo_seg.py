@@ -380,3 +380,20 @@ def test_registry_hooks_violations_and_class_count():
     )
     assert YoloSegFamily.num_classes(e2e, {}) == 2
     assert YoloSegFamily.ALL_THINGS
+
+
+def test_nms_equals_ultralytics_torchnms(ultra):
+    import torch
+    from ultralytics.utils.nms import TorchNMS
+
+    from panoptic_ros.families.yolo_seg import nms_greedy
+
+    rng = np.random.default_rng(7)
+    for n, thr in [(1, 0.7), (50, 0.7), (400, 0.45), (400, 0.0), (400, 1.0)]:
+        xy = rng.uniform(0, 300, (n, 2)).astype(np.float32)
+        wh = rng.uniform(5, 120, (n, 2)).astype(np.float32)
+        boxes = np.concatenate([xy, xy + wh], 1)
+        scores = rng.random(n).astype(np.float32)
+        ref = TorchNMS.nms(torch.from_numpy(boxes), torch.from_numpy(scores), thr).numpy()
+        np.testing.assert_array_equal(nms_greedy(boxes, scores, thr), ref)
+        np.testing.assert_array_equal(nms_greedy(boxes, scores, thr, 5), ref[:5])

@@ -267,9 +267,13 @@ class YoloDetections:
         return out
 
 
-def nms_greedy(boxes: np.ndarray, scores: np.ndarray, iou_thres: float) -> np.ndarray:
+def nms_greedy(
+    boxes: np.ndarray, scores: np.ndarray, iou_thres: float, max_keep: int | None = None
+) -> np.ndarray:
     """ultralytics.utils.nms.TorchNMS.nms (which matches torchvision.ops.nms) in numpy float32:
-    indices kept, in descending score order. Stable sort for equal scores."""
+    indices kept, in descending score order. Stable sort for equal scores. Stops after
+    ``max_keep`` boxes: greedy NMS never revisits a kept box, so the first max_keep are the
+    ones Ultralytics keeps when it truncates the full result to max_det."""
     if boxes.shape[0] == 0:
         return np.zeros(0, np.int64)
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
@@ -280,7 +284,7 @@ def nms_greedy(boxes: np.ndarray, scores: np.ndarray, iou_thres: float) -> np.nd
     while order.size > 0:
         i = order[0]
         keep.append(i)
-        if order.size == 1:
+        if order.size == 1 or len(keep) == max_keep:
             break
         rest = order[1:]
         w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), np.float32(0))
@@ -320,7 +324,7 @@ def select_raw(
         top = np.argsort(-score, kind="stable")[:MAX_NMS]
         box, score, j, coef = box[top], score[top], j[top], coef[top]
     offset = box + (j.astype(np.float32) * np.float32(MAX_WH))[:, None]
-    keep = nms_greedy(offset, score, iou)[:max_det]
+    keep = nms_greedy(offset, score, iou, max_det)
     return box[keep], score[keep], j[keep].astype(np.int64), coef[keep]
 
 
