@@ -397,3 +397,49 @@ def test_nms_equals_ultralytics_torchnms(ultra):
         ref = TorchNMS.nms(torch.from_numpy(boxes), torch.from_numpy(scores), thr).numpy()
         np.testing.assert_array_equal(nms_greedy(boxes, scores, thr), ref)
         np.testing.assert_array_equal(nms_greedy(boxes, scores, thr, 5), ref[:5])
+
+
+@pytest.mark.parametrize(
+    "proto_hw, input_hw, frame_hw",
+    [
+        ((40, 50), (100, 130), (150, 170)),
+        ((80, 80), (320, 320), (720, 1280)),
+        ((64, 80), (256, 320), (37, 53)),
+    ],
+)
+def test_masks_equal_ultralytics_process_mask_and_scale_masks(ultra, proto_hw, input_hw, frame_hw):
+    """masks_to_frame against ops.process_mask(upsample=True) + ops.scale_masks > 0.5 on random
+    smooth prototypes, incl. a non-integer prototype scale (the general numpy path)."""
+    import cv2
+    import torch
+    from ultralytics.utils import ops
+
+    from panoptic_ros.families.yolo_seg import masks_to_frame
+
+    rng = np.random.default_rng(11)
+    nm = 32
+    coarse = rng.normal(0, 1, (proto_hw[0] // 4, proto_hw[1] // 4, nm)).astype(np.float32)
+    protos = np.ascontiguousarray(cv2.resize(coarse, proto_hw[::-1]).transpose(2, 0, 1))
+    n = 40
+    xy = rng.uniform(-20, input_hw[1], (n, 2)).astype(np.float32)
+    wh = rng.uniform(2, input_hw[0] * 0.8, (n, 2)).astype(np.float32)
+    boxes = np.concatenate([xy, xy + wh], 1)
+    coef = rng.normal(0, 1, (n, nm)).astype(np.float32)
+    lb = letterbox_params(frame_hw, input_hw)
+    masks, keep = masks_to_frame(protos, coef, boxes, lb)
+    ref = ops.process_mask(
+        torch.from_numpy(protos),
+        torch.from_numpy(coef),
+        torch.from_numpy(boxes.copy()),
+        input_hw,
+        upsample=True,
+    )
+    ref_keep = (ref.amax((-2, -1)) > 0).numpy()
+    np.testing.assert_array_equal(keep, ref_keep)
+    ref_frame = (ops.scale_masks(ref[ref_keep][None].float(), frame_hw)[0] > 0.5).numpy()
+    ours = YoloDetections(
+        boxes[keep], np.zeros(keep.sum(), np.float32), np.zeros(keep.sum(), np.int64), masks
+    )
+    diff = int((ours.full_masks(frame_hw) != ref_frame).sum())
+    print(f"\n{proto_hw}->{input_hw}->{frame_hw}: {int(keep.sum())} masks, {diff} pixels differ")
+    assert keep.sum() >= 10 and diff <= ref_frame.size * 1e-4, diff

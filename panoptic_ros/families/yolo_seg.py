@@ -21,9 +21,9 @@ LetterBox (auto=False, centred, pad 114, cv2.INTER_LINEAR, Python ``round``) -> 
 NMS as ultralytics' TorchNMS, max_det) -> ``process_mask(upsample=True)`` (coefficients @
 prototypes, bilinear upsample of the logits to the network input, > 0, crop to the box) -> drop
 detections whose mask is empty -> ``scale_boxes`` for the boxes and ``scale_masks`` (unpad, bilinear
-to the frame, > 0.5: what ``Results.plot`` draws) for the masks. Numbers are float32 throughout, in
-the same operation order, so results are bit-identical except where a bilinear value lands within
-a rounding error of the threshold.
+to the frame, > 0.5: what ``Results.plot`` draws) for the masks. Sampling positions and weights
+are PyTorch's; sums are float32 and may differ from PyTorch's kernel in the last bit (~1e-6), so a
+mask pixel can only differ where a logit lies within that of 0 (none did in the parity tests).
 
 Panoptic result (things only): background is unlabeled (semantic -1); each kept detection is an
 instance. Where masks overlap, the pixel goes to the detection with the higher score (ties: the one
@@ -211,8 +211,8 @@ def _bilinear_window(
 ) -> np.ndarray:
     """Output pixels rows[0]:rows[1] x cols[0]:cols[1] of resizing an (n_src) image to (n_dst),
     where ``src`` holds the source window starting at (src_y0, src_x0) and the source is zero
-    outside it. Same order of operations as ATen's CPU kernel: (x00*w0 + x01*w1)*h0 + (x10*w0 +
-    x11*w1)*h1, float32."""
+    outside it. ATen's sampling and order of operations, (x00*w0 + x01*w1)*h0 + (x10*w0 +
+    x11*w1)*h1 in float32 (ATen's vectorised kernel may fuse multiply-adds: last-bit differences)."""
     yi0, yi1, yw0, yw1 = _axis(n_src[0], n_dst[0])
     xi0, xi1, xw0, xw1 = _axis(n_src[1], n_dst[1])
     r = slice(*rows)
@@ -392,6 +392,10 @@ def masks_to_frame(
         xi0, xi1, _, _ = _axis(cw, w0)
     out: list[tuple[int, int, np.ndarray]] = []
     keep = np.zeros(len(b), bool)
+    # Integer upsampling factor (4 in every Ultralytics export): cv2.resize of a window with a
+    # one-pixel margin samples exactly where PyTorch does (half-pixel centres, edge clamping only
+    # at the real border) and is ~2.5x faster than the general numpy path.
+    fy, fx = (h1 // mh, w1 // mw) if h1 % mh == 0 and w1 % mw == 0 else (0, 0)
     for k in range(len(b)):
         ra, rb, ca, cb = int(r0[k]), int(r1[k]), int(c0[k]), int(c1[k])
         if rb <= ra or cb <= ca:
@@ -399,8 +403,21 @@ def masks_to_frame(
         # the prototype window under the box (every bilinear tap of its pixels)
         sy0, sy1 = int(py0[ra]), int(py1[rb - 1]) + 1
         sx0, sx1 = int(px0[ca]), int(px1[cb - 1]) + 1
+        if fy:
+            sy0, sy1, sx0, sx1 = (
+                max(sy0 - 1, 0),
+                min(sy1 + 1, mh),
+                max(sx0 - 1, 0),
+                min(sx1 + 1, mw),
+            )
         win = (coef[k] @ protos[:, sy0:sy1, sx0:sx1].reshape(nm, -1)).reshape(sy1 - sy0, sx1 - sx0)
-        m = _bilinear_window(win, sy0, sx0, (mh, mw), (h1, w1), (ra, rb), (ca, cb)) > 0
+        if fy:
+            up = cv2.resize(
+                win, (win.shape[1] * fx, win.shape[0] * fy), interpolation=cv2.INTER_LINEAR
+            )
+            m = up[ra - sy0 * fy : rb - sy0 * fy, ca - sx0 * fx : cb - sx0 * fx] > 0
+        else:
+            m = _bilinear_window(win, sy0, sx0, (mh, mw), (h1, w1), (ra, rb), (ca, cb)) > 0
         if not m.any():
             continue
         keep[k] = True
