@@ -405,6 +405,8 @@ def test_nms_equals_ultralytics_torchnms(ultra):
         ((40, 50), (100, 130), (150, 170)),
         ((80, 80), (320, 320), (720, 1280)),
         ((64, 80), (256, 320), (37, 53)),
+        ((80, 80), (320, 320), (480, 640)),
+        ((80, 80), (320, 320), (960, 960)),
     ],
 )
 def test_masks_equal_ultralytics_process_mask_and_scale_masks(ultra, proto_hw, input_hw, frame_hw):

@@ -390,6 +390,9 @@ def masks_to_frame(
     if not identity:
         yi0, yi1, _, _ = _axis(ch, h0)
         xi0, xi1, _, _ = _axis(cw, w0)
+    # An integer upscale of the unpadded region (a 720x1280 frame at 640: x2) samples on a grid
+    # that cv2.resize of a window reproduces; other scales take the numpy path.
+    gy, gx = (h0 // ch, w0 // cw) if not identity and h0 % ch == 0 and w0 % cw == 0 else (0, 0)
     out: list[tuple[int, int, np.ndarray]] = []
     keep = np.zeros(len(b), bool)
     # Integer upsampling factor (4 in every Ultralytics export): cv2.resize of a window with a
@@ -431,6 +434,14 @@ def masks_to_frame(
         src = m[a0 - ty0 : a1 - ty0, b0 - tx0 : b1 - tx0]
         if identity:
             out.append((a0, b0, src))
+            continue
+        if gy:  # integer upscale: cv2 on the window plus a zero margin (the mask is 0 there)
+            pa0, pa1, pb0, pb1 = max(a0 - 1, 0), min(a1 + 1, ch), max(b0 - 1, 0), min(b1 + 1, cw)
+            padded = np.zeros((pa1 - pa0, pb1 - pb0), np.float32)
+            padded[a0 - pa0 : a1 - pa0, b0 - pb0 : b1 - pb0] = src
+            size = ((pb1 - pb0) * gx, (pa1 - pa0) * gy)
+            up = cv2.resize(padded, size, interpolation=cv2.INTER_LINEAR)
+            out.append((pa0 * gy, pb0 * gx, up > np.float32(0.5)))
             continue
         rows = _dst_range(yi0, yi1, a0, a1)
         cols = _dst_range(xi0, xi1, b0, b1)
