@@ -18,9 +18,13 @@ setup(
             "share/" + package_name + "/config",
             glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml"),
         ),
+        ("share/" + package_name + "/config/taxonomies", glob("config/taxonomies/*.yaml")),
         ("share/" + package_name + "/models/default", glob("models/default/*")),
     ],
     install_requires=["setuptools", "numpy", "pyyaml"],
+    # torch: the torch backend, training, export and TensorRT's CUDA buffers; the ONNX Runtime path
+    # runs without it (models/default ships its ONNX export)
+    extras_require={"torch": ["torch", "safetensors", "onnxscript"]},
     zip_safe=True,
     maintainer="panoptic_ros developers",
     maintainer_email="panoptic-ros@example.com",

@@ -4,17 +4,42 @@ backend allows it.
     ros2 launch panoptic_ros multi_camera.launch.py front:=/front/image_raw rear:=/rear/image_raw
 
 Outputs: <namespace>/front/{semantic,instance,panoptic,overlay,detections,label_info} and the same
-under rear/.
+under rear/. dds_profile:=none keeps Fast DDS defaults (see panoptic.launch.py).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from launch import LaunchDescription
+from panoptic_ros.ros import dds_profile
+
+
+def _node(context):
+    """The node, with the profile variable for the dds_profile argument (dds_profile.launch_env)."""
+    profile = LaunchConfiguration("dds_profile").perform(context)
+    return [
+        Node(
+            package="panoptic_ros",
+            executable="panoptic_node",
+            name="panoptic_node",
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[
+                LaunchConfiguration("params_file"),
+                {"cameras": ["front", "rear"], "backend": LaunchConfiguration("backend")},
+            ],
+            remappings=[
+                ("front/image", LaunchConfiguration("front")),
+                ("rear/image", LaunchConfiguration("rear")),
+            ],
+            additional_env=dds_profile.launch_env(profile),
+            output="screen",
+            emulate_tty=True,
+        )
+    ]
 
 
 def generate_launch_description():
@@ -48,32 +73,10 @@ def generate_launch_description():
         DeclareLaunchArgument(
             "dds_profile",
             default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
-            description="Fast DDS profile file for the node (FASTDDS_DEFAULT_PROFILES_FILE): the "
-            "shipped one has a 16 MiB shared-memory segment so frames > 512 KiB are "
-            "not lost over best effort; '' = Fast DDS defaults. Ignored when "
+            description="Fast DDS profile file for the node: the shipped one has a 16 MiB "
+            "shared-memory segment so frames > 512 KiB are not lost over best effort; "
+            "dds_profile:=none = Fast DDS defaults (no profile). Ignored when "
             "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already.",
         ),
     ]
-    user_profile = os.environ.get("FASTDDS_DEFAULT_PROFILES_FILE") or os.environ.get(
-        "FASTRTPS_DEFAULT_PROFILES_FILE"
-    )
-    node = Node(
-        package="panoptic_ros",
-        executable="panoptic_node",
-        name="panoptic_node",
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {"cameras": ["front", "rear"], "backend": LaunchConfiguration("backend")},
-        ],
-        remappings=[
-            ("front/image", LaunchConfiguration("front")),
-            ("rear/image", LaunchConfiguration("rear")),
-        ],
-        additional_env=None
-        if user_profile
-        else {"FASTDDS_DEFAULT_PROFILES_FILE": LaunchConfiguration("dds_profile")},
-        output="screen",
-        emulate_tty=True,
-    )
-    return LaunchDescription(args + [node])
+    return LaunchDescription(args + [OpaqueFunction(function=_node)])

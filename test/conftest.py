@@ -1,6 +1,6 @@
 """Test-session settings shared by every test module.
 
-DDS isolation (DESIGN.md conventions): each pytest run gets its own ROS_DOMAIN_ID and
+DDS isolation: each pytest run gets its own ROS_DOMAIN_ID and
 keeps discovery on this host, so parallel runs and leftover processes never cross-talk.
 Set PANOPTIC_TEST_DOMAIN_ID to pin the domain.
 """

@@ -13,14 +13,14 @@ def default_or_untrained_model_info(tmp_path_factory):
     except ModelError:
         import torch
 
+        from panoptic_ros.core.synthetic import generate_scene
         from panoptic_ros.families.model_store import save_model
-        from panoptic_ros.training.network import (
+        from panoptic_ros.families.panoptic_net import (
             ARCH_DEFAULTS,
             DEFAULT_MEAN,
             DEFAULT_STD,
             build_net,
         )
-        from panoptic_ros.training.synthetic import generate_scene
 
         torch.manual_seed(0)
         tax = generate_scene(0, 32, 32).taxonomy
@@ -36,3 +36,13 @@ def default_or_untrained_model_info(tmp_path_factory):
             std=DEFAULT_STD,
         )
         return load_model_info(d)
+
+
+def weights_only_copy(dest):
+    """Copy of models/default at ``dest`` without its shipped ONNX export, for tests of the
+    on-demand export and its cache (with the shipped file the store never exports)."""
+    import shutil
+
+    from panoptic_ros.families.model_store import default_model_dir
+
+    return shutil.copytree(default_model_dir(), dest, ignore=shutil.ignore_patterns("model-*.onnx"))

@@ -174,7 +174,10 @@ def image_msg(rgb: np.ndarray, stamp_ns: int, frame_id: str = "cam") -> Image:
 
 
 def stamp_ns(msg) -> int:
-    return msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+    """The message's header stamp in nanoseconds."""
+    from panoptic_ros.ros.conversions import stamp_to_ns
+
+    return stamp_to_ns(msg.header.stamp)
 
 
 def pvalue(v) -> ParameterValue:

@@ -36,7 +36,7 @@ def model_info(tmp_path_factory):
 
 
 def _inputs(info, seeds, thr=0.1):
-    from panoptic_ros.training.synthetic import generate_scene
+    from panoptic_ros.core.synthetic import generate_scene
 
     h, w = info.input_size
     imgs = [generate_scene(s, height=h, width=w, taxonomy=info.taxonomy).image for s in seeds]
@@ -86,11 +86,11 @@ def test_onnxruntime_and_torch_agree_on_raw_outputs(model_info):
 
 
 def test_segmenter_panoptic_maps_agree(model_info):
-    from panoptic_ros.core.pipeline import Segmenter
-    from panoptic_ros.training.synthetic import generate_scene
+    from panoptic_ros.core.synthetic import generate_scene
+    from panoptic_ros.families.factory import build_segmenter
 
-    seg_o = Segmenter.from_model(model_info, backend="onnxruntime", threads=1)
-    seg_t = Segmenter.from_model(model_info, backend="torch", threads=1)
+    seg_o = build_segmenter(model_info, backend="onnxruntime", threads=1)
+    seg_t = build_segmenter(model_info, backend="torch", threads=1)
     try:
         for seed in (101, 202, 303):
             img = generate_scene(seed, height=240, width=320, taxonomy=model_info.taxonomy).image

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from panoptic_ros.bench.loadgen import diag_drop_total, encode_rgb
+from panoptic_ros.bench.loadgen import diag_drop_total, make_image_msg
 from panoptic_ros.bench.timing import (
     StageTimer,
     format_kv,
@@ -134,15 +134,18 @@ def test_diag_drop_total():
 
 
 @pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
-def test_encode_rgb_round_trip(encoding):
-    from panoptic_ros.core.encodings import decode_raw
+def test_make_image_msg_round_trip(encoding):
+    import cv2
+
+    from panoptic_ros.ros.conversions import image_msg_to_array
 
     rgb = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
-    arr, ch = encode_rgb(rgb, encoding)
-    back = decode_raw(encoding, 6, 8, 8 * ch, False, arr.tobytes())
-    assert back.shape == (6, 8, 3)
-    if encoding != "mono8":
-        np.testing.assert_array_equal(back, rgb)
+    msg = make_image_msg(rgb, encoding, frame_id="cam3")
+    assert (msg.encoding, msg.header.frame_id, msg.height, msg.width) == (encoding, "cam3", 6, 8)
+    back = image_msg_to_array(msg)
+    if encoding == "mono8":
+        rgb = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    np.testing.assert_array_equal(back, rgb)
 
 
 # ---------------------------------------------------------------------------------------
@@ -154,7 +157,12 @@ def tiny_model(tmp_path_factory):
     pytest.importorskip("onnxruntime")
     from panoptic_ros.core.taxonomy import Taxonomy
     from panoptic_ros.families.model_store import save_model
-    from panoptic_ros.training.network import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
+    from panoptic_ros.families.panoptic_net import (
+        ARCH_DEFAULTS,
+        DEFAULT_MEAN,
+        DEFAULT_STD,
+        build_net,
+    )
 
     d = tmp_path_factory.mktemp("bench_model")
     tax = Taxonomy.default()

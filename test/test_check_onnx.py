@@ -37,7 +37,7 @@ def test_exported_model_has_no_unsupported_ops(exported_onnx, capsys):
     rc = main(["check-onnx", str(exported_onnx)])
     last, err = _last_line(capsys)
     assert rc == 0
-    assert last == f"ops={report.n_ops} unsupported=0"
+    assert last == f"ops={report.n_ops} unsupported=0 ort=ok family=ours"
     assert "TopK" in err and "TensorRT 10.15" in err  # table printed to stderr with its source
 
 
@@ -90,7 +90,7 @@ def test_unsupported_ops_flagged(tmp_path, capsys):
     rc = main(["check-onnx", str(path)])
     last, err = _last_line(capsys)
     assert rc == 1
-    assert last == f"ops={rep.n_ops} unsupported=5"
+    assert last.startswith(f"ops={rep.n_ops} unsupported=5 ")
     assert "unsupported by TensorRT: Unique x1" in err
 
 

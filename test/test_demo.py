@@ -11,7 +11,7 @@ import pytest
 
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built")
 
-from panoptic_ros.bags import bagtools as bt  # noqa: E402
+from panoptic_ros.bags.reader import BagReader  # noqa: E402
 
 
 def test_demo_smoke(tmp_path):
@@ -44,11 +44,11 @@ def test_demo_smoke(tmp_path):
     overlays = sorted((out / "overlays").glob("frame_*.png"))
     assert len(overlays) == 2 and cv2.imread(str(overlays[0])).shape == (120, 160, 3)
     assert proc.stdout.strip().splitlines()[-1] in (out / "summary.txt").read_text()
-    with bt.BagReader(out / "panoptic_bag") as r:
+    with BagReader(out / "panoptic_bag") as r:
         for name in ("image_raw", "semantic", "instance", "panoptic", "detections", "overlay"):
             assert r.topics[f"/camera/{name}"].count == 3, name
     # re-running into the same directory replaces the previous results
     proc = subprocess.run(cmd[:-2] + ["--frames", "2"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    with bt.BagReader(out / "camera_bag") as r:
+    with BagReader(out / "camera_bag") as r:
         assert r.topics["/camera/image_raw"].count == 2

@@ -336,6 +336,8 @@ def test_truncated_jpeg_is_decoded_or_rejected_cleanly():
         ("32SC1", np.int32, (5, 7)),
         ("rgb8", np.uint8, (5, 7, 3)),
         ("bgr8", np.uint8, (5, 7, 3)),
+        ("rgba8", np.uint8, (5, 7, 4)),
+        ("bgra8", np.uint8, (5, 7, 4)),
     ],
 )
 def test_encode_raw_round_trip(encoding, dtype, shape):
@@ -368,6 +370,35 @@ def test_encode_raw_round_trip(encoding, dtype, shape):
 def test_encode_raw_errors(arr, encoding):
     with pytest.raises(ImageEncodeError):
         enc.encode_raw(arr, encoding)
+
+
+@pytest.mark.parametrize("encoding", enc.RGB_CONVERSIONS)
+def test_from_rgb_decodes_back(encoding):
+    """from_rgb + encode_raw is what a camera of that encoding sends: our decoder returns the RGB
+    (mono8: its OpenCV gray value on all three channels)."""
+    rgb = np.random.default_rng(5).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    arr = enc.from_rgb(rgb, encoding)
+    step, data = enc.encode_raw(arr, encoding)
+    back = enc.decode_raw(encoding, 6, 8, step, False, bytes(data))
+    want = rgb
+    if encoding == "mono8":
+        gray = np.rint(rgb.astype(np.float64) @ [0.299, 0.587, 0.114])
+        assert np.abs(arr.astype(int) - gray).max() <= 1
+        want = np.repeat(arr[..., None], 3, axis=2)
+    np.testing.assert_array_equal(back, want)
+
+
+@pytest.mark.parametrize(
+    "rgb, encoding",
+    [
+        (np.zeros((2, 2, 3), np.uint8), "yuyv"),
+        (np.zeros((2, 2), np.uint8), "rgb8"),
+        ([[1]], "rgb8"),
+    ],
+)
+def test_from_rgb_errors(rgb, encoding):
+    with pytest.raises(ImageEncodeError):
+        enc.from_rgb(rgb, encoding)
 
 
 def test_identical_to_cv_bridge_where_importable():

@@ -130,7 +130,7 @@ def test_missing_prediction_and_bad_mode(coco, tmp_path):
 def _missing_modules() -> str:
     for mod in (
         "panoptic_ros.core.pipeline",
-        "panoptic_ros.training.synthetic",
+        "panoptic_ros.core.synthetic",
         "panoptic_ros.families.model_store",
         "onnxruntime",
     ):
@@ -163,7 +163,12 @@ def model_env(tmp_path_factory):
     torch = pytest.importorskip("torch")
     pytest.importorskip("safetensors")
     from panoptic_ros.families.model_store import save_model
-    from panoptic_ros.training.network import ARCH_DEFAULTS, DEFAULT_MEAN, DEFAULT_STD, build_net
+    from panoptic_ros.families.panoptic_net import (
+        ARCH_DEFAULTS,
+        DEFAULT_MEAN,
+        DEFAULT_STD,
+        build_net,
+    )
 
     torch.manual_seed(0)
     save_model(d / "untrained", build_net(TAX.num_classes), TAX, input_size=(240, 320), top_k=32,
@@ -184,7 +189,7 @@ def test_images_folder(tmp_path, model_env):
     """--images: model run on RGB files named by the ground truth; scores as --synthetic does."""
     import cv2
 
-    from panoptic_ros.training import synthetic
+    from panoptic_ros.core import synthetic
 
     scenes = [synthetic.generate_scene(s, 240, 320, TAX) for s in synthetic.validation_seeds(2)]
     (tmp_path / "images").mkdir()
@@ -197,3 +202,133 @@ def test_images_folder(tmp_path, model_env):
                            timeout=600, env=env))  # fmt: skip
     b = last_line(run_eval("--synthetic", 2, "--model", model, timeout=600, env=env))
     assert a == pytest.approx(b, abs=1e-6)
+
+
+# COCO-style names and sparse ids for the default model's classes; "bicycle" is left out and
+# "giraffe" has no model class, so the mapping report has one name in each direction.
+GT_CATEGORY = {"road": (7, "Road"), "sidewalk": (24, "side walk"), "building": (45, "BUILDING"),
+               "vegetation": (184, "vegetation"), "sky": (199, "Sky"), "person": (1, "person"),
+               "car": (3, "car")}  # fmt: skip
+GIRAFFE = 25
+
+
+def _write_gt_from_scratch(folder: Path, scenes) -> None:
+    """Ground truth for the scenes as COCO panoptic, written with numpy/cv2/json only.
+
+    Sparse category ids, large segment ids, the first car of every scene ``iscrowd: 1``,
+    bicycles relabelled as giraffes (a category the model does not have). Scene 0's image
+    is named ``.jpg`` in the JSON but stored as ``.png`` (found by its stem)."""
+    import cv2
+    from pq_random import write_id_png
+
+    (folder / "gt").mkdir(parents=True)
+    (folder / "images").mkdir()
+    rng = np.random.default_rng(5)
+    images, anns = [], []
+    for i, sc in enumerate(scenes):
+        name = f"{(i + 1) * 139:012d}"
+        ext = ".png" if i == 0 else ".jpg"
+        cv2.imwrite(str(folder / "images" / f"{name}{ext}"), sc.image[..., ::-1])
+        values = [int(v) for v in np.unique(sc.panoptic) if v >= 0]
+        seg_ids = rng.choice(np.arange(1 << 16, 1 << 24), size=len(values), replace=False)
+        ids = np.zeros(sc.panoptic.shape, np.int64)
+        info, crowd_done = [], False
+        for v, sid in zip(values, seg_ids):
+            m = sc.panoptic == v
+            ids[m] = sid
+            name_ = TAX.classes[v // TAX.label_divisor].name
+            cat = GIRAFFE if name_ == "bicycle" else GT_CATEGORY[name_][0]
+            crowd = name_ == "car" and not crowd_done
+            crowd_done |= crowd
+            info.append({"id": int(sid), "category_id": cat, "area": int(m.sum()), "bbox": [0, 0, 1, 1],
+                         "iscrowd": int(crowd)})  # fmt: skip
+        write_id_png(folder / "gt" / f"{name}.png", ids)
+        h, w = ids.shape
+        images.append({"id": 500 + i, "file_name": f"{name}.jpg", "width": w, "height": h})
+        anns.append({"image_id": 500 + i, "file_name": f"{name}.png", "segments_info": info})
+    cats = [{"id": cid, "name": n, "isthing": int(TAX.classes[TAX.names().index(k)].is_thing)}
+            for k, (cid, n) in GT_CATEGORY.items()] + [{"id": GIRAFFE, "name": "giraffe", "isthing": 1}]  # fmt: skip
+    (folder / "gt.json").write_text(
+        json.dumps({"images": images, "annotations": anns, "categories": cats})
+    )
+
+
+@needs_pipeline
+def test_images_coco_set_sparse_ids_name_mapping_and_written_predictions(tmp_path, model_env):
+    """--images on a COCO set from elsewhere: names mapped, the unmapped reported, predictions
+    written as COCO panoptic score the same with hotcoco and with --pred-json."""
+    panoptic = pytest.importorskip("hotcoco.panoptic")
+    from panoptic_ros.core import synthetic
+
+    scenes = [synthetic.generate_scene(s, 240, 320, TAX) for s in synthetic.validation_seeds(3)]
+    _write_gt_from_scratch(tmp_path, scenes)
+    model, env = model_env
+    proc = run_eval("--images", tmp_path / "images", "--gt-json", tmp_path / "gt.json", "--model", model,
+                    "--write-pred", tmp_path / "out", "--report-json", tmp_path / "r.json",
+                    timeout=600, env=env)  # fmt: skip
+    pq, sq, rq = last_line(proc)
+    assert re.search(r"1 ground-truth category has no model class.*: giraffe", proc.stderr), (
+        proc.stderr
+    )
+    assert re.search(
+        r"1 model class is not among the ground-truth categories.*: bicycle", proc.stderr
+    )
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["unmatched_categories"] == ["giraffe"] and report["unmatched_classes"] == [
+        "bicycle"
+    ]
+    assert set(report["per_class"]) == {n for _, n in GT_CATEGORY.values()} | {"giraffe"}
+    assert report["per_class"]["giraffe"]["tp"] == 0 and report["per_class"]["giraffe"]["fn"] > 0
+
+    written = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    assert [im["id"] for im in written["images"]] == [500, 501, 502]
+    assert {s["category_id"] for a in written["annotations"] for s in a["segments_info"]} <= {
+        cid for cid, _ in GT_CATEGORY.values()
+    }
+    ev = panoptic.PanopticEval(
+        str(tmp_path / "gt.json"), str(tmp_path / "out" / "predictions.json")
+    )
+    ev.evaluate()
+    ref = ev.results()["All"]
+    assert (pq, sq, rq) == pytest.approx((ref["pq"], ref["sq"], ref["rq"]), abs=5e-7)
+    again = last_line(
+        run_eval(
+            "--gt-json", tmp_path / "gt.json", "--pred-json", tmp_path / "out" / "predictions.json"
+        )
+    )
+    assert again == (pq, sq, rq)
+
+
+@needs_pipeline
+def test_images_no_name_maps(tmp_path, model_env):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "gt").mkdir()
+    cats = [{"id": 3, "name": "giraffe", "isthing": 1}]
+    (tmp_path / "gt.json").write_text(
+        json.dumps({"images": [], "annotations": [], "categories": cats})
+    )
+    model, env = model_env
+    _error(run_eval("--images", tmp_path / "images", "--gt-json", tmp_path / "gt.json", "--model", model, env=env),
+           r"no model class name matches a category.*giraffe")  # fmt: skip
+    _error(run_eval("--gt-json", tmp_path / "gt.json", "--pred-json", tmp_path / "gt.json",
+                    "--write-pred", tmp_path / "o"), r"--write-pred needs --images")  # fmt: skip
+
+
+def test_prediction_categories_are_read_as_the_ground_truths(coco, tmp_path):
+    """panopticapi ignores a prediction file's categories: a renamed list changes nothing."""
+    data = json.loads((coco / "pred.json").read_text())
+    for c in data["categories"]:
+        c["name"] = c["name"].upper() + "_X"
+    (tmp_path / "pred.json").write_text(json.dumps(data))
+    proc = run_eval(
+        "--gt-json",
+        coco / "gt.json",
+        "--pred-json",
+        tmp_path / "pred.json",
+        "--pred",
+        coco / "pred",
+    )
+    assert last_line(proc) == last_line(
+        run_eval("--gt-json", coco / "gt.json", "--pred-json", coco / "pred.json")
+    )
+    assert "category ids are read as the ground truth's" in proc.stderr

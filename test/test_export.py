@@ -9,15 +9,17 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from model_helpers import weights_only_copy
 
+from panoptic_ros.backends.onnx_ops import load_model, op_counts
+from panoptic_ros.core import synthetic
 from panoptic_ros.families.model_store import (
     ModelError,
     load_model_info,
     load_torch_model,
     resolve_onnx,
 )
-from panoptic_ros.training import synthetic
-from panoptic_ros.training.export import check_parity, export_onnx, onnx_ops
+from panoptic_ros.families.panoptic_export import check_parity, export_onnx
 
 #: ops TensorRT parses (subset we allow in the exported graph)
 TRT_OPS = {
@@ -107,7 +109,7 @@ def test_contract_names_and_shapes(exported):
 
 
 def test_ops_are_tensorrt_friendly(exported):
-    ops = set(onnx_ops(exported[3]))
+    ops = {op for _, op in op_counts(load_model(exported[3]))}
     assert ops <= TRT_OPS, f"unexpected ops: {sorted(ops - TRT_OPS)}"
 
 
@@ -132,7 +134,7 @@ def test_parity_with_torch(exported):
 
 
 def test_resolve_onnx_caches(tmp_path):
-    info = load_model_info("default")
+    info = load_model_info(weights_only_copy(tmp_path / "m"))
     # a partial export left by a process killed mid-write an hour ago goes; a fresh one (another
     # process exporting right now) and foreign files stay
     abandoned, busy, foreign = (

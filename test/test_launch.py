@@ -1,147 +1,187 @@
-"""Launch files, parameter files and the RViz config agree with the node (ROS-free static checks).
+"""The launch files run for real, as ``ros2 launch`` runs them, and the node answers through them.
 
-launch/launch_ros are not installable in every environment, so the main checks parse the
-launch files' AST: every parameter they set is declared by the node (params.SCHEMA) with a
-valid value, every executable is a console script in setup.py, every launch argument has a
-description, every remapped input is a topic the node subscribes. Where launch_ros imports,
-the launch descriptions are also built for real.
+``launch`` and ``launch_ros`` have no PyPI wheel; the upstream pure-Python packages are kept,
+unchanged, in ``<repo>/../shared/thirdparty`` (or ``$PANOPTIC_THIRDPARTY``); the tests skip, with
+that reason, only where the folder is absent. Each launch runs in a child process (like ``ros2
+launch``: ``launch.LaunchService`` + ``IncludeLaunchDescription(PythonLaunchDescriptionSource(path),
+launch_arguments=...)``) against an ament prefix this module builds with the same code as
+scripts/setup (``scripts/ament_prefix.py``), so launch_ros finds ``share/panoptic_ros`` and
+``lib/panoptic_ros/panoptic_node`` exactly as in a colcon install. Checked per launch file: frames
+published on the remapped input topics come back on every output topic under the namespace with
+their stamps, per camera; the node reports the parameters the launch file set (including the
+``cameras`` list launch_ros writes as ``!!python/tuple``); Ctrl-C (SIGINT to the launch process
+group, as a terminal sends it) ends launch and node with exit status 0 and no Traceback.
 """
 
 from __future__ import annotations
 
-import ast
 import importlib.util
+import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from panoptic_ros.ros import params
+from panoptic_ros.ros import dds_profile, params
 
 ROOT = Path(__file__).resolve().parents[1]
-LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
-OUTPUT_LEAVES = {
-    "semantic",
-    "instance",
-    "panoptic",
-    "panoptic_rgb",
-    "overlay",
-    "detections",
-    "label_info",
-}
+THIRDPARTY = Path(os.environ.get("PANOPTIC_THIRDPARTY") or ROOT.parent / "shared" / "thirdparty")
+OUTPUTS = ("semantic", "instance", "panoptic", "overlay", "detections")
+FRAMES, HZ = 10, 2.0
+TAG = f"tl{os.getpid()}"
+
+# The launch process: what `ros2 launch FILE ARGS...` does, with the upstream packages.
+LAUNCHER = r"""
+import json, sys
+from pathlib import Path
+third = Path(sys.argv[1])
+sys.path.insert(0, str(third))
+try:
+    import composition_interfaces.srv  # noqa: F401  (launch_ros.actions imports it)
+except ImportError:
+    sys.path.insert(1, str(third / "stubs"))
+import launch
+from launch.actions import IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+mode, path, args = sys.argv[2], sys.argv[3], [a.split(":=", 1) for a in sys.argv[4:]]
+if mode == "describe":
+    from launch.launch_description_sources import get_launch_description_from_python_launch_file
+    ld = get_launch_description_from_python_launch_file(path)
+    print(json.dumps([[a.name, a.description, a.default_value is not None] for a in ld.get_launch_arguments()]))
+    sys.exit(0)
+ls = launch.LaunchService(argv=sys.argv[4:])
+ls.include_launch_description(launch.LaunchDescription([
+    IncludeLaunchDescription(PythonLaunchDescriptionSource(path), launch_arguments=[tuple(a) for a in args])
+]))
+sys.exit(ls.run())
+"""
 
 
-def console_scripts() -> set[str]:
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for k, v in zip(node.keys, node.values):
-                if isinstance(k, ast.Constant) and k.value == "console_scripts":
-                    return {ast.literal_eval(e).split("=")[0].strip() for e in v.elts}
-    raise AssertionError("setup.py declares no console_scripts")
+def _thirdparty_reason() -> str | None:
+    if not (THIRDPARTY / "launch" / "__init__.py").is_file():
+        return f"upstream launch/launch_ros not found in {THIRDPARTY} (see its README; set PANOPTIC_THIRDPARTY)"
+    return None  # osrf-pycommon (launch needs it) comes from scripts/requirements.txt: not a skip
 
 
-def node_calls(path: Path) -> list[ast.Call]:
-    tree = ast.parse(path.read_text())
-    return [
-        n
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Node"
-    ]
+needs_launch = pytest.mark.skipif(
+    _thirdparty_reason() is not None, reason=str(_thirdparty_reason())
+)
+LAUNCH_FILES = {"panoptic.launch.py": [""], "multi_camera.launch.py": ["front", "rear"]}
 
 
-def kwarg(call: ast.Call, name: str):
-    return next((k.value for k in call.keywords if k.arg == name), None)
+@pytest.fixture(scope="module")
+def prefix(tmp_path_factory) -> str:
+    """AMENT_PREFIX_PATH with an ament prefix for this checkout first (scripts/ament_prefix.py)."""
+    spec = importlib.util.spec_from_file_location(
+        "ament_prefix", ROOT / "scripts" / "ament_prefix.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    exe_dir = Path(sys.executable).parent
+    if not (exe_dir / "panoptic_node").exists():
+        pytest.skip(f"{exe_dir / 'panoptic_node'} not installed (pip install -e .)")
+    pre = tmp_path_factory.mktemp("ament_prefix")
+    mod.make_prefix(pre, exe_dir, ROOT)
+    assert mod.make_prefix(pre, exe_dir, ROOT) == []  # idempotent, as scripts/setup relies on
+    rest = os.environ.get("AMENT_PREFIX_PATH", "")
+    return os.pathsep.join([str(pre)] + ([rest] if rest else []))
 
 
-def test_launch_files_exist():
-    names = {p.name for p in LAUNCH_FILES}
-    assert {"panoptic.launch.py", "multi_camera.launch.py"} <= names
+def launcher_env(prefix: str, **extra: str) -> dict[str, str]:
+    env = dict(
+        os.environ, AMENT_PREFIX_PATH=prefix, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0"
+    )
+    env.update(extra)
+    return env
 
 
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_file_names_console_scripts_and_declared_parameters(path):
-    calls = node_calls(path)
-    assert calls, f"{path.name} starts no Node"
-    scripts = console_scripts()
-    for call in calls:
-        assert ast.literal_eval(kwarg(call, "package")) == "panoptic_ros"
-        exe = ast.literal_eval(kwarg(call, "executable"))
-        assert exe in scripts, (
-            f"{path.name}: executable {exe!r} is not a console script in setup.py ({scripts})"
+def describe(path: Path, prefix: str) -> list:
+    r = subprocess.run(
+        [sys.executable, "-c", LAUNCHER, str(THIRDPARTY), "describe", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=launcher_env(prefix),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+class Launch:
+    """``ros2 launch FILE ARGS`` in its own process group; output collected by a thread."""
+
+    def __init__(self, path: Path, prefix: str, args: dict[str, str], env: dict | None = None):
+        cmd = [sys.executable, "-c", LAUNCHER, str(THIRDPARTY), "run", str(path)]
+        cmd += [f"{k}:={v}" for k, v in args.items()]
+        self.proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env or launcher_env(prefix),
+            start_new_session=True,
         )
-        cameras = [""]
-        for item in kwarg(call, "parameters").elts:
-            if isinstance(item, ast.Dict):
-                for k, v in zip(item.keys, item.values):
-                    name = ast.literal_eval(k)
-                    assert name in params.SCHEMA, f"{path.name} sets undeclared parameter {name!r}"
-                    if isinstance(v, (ast.Constant, ast.List)):
-                        value = ast.literal_eval(v)
-                        assert params.validate(name, value) is None, params.validate(name, value)
-                        if name == "cameras":
-                            cameras = value
-        inputs = {f"{c}/image" if c else "image" for c in cameras}
-        for pair in kwarg(call, "remappings").elts:
-            src = ast.literal_eval(pair.elts[0])
-            assert src in inputs, (
-                f"{path.name} remaps {src!r}, the node subscribes {sorted(inputs)}"
-            )
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    def node_pid(self) -> int | None:
+        m = re.search(r"\[panoptic_node-\d+\]: process started with pid \[(\d+)\]", self.output)
+        return int(m[1]) if m else None
+
+    def ctrl_c(self, timeout: float = 60.0) -> int:
+        """SIGINT to the process group, as a terminal's Ctrl-C; the exit status of launch."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+                raise
+        self._reader.join(5)
+        return self.proc.returncode
 
 
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_arguments_have_descriptions(path):
-    tree = ast.parse(path.read_text())
-    decls = [
-        n
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "DeclareLaunchArgument"
-    ]
-    assert decls
-    for d in decls:
-        desc = kwarg(d, "description")
-        assert desc is not None and len(ast.literal_eval(desc)) > 10, (
-            f"{path.name}: {ast.dump(d.args[0])} undocumented"
-        )
-    declared = {ast.literal_eval(d.args[0]) for d in decls}
-    used = {
-        ast.literal_eval(n.args[0])
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "LaunchConfiguration"
+@needs_launch
+@pytest.mark.parametrize("name", sorted(LAUNCH_FILES))
+def test_launch_arguments_are_documented(name, prefix):
+    args = {
+        a: (desc, has_default) for a, desc, has_default in describe(ROOT / "launch" / name, prefix)
     }
-    assert used <= declared, (
-        f"{path.name}: LaunchConfiguration without DeclareLaunchArgument: {used - declared}"
-    )
-    if path.name == "panoptic.launch.py":
-        assert {"image", "params_file", "backend", "namespace"} <= declared
-    assert "dds_profile" in declared, (
-        f"{path.name}: no dds_profile argument (Fast DDS profile for large frames)"
-    )
+    assert {"params_file", "backend", "namespace", "dds_profile"} <= set(args), args
+    for a, (desc, has_default) in args.items():
+        assert len(desc) > 10 and has_default, (
+            f"{name}: argument {a} undocumented or without default"
+        )
+    assert "dds_profile:=none" in args["dds_profile"][0]
 
 
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_defaults_name_installed_config_files(path):
-    """Every default of the form os.path.join(share, "config", NAME) is a file in config/ that setup.py installs."""
-    tree = ast.parse(path.read_text())
-    names = [
-        ast.literal_eval(n.args[2])
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call)
-        and ast.unparse(n.func) == "os.path.join"
-        and len(n.args) == 3
-        and isinstance(n.args[1], ast.Constant)
-        and n.args[1].value == "config"
-    ]
-    assert "panoptic.yaml" in names and "fastdds_large_frames.xml" in names, names
-    for name in names:
-        assert (ROOT / "config" / name).is_file(), (
-            f"{path.name}: default config/{name} does not exist"
-        )
-        ext = name.rsplit(".", 1)[-1]
-        assert f'glob("config/*.{ext}")' in (ROOT / "setup.py").read_text(), (
-            f"setup.py does not install config/*.{ext}"
-        )
+def test_launch_env_follows_the_dds_profile_argument(tmp_path):
+    shipped = str(dds_profile.shipped_profile())
+    env = dds_profile.launch_env(shipped, {})
+    assert list(env.values()) == [shipped] and len(env) == 1
+    assert dds_profile.launch_env("none", {}) == {} and dds_profile.launch_env("NONE", {}) == {}
+    mine = {dds_profile.LEGACY_ENV: "/my/profile.xml"}
+    assert dds_profile.launch_env(shipped, mine) == {}  # the user's profile is inherited
+    with pytest.raises(FileNotFoundError):
+        dds_profile.launch_env(str(tmp_path / "missing.xml"), {})
 
 
 def test_every_parameter_file_sets_only_declared_parameters():
@@ -157,12 +197,13 @@ def test_every_parameter_file_sets_only_declared_parameters():
 
 
 def test_rviz_config_shows_node_outputs():
+    leaves = set(OUTPUTS) | {"panoptic_rgb", "label_info"}
     rviz = yaml.safe_load((ROOT / "config" / "panoptic.rviz").read_text())
     displays = rviz["Visualization Manager"]["Displays"]
     topics = [d["Topic"]["Value"] for d in displays if d["Class"] == "rviz_default_plugins/Image"]
     assert len(topics) >= 3
     for t in topics:
-        assert t.rsplit("/", 1)[-1] in OUTPUT_LEAVES, t
+        assert t.rsplit("/", 1)[-1] in leaves, t
     assert {"overlay", "semantic"} <= {t.rsplit("/", 1)[-1] for t in topics}
 
 
@@ -174,28 +215,213 @@ def test_setup_installs_launch_and_config():
     assert re.search(r'glob\("config/\*\.xml"\)', text)  # the Fast DDS profile
 
 
-def _launch_ros_available() -> bool:
-    try:
-        import launch  # noqa: F401  (a namespace package named after ./launch does not count)
+# ---- the node reads a parameter file as launch_ros writes it --------------------------------
+@pytest.mark.ros
+def test_node_accepts_a_params_file_as_launch_ros_writes_it(tmp_path):
+    """launch_ros's Node action dumps dict parameters with yaml.dump, lists as !!python/tuple
+    (launch_ros/actions/node.py, _create_params_file_from_dict); rcl reads that file."""
+    rclpy = pytest.importorskip("rclpy")
+    from rcl_interfaces.srv import GetParameters
+    from ros_helpers import EXE, NodeProcess, RosTester, from_pvalue
 
-        return (
-            hasattr(launch, "LaunchDescription")
-            and importlib.util.find_spec("launch_ros") is not None
+    if not EXE.exists():
+        pytest.skip(f"{EXE} not installed")
+    path = tmp_path / "launch_params_x"
+    with open(path, "w") as h:  # the exact launch_ros code path
+        yaml.dump(
+            {"/**": {"ros__parameters": {"cameras": ("front", "rear"), "autostart": False}}},
+            h,
+            default_flow_style=False,
         )
-    except ImportError:
-        return False
+    assert "!!python/tuple" in path.read_text()
+    assert params.read_params_file(path)["cameras"] == ["front", "rear"]  # process_bag reads it too
+    ns = f"/{TAG}_pf"
+    node = NodeProcess(ns, "--params-file", str(path))
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    tester = RosTester(ctx, f"{TAG}_pf_tester")
+    try:
+        req = GetParameters.Request(names=["cameras", "autostart"])
+        res = tester.call(GetParameters, f"{ns}/panoptic_node/get_parameters", req, timeout=90)
+        assert [from_pvalue(v) for v in res.values] == [["front", "rear"], False], node.output
+    finally:
+        tester.close()
+        rc = node.stop()
+        rclpy.try_shutdown(context=ctx)
+    assert rc == 0 and "Traceback" not in node.output, node.output
 
 
-@pytest.mark.skipif(
-    not _launch_ros_available(), reason="launch / launch_ros are not installed here"
-)
-@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
-def test_launch_description_builds(path):  # pragma: no cover - needs launch_ros
-    import launch
+# ---- real launches ----------------------------------------------------------------------------
+def _frame(stamp_s: int, h: int = 240, w: int = 320):
+    from sensor_msgs.msg import Image
 
-    spec = importlib.util.spec_from_file_location(path.stem.replace(".", "_"), path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    ld = mod.generate_launch_description()
-    assert isinstance(ld, launch.LaunchDescription)
-    assert ld.get_launch_arguments()
+    msg = Image(height=h, width=w, encoding="bgr8", step=w * 3)
+    msg.data = np.random.default_rng(stamp_s).integers(0, 256, h * w * 3, np.uint8).tobytes()
+    msg.header.stamp.sec = stamp_s
+    msg.header.frame_id = "cam"
+    return msg
+
+
+@pytest.fixture(scope="module")
+def ros(prefix):
+    if _thirdparty_reason():
+        pytest.skip(_thirdparty_reason())
+    if importlib.util.find_spec("vision_msgs") is None:
+        pytest.skip("vision_msgs not built (scripts/setup)")
+    rclpy = pytest.importorskip("rclpy")
+    from ros_helpers import RosTester
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    tester = RosTester(ctx, f"{TAG}_tester")
+    yield tester
+    tester.close()
+    rclpy.try_shutdown(context=ctx)
+
+
+def _wait(pred, timeout: float, what: str, launch: Launch) -> None:
+    deadline = time.monotonic() + timeout
+    while not pred():
+        assert launch.proc.poll() is None, f"launch exited ({what}):\n{launch.output[-4000:]}"
+        assert time.monotonic() < deadline, (
+            f"timed out after {timeout}s: {what}\n{launch.output[-4000:]}"
+        )
+        time.sleep(0.05)
+
+
+def _run_launch(
+    tester, name: str, prefix: str, extra_args: dict | None = None, env: dict | None = None
+):
+    """Launch ``name``, drive every camera, return (answered per camera and output, reported
+    parameters, launch exit status, launch output, node environment or None)."""
+    from rcl_interfaces.srv import GetParameters
+    from rclpy.qos import ReliabilityPolicy
+    from ros_helpers import from_pvalue, stamp_ns
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    cams = LAUNCH_FILES[name]
+    ns = f"/{TAG}_{name.split('.')[0]}"
+    inputs = {c: f"{ns}_in/{c or 'camera'}/image_raw" for c in cams}
+    args = {"namespace": ns.lstrip("/"), "backend": "onnxruntime"}
+    args.update({"image": inputs[""]} if cams == [""] else {c: inputs[c] for c in cams})
+    args.update(extra_args or {})
+    pubs = {
+        c: tester.node.create_publisher(Image, inputs[c], 10) for c in cams
+    }  # a driver's default QoS
+    boxes = {
+        (c, o): tester.collect(
+            Detection2DArray if o == "detections" else Image, f"{ns}/{c + '/' if c else ''}{o}"
+        )
+        for c in cams
+        for o in OUTPUTS
+    }
+    launch = Launch(ROOT / "launch" / name, prefix, args, env)
+    node_env = None
+    try:
+        for c in cams:  # input_qos auto: the node subscribes reliably to these reliable publishers
+
+            def reliable(c=c):
+                subs = tester.node.get_subscriptions_info_by_topic(inputs[c])
+                return (
+                    subs
+                    and all(s.qos_profile.reliability == ReliabilityPolicy.RELIABLE for s in subs)
+                    and pubs[c].get_subscription_count() == len(subs)
+                )
+
+            _wait(reliable, 120, f"a reliable subscription on {inputs[c]}", launch)
+        probe = 1
+        while not all(boxes.values()):  # probe frames until every output of every camera answered
+            assert launch.proc.poll() is None, f"launch exited:\n{launch.output[-4000:]}"
+            for c in cams:
+                pubs[c].publish(_frame(probe))
+            probe += 1
+            deadline = time.monotonic() + 0.5
+            while time.monotonic() < deadline and not all(boxes.values()):
+                time.sleep(0.02)
+            assert probe < 400, (
+                f"no outputs: {[k for k, v in boxes.items() if not v]}\n{launch.output[-4000:]}"
+            )
+        base = 1000
+        t0 = time.monotonic()
+        for i in range(FRAMES):
+            for c in cams:
+                pubs[c].publish(_frame(base + i))
+            time.sleep(max(0.0, t0 + (i + 1) / HZ - time.monotonic()))
+        want = {(base + i) * 10**9 for i in range(FRAMES)}
+
+        def answered():
+            return {k: len(want & {stamp_ns(m) for m in list(b)}) for k, b in boxes.items()}
+
+        last, quiet = None, time.monotonic()
+        while min(answered().values()) < FRAMES and time.monotonic() - quiet < 15:
+            now = answered()
+            if now != last:
+                last, quiet = now, time.monotonic()
+            time.sleep(0.1)
+        got = answered()
+        names = ["cameras", "backend", "input_qos", "model", "publish_overlay"]
+        res = tester.call(
+            GetParameters,
+            f"{ns}/panoptic_node/get_parameters",
+            GetParameters.Request(names=names),
+            timeout=30,
+        )
+        reported = {n: from_pvalue(v) for n, v in zip(names, res.values)}
+        pid = launch.node_pid()
+        if pid and Path(f"/proc/{pid}/environ").exists():
+            raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            node_env = dict(e.decode(errors="replace").split("=", 1) for e in raw if b"=" in e)
+    finally:
+        rc = launch.ctrl_c()
+        for p in pubs.values():
+            tester.node.destroy_publisher(p)
+    return got, reported, rc, launch.output, node_env
+
+
+@needs_launch
+@pytest.mark.ros
+def test_single_camera_launch(ros, prefix):
+    got, reported, rc, out, node_env = _run_launch(ros, "panoptic.launch.py", prefix)
+    per_cam = min(got.values())
+    print(
+        f"\npanoptic.launch.py: answered {per_cam}/{FRAMES} on every output ({got}); Ctrl-C: exit {rc}"
+    )
+    print("log tail:\n" + "\n".join(out.splitlines()[-6:]))
+    assert per_cam >= FRAMES - 1, (got, out[-4000:])
+    assert reported == {
+        "cameras": [""],
+        "backend": "onnxruntime",
+        "input_qos": "auto",
+        "model": "default",
+        "publish_overlay": True,
+    }
+    assert rc == 0 and "Traceback" not in out, out[-4000:]
+    assert re.search(r"\[panoptic_node-\d+\]: process has finished cleanly", out), out[-4000:]
+    if (
+        node_env is not None
+    ):  # the default dds_profile: the shipped profile, by dds_profile's variable
+        want = dds_profile.launch_env(str(ROOT / "config" / "fastdds_large_frames.xml"), {})
+        assert all(node_env.get(k) == v for k, v in want.items()), node_env
+
+
+@needs_launch
+@pytest.mark.ros
+def test_multi_camera_launch_without_a_profile(ros, prefix):
+    env = launcher_env(prefix)
+    env.pop(dds_profile.ENV, None)
+    env.pop(dds_profile.LEGACY_ENV, None)
+    got, reported, rc, out, node_env = _run_launch(
+        ros, "multi_camera.launch.py", prefix, {"dds_profile": "none"}, env
+    )
+    for cam in LAUNCH_FILES["multi_camera.launch.py"]:
+        n = min(v for (c, _), v in got.items() if c == cam)
+        print(f"\nmulti_camera.launch.py camera {cam}: answered {n}/{FRAMES} on every output")
+        assert n >= FRAMES - 1, (got, out[-4000:])
+    print(f"Ctrl-C: exit {rc}; log tail:\n" + "\n".join(out.splitlines()[-6:]))
+    assert reported["cameras"] == ["front", "rear"]  # launch_ros wrote it as !!python/tuple
+    assert reported["backend"] == "onnxruntime" and reported["input_qos"] == "auto"
+    assert rc == 0 and "Traceback" not in out, out[-4000:]
+    assert re.search(r"\[panoptic_node-\d+\]: process has finished cleanly", out), out[-4000:]
+    if node_env is not None:  # dds_profile:=none: no profile variable for the node
+        assert dds_profile.ENV not in node_env and dds_profile.LEGACY_ENV not in node_env

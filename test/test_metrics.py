@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
-from pq_random import random_gt, random_pairs
+from pq_random import COCO_CATEGORIES, random_gt, random_pairs, write_id_png, write_random_coco_sets
 
 from panoptic_ros.core.taxonomy import Taxonomy
 from panoptic_ros.evaluation.coco_panoptic import (
     CocoPanopticError,
+    categories_from_taxonomy,
+    match_categories,
     open_coco_panoptic,
     panoptic_to_segments,
+    pq_compute,
     read_png_ids,
+    remap_classes,
+    segments_to_annotation,
     segments_to_panoptic,
     write_coco_panoptic,
 )
@@ -127,19 +131,6 @@ def test_sparse_histogram_path_agrees_with_dense(monkeypatch):
     assert dense == sparse
 
 
-def test_speed_200_scenes_240x320():
-    rng = np.random.default_rng(3)
-    gts = [random_gt(rng, TAX, 240, 320) for _ in range(10)]
-    preds = [np.roll(g, 5, axis=1) for g in gts]
-    m = PanopticQuality(TAX)
-    t0 = time.perf_counter()
-    for i in range(200):
-        m.update(preds[i % 10], gts[i % 10])
-    dt = time.perf_counter() - t0
-    m.compute()
-    assert dt < 10.0, f"200 updates at 240x320 took {dt:.2f} s"
-
-
 # -- COCO panoptic format ------------------------------------------------------------------------
 def test_coco_roundtrip(tmp_path):
     pairs = random_pairs(11, 6, TAX)
@@ -172,16 +163,70 @@ def test_coco_foreign_ids_and_crowd():
     ids = np.array([[0, 7, 7, 9, 11, 12]])
     segs = [
         {"id": 7, "category_id": CAR + 1, "iscrowd": 0},
-        {"id": 9, "category_id": CAR + 1, "iscrowd": 0},
+        {"id": 9, "category_id": CAR + 1, "iscrowd": 0, "area": 5},
         {"id": 11, "category_id": ROAD + 1, "iscrowd": 0},
         {"id": 12, "category_id": PERSON + 1, "iscrowd": 1},
+        {"id": 13, "category_id": CAR + 1, "iscrowd": 0},  # listed, not in the PNG
     ]
-    pan = segments_to_panoptic(ids, segs, TAX)
-    np.testing.assert_array_equal(pan, [[-1, CAR * D + 1, CAR * D + 1, CAR * D + 2, ROAD * D, -1]])
+    ann = segments_to_annotation(ids, segs, TAX)
+    # crowd segments stay segments of their class; they are listed apart
+    np.testing.assert_array_equal(
+        ann.panoptic, [[-1, CAR * D + 1, CAR * D + 1, CAR * D + 2, ROAD * D, PERSON * D + 1]]
+    )
+    assert ann.crowd == (PERSON * D + 1,)
+    # JSON area where given, else the pixel count; a listed but absent segment has its entry
+    assert ann.areas == {
+        CAR * D + 1: 2, CAR * D + 2: 5, ROAD * D: 1, PERSON * D + 1: 1, CAR * D + 3: 0
+    }  # fmt: skip
+    np.testing.assert_array_equal(segments_to_panoptic(ids, segs, TAX), ann.panoptic)
     with pytest.raises(CocoPanopticError, match="not listed"):
         segments_to_panoptic(np.array([[5]]), segs, TAX)
     with pytest.raises(CocoPanopticError, match="unknown category"):
         segments_to_panoptic(ids, [{"id": 7, "category_id": 99}], TAX)
+    # a prediction: iscrowd ignored, and a listed segment absent from the PNG is an error
+    pred = segments_to_annotation(ids, segs[:4], TAX, prediction=True)
+    assert pred.crowd == () and pred.areas is None
+    with pytest.raises(CocoPanopticError, match="does not hold"):
+        segments_to_annotation(ids, segs, TAX, prediction=True)
+
+
+def test_coco_writer_carries_iscrowd_and_sparse_category_ids(tmp_path):
+    gt = np.full((4, 6), ROAD * D, np.int32)
+    gt[:2, :3] = PERSON * D + 1
+    gt[2:, 3:] = PERSON * D + 2
+    cats = [
+        dict(c, id=i)
+        for c, i in zip(categories_from_taxonomy(TAX), (1, 3, 7, 24, 45, 100, 184, 199))
+    ]
+    data = write_coco_panoptic(tmp_path / "gt.json", tmp_path / "gt", [("a", gt, [PERSON * D + 2])], TAX,
+                               categories=cats)  # fmt: skip
+    segs = {s["id"]: s for s in data["annotations"][0]["segments_info"]}
+    assert segs[PERSON * D + 3]["iscrowd"] == 1 and segs[PERSON * D + 2]["iscrowd"] == 0
+    assert segs[PERSON * D + 3]["category_id"] == 100 and segs[ROAD * D + 1]["category_id"] == 1
+    ann = open_coco_panoptic(tmp_path / "gt.json").load_annotation(1)
+    np.testing.assert_array_equal(ann.panoptic, gt)
+    assert ann.crowd == (PERSON * D + 2,)
+
+
+def test_match_categories_by_normalised_name():
+    cats = [
+        {"id": 199, "name": "Side Walk", "isthing": 0},
+        {"id": 7, "name": "ROAD", "isthing": 0},
+        {"id": 24, "name": "traffic light", "isthing": 1},
+    ]
+    m = match_categories(cats, TAX)
+    # category classes: ascending id -> road 0, traffic light 1, side walk 2
+    assert m.class_to_category_class[ROAD] == 0 and m.class_to_category_class[SIDEWALK] == 2
+    assert m.n_matched == 2
+    assert m.unmatched_categories == ("traffic light",)
+    assert set(m.unmatched_classes) == {"building", "vegetation", "sky", "person", "car", "bicycle"}
+    assert "traffic light" in m.describe() and "bicycle" in m.describe()
+    with pytest.raises(CocoPanopticError, match="same name"):
+        match_categories([*cats, {"id": 3, "name": "road", "isthing": 0}], TAX)
+    pan = np.array([[ROAD * D, SIDEWALK * D + 4, CAR * D + 2, -1]])
+    np.testing.assert_array_equal(
+        remap_classes(pan, m.class_to_category_class, D, D), [[0, 2 * D + 4, -1, -1]]
+    )
 
 
 def test_coco_missing_segments_info(tmp_path):
@@ -270,3 +315,224 @@ def test_agrees_with_hotcoco_on_hand_cases(tmp_path):
         d = tmp_path / str(i)
         d.mkdir()
         assert_agrees(pq_of([case]), hotcoco_eval(d, [case]))
+
+
+# -- crowd, sparse category ids: sets written from scratch, checked against hotcoco ----------------
+CATS = sorted(COCO_CATEGORIES, key=lambda c: c["id"])
+
+
+def hotcoco_files(gt_json, pred_json) -> dict:
+    panoptic = pytest.importorskip("hotcoco.panoptic")
+    ev = panoptic.PanopticEval(str(gt_json), str(pred_json))
+    ev.evaluate()
+    assert ev.reference_deviations() == []
+    return ev.results()
+
+
+def assert_agrees_coco(ours: PQReport, ref: dict, tol=1e-6):
+    """All / Things / Stuff and every category (by id) equal to hotcoco's within tol."""
+    for group, prefix in (("All", ""), ("Things", "_thing"), ("Stuff", "_stuff")):
+        n = {"All": ours.n_classes, "Things": ours.n_thing_classes, "Stuff": ours.n_stuff_classes}[
+            group
+        ]
+        assert n == ref[group]["n"], group
+        if n:
+            for k in ("pq", "sq", "rq"):
+                assert getattr(ours, k + prefix) == pytest.approx(ref[group][k], abs=tol), (
+                    group,
+                    k,
+                )
+    per_class = {int(k): v for k, v in ref["per_class"].items()}
+    for c in CATS:
+        r = per_class[c["id"]]
+        pq, sq, rq, tp, fp, fn = ours.per_class[c["name"]]
+        assert (tp, fp, fn) == (r["tp"], r["fp"], r["fn"]), c["name"]
+        assert sq * tp == pytest.approx(r["iou"], abs=tol * max(1, tp)), c["name"]
+        if tp + fp + fn:
+            assert (pq, sq, rq) == pytest.approx((r["pq"], r["sq"], r["rq"]), abs=tol), c["name"]
+
+
+def coco_case(folder, gt_ids, gt_segs, pred_ids, pred_segs):
+    """One image written as COCO panoptic from scratch; returns (ours, hotcoco results)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    gt_ids, pred_ids = np.atleast_2d(gt_ids), np.atleast_2d(pred_ids)
+    h, w = gt_ids.shape
+    for side, ids, segs in (("gt", gt_ids, gt_segs), ("pred", pred_ids, pred_segs)):
+        (folder / side).mkdir(exist_ok=True)
+        write_id_png(folder / side / "a.png", ids)
+        info = [dict(s, area=int(np.sum(ids == s["id"])), bbox=[0, 0, 1, 1]) for s in segs]
+        for s in info:
+            s.setdefault("iscrowd", 0)
+        (folder / f"{side}.json").write_text(json.dumps({
+            "images": [{"id": 42, "file_name": "a.jpg", "width": w, "height": h}],
+            "annotations": [{"image_id": 42, "file_name": "a.png", "segments_info": info}],
+            "categories": COCO_CATEGORIES,
+        }))  # fmt: skip
+    ours, _ = pq_compute(folder / "gt.json", folder / "pred.json")
+    ref = hotcoco_files(folder / "gt.json", folder / "pred.json")
+    assert_agrees_coco(ours, ref)
+    return ours
+
+
+PERSON_C, TRAIN_C, GRAVEL_C = 1, 7, 125  # category ids
+CROWD = 70000  # a large RGB id
+ROAD_ID, P1, P2, Q = 300, 1 << 20, 5 << 16, 77
+
+
+def test_crowd_of_the_same_class_absorbs_a_prediction(tmp_path):
+    gt = [CROWD] * 4 + [ROAD_ID] * 4
+    gseg = [
+        {"id": CROWD, "category_id": PERSON_C, "iscrowd": 1},
+        {"id": ROAD_ID, "category_id": GRAVEL_C},
+    ]
+    pred = [P1] * 5 + [Q] * 3  # person: 4 of 5 px on the person crowd region
+    r = coco_case(
+        tmp_path,
+        gt,
+        gseg,
+        pred,
+        [{"id": P1, "category_id": PERSON_C}, {"id": Q, "category_id": GRAVEL_C}],
+    )
+    assert r.per_class["person"][3:] == (0, 0, 0)  # not an FP; the crowd is no FN either
+    assert r.per_class["gravel"] == pytest.approx((0.75, 0.75, 1.0, 1, 0, 0))
+
+
+def test_crowd_of_another_class_does_not_absorb(tmp_path):
+    gt = [CROWD] * 4 + [ROAD_ID] * 4
+    gseg = [
+        {"id": CROWD, "category_id": PERSON_C, "iscrowd": 1},
+        {"id": ROAD_ID, "category_id": GRAVEL_C},
+    ]
+    pred = [P1] * 5 + [Q] * 3  # a train over the person crowd: a false positive
+    r = coco_case(
+        tmp_path,
+        gt,
+        gseg,
+        pred,
+        [{"id": P1, "category_id": TRAIN_C}, {"id": Q, "category_id": GRAVEL_C}],
+    )
+    assert r.per_class["train"][3:] == (0, 1, 0) and r.per_class["person"][3:] == (0, 0, 0)
+
+
+def test_void_plus_own_crowd_together_over_half(tmp_path):
+    gt = [CROWD] * 2 + [0] * 1 + [ROAD_ID] * 5
+    gseg = [
+        {"id": CROWD, "category_id": PERSON_C, "iscrowd": 1},
+        {"id": ROAD_ID, "category_id": GRAVEL_C},
+    ]
+    pred = [P1] * 5 + [Q] * 3  # person: 2 crowd + 1 void of 5 px = 60 %
+    r = coco_case(
+        tmp_path / "a",
+        gt,
+        gseg,
+        pred,
+        [{"id": P1, "category_id": PERSON_C}, {"id": Q, "category_id": GRAVEL_C}],
+    )
+    assert r.per_class["person"][3:] == (0, 0, 0)
+    pred = [P1] * 4 + [Q] * 4  # 2 of its 4 px on the crowd: exactly half
+    r = coco_case(tmp_path / "b", [CROWD] * 2 + [ROAD_ID] * 6, gseg, pred,
+                  [{"id": P1, "category_id": PERSON_C}, {"id": Q, "category_id": GRAVEL_C}])  # fmt: skip
+    assert r.per_class["person"][3:] == (0, 1, 0)  # exactly half on the crowd: still an FP
+
+
+def test_iou_with_a_prediction_over_a_crowd_region(tmp_path):
+    # person 4 px, person crowd 2 px, void 2 px; prediction covers person + crowd + 1 void px:
+    # union = 7 + 4 - 4 - 1 (void only) = 6, IoU 4/6 (crowd pixels stay in the union)
+    gt = [P2] * 4 + [CROWD] * 2 + [0] * 2
+    gseg = [
+        {"id": P2, "category_id": PERSON_C},
+        {"id": CROWD, "category_id": PERSON_C, "iscrowd": 1},
+    ]
+    r = coco_case(tmp_path / "a", gt, gseg, [P1] * 7 + [0], [{"id": P1, "category_id": PERSON_C}])
+    assert r.per_class["person"] == pytest.approx((2 / 3, 2 / 3, 1.0, 1, 0, 0))
+    # the crowd pushes IoU to exactly 0.5: no match, and half on the crowd is not excused
+    gt = [P2] * 3 + [CROWD] * 3
+    r = coco_case(tmp_path / "b", gt, gseg, [P1] * 6, [{"id": P1, "category_id": PERSON_C}])
+    assert r.per_class["person"][3:] == (0, 1, 1)
+
+
+def test_crowd_is_never_matched(tmp_path):
+    gt = [CROWD] * 6 + [ROAD_ID] * 2
+    gseg = [
+        {"id": CROWD, "category_id": PERSON_C, "iscrowd": 1},
+        {"id": ROAD_ID, "category_id": GRAVEL_C},
+    ]
+    r = coco_case(
+        tmp_path,
+        gt,
+        gseg,
+        gt,
+        [{"id": CROWD, "category_id": PERSON_C}, {"id": ROAD_ID, "category_id": GRAVEL_C}],
+    )
+    assert r.per_class["person"][3:] == (0, 0, 0) and r.per_class["gravel"][3:] == (1, 0, 0)
+
+
+def test_two_crowd_segments_of_a_class_last_one_counts(tmp_path):
+    gt = [CROWD] * 3 + [CROWD + 1] * 2 + [ROAD_ID] * 3
+    a = {"id": CROWD, "category_id": PERSON_C, "iscrowd": 1}
+    b = {"id": CROWD + 1, "category_id": PERSON_C, "iscrowd": 1}
+    road = {"id": ROAD_ID, "category_id": GRAVEL_C}
+    pred, pseg = [P1] * 3 + [0] * 5, [{"id": P1, "category_id": PERSON_C}]
+    assert coco_case(tmp_path / "ab", gt, [a, b, road], pred, pseg).per_class["person"][3:] == (
+        0,
+        1,
+        0,
+    )
+    assert coco_case(tmp_path / "ba", gt, [b, a, road], pred, pseg).per_class["person"][3:] == (
+        0,
+        0,
+        0,
+    )
+
+
+def test_image_without_predictions(tmp_path):
+    gt = [P2] * 4 + [ROAD_ID] * 4
+    gseg = [{"id": P2, "category_id": PERSON_C}, {"id": ROAD_ID, "category_id": GRAVEL_C}]
+    r = coco_case(tmp_path, gt, gseg, [0] * 8, [])
+    assert r.per_class["person"][3:] == (0, 0, 1) and r.per_class["gravel"][3:] == (0, 0, 1)
+    assert r.pq == 0.0
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_crowd_sets_agree_with_hotcoco(tmp_path, seed):
+    """Random sets: sparse ids, large RGB ids, ~10 % crowd things, void, an empty prediction."""
+    n_crowd = write_random_coco_sets(tmp_path, seed, 25)
+    assert n_crowd > 0
+    ours, _ = pq_compute(tmp_path / "gt.json", tmp_path / "pred.json")
+    assert_agrees_coco(ours, hotcoco_files(tmp_path / "gt.json", tmp_path / "pred.json"))
+
+
+def test_crowd_heavy_set_agrees_with_hotcoco_and_crowd_matters(tmp_path):
+    write_random_coco_sets(tmp_path, 99, 30, crowd_rate=0.5)
+    ours, _ = pq_compute(tmp_path / "gt.json", tmp_path / "pred.json")
+    ref = hotcoco_files(tmp_path / "gt.json", tmp_path / "pred.json")
+    assert_agrees_coco(ours, ref)
+    # the same set with iscrowd forced to 0 scores differently: the crowd rules are exercised
+    data = json.loads((tmp_path / "gt.json").read_text())
+    for ann in data["annotations"]:
+        for s in ann["segments_info"]:
+            s["iscrowd"] = 0
+    (tmp_path / "gt0.json").write_text(json.dumps(data))
+    no_crowd, _ = pq_compute(
+        tmp_path / "gt0.json", tmp_path / "pred.json", gt_folder=tmp_path / "gt"
+    )
+    assert abs(no_crowd.pq - ours.pq) > 1e-3
+
+
+def test_crowd_argument_on_maps():
+    """The metric API itself: crowd values and JSON areas next to plain maps."""
+    gt = np.array([[PERSON * D + 9] * 4 + [ROAD * D] * 4], np.int32)
+    pred = np.array([[PERSON * D + 1] * 5 + [ROAD * D] * 3], np.int32)
+    m = PanopticQuality(TAX)
+    m.update(pred, gt, crowd=[PERSON * D + 9])
+    r = m.compute()
+    assert r.per_class["person"][3:] == (0, 0, 0) and r.per_class["road"][3:] == (1, 0, 0)
+    m = PanopticQuality(TAX)
+    m.update(pred, gt)  # without the crowd flag the person is matched (IoU 4/5)
+    assert m.compute().per_class["person"] == pytest.approx((0.8, 0.8, 1.0, 1, 0, 0))
+    m = PanopticQuality(TAX)  # JSON area 6 instead of 4: IoU 4 / (5 + 6 - 4) = 4/7
+    m.update(pred, gt, areas={PERSON * D + 9: 6, ROAD * D: 4, CAR * D + 1: 3})
+    r = m.compute()
+    assert r.per_class["person"][0] == pytest.approx(4 / 7) and r.per_class["car"][3:] == (0, 0, 1)
+    with pytest.raises(ValueError, match="crowd holds id"):
+        m.update(pred, gt, crowd=[8 * D])

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from panoptic_ros.core.taxonomy import Taxonomy
-from panoptic_ros.training.network import PanopticExportModel, PanopticPostProcess, build_net
+from panoptic_ros.families.panoptic_net import PanopticExportModel, PanopticPostProcess, build_net
 
 TAX = Taxonomy.default()
 IS_THING = TAX.is_thing_lut()[:-1].tolist()

@@ -47,7 +47,11 @@ class FakeSegmenter:
         self.taxonomy = Taxonomy.default()
         self.calls: list[int] = []
         self.config: dict = {}
+        self.family_config: dict = {}
         self.closed = False
+
+    def family_parameters(self):
+        return ()
 
     def update_config(self, **kw):
         if kw.get("min_instance_area", 0) == 12345:

@@ -42,12 +42,12 @@ THIRD_PARTY_KEYS = {
     "tqdm": {"python3-tqdm"},
     "psutil": {"python3-psutil"},
     "onnxruntime": {"python3-onnxruntime-pip", "python3-onnxruntime"},
-    "safetensors": {"python3-safetensors-pip", "python3-safetensors"},
     "rosbags": {"python3-rosbags-pip", "python3-rosbags"},
     "onnx": {"python3-onnx", "python3-onnx-pip"},
-    "torch": {"python3-torch", "python3-pytorch-pip", "python3-torch-pip"},
 }
 OPTIONAL_MODULES = {
+    "torch",  # torch backend, training, export (test/test_torch_free.py: the node runs without it)
+    "safetensors",  # only on torch paths (weights -> torch state dict)
     "tensorrt",
     "pycuda",
     "onnxscript",

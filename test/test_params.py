@@ -113,6 +113,31 @@ def test_yaml_mismatch_is_reported(tmp_path):
         params.read_params_file(p)
 
 
+def test_params_file_as_launch_ros_writes_it_reads_like_rcl(tmp_path):
+    """launch_ros dumps list parameters as !!python/tuple; rcl reads them as lists, and so does
+    read_params_file (process_bag --params-file). No tagged Python object is ever built."""
+    p = tmp_path / "launch_params_abc"
+    p.write_text(
+        "/**:\n  ros__parameters:\n    cameras: !!python/tuple\n    - front\n    - rear\n"
+        "    threads: !!python/object/apply:os.getpid []\n"
+    )
+    assert params.read_params_file(p) == {"cameras": ["front", "rear"], "threads": []}
+
+
+def test_rcl_init_errors_become_one_line_naming_the_file():
+    text = (
+        "failed to initialize rcl: Couldn't parse params file: '--params-file /tmp/p.yaml'. "
+        "Error: Cannot have a value before ros__parameters at line 2, at "
+        "/project/src/parse.c:812, at /project/src/rcl/arguments.c:415"
+    )
+    assert params.describe_rcl_init_error(text) == (
+        "cannot read parameter file /tmp/p.yaml: Cannot have a value before ros__parameters at line 2"
+    )
+    assert params.describe_rcl_init_error("failed to initialize rcl: bad\n  remap rule") == (
+        "failed to initialize rcl: bad remap rule"
+    )
+
+
 def test_shipped_config_files_resolve_from_the_source_tree_and_missing_ones_name_where_they_were_sought():
     from panoptic_ros.core import package_files, taxonomy
     from panoptic_ros.ros import dds_profile

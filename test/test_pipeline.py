@@ -5,10 +5,10 @@ import threading
 import numpy as np
 import pytest
 
-from panoptic_ros.core.pipeline import Segmenter
+from panoptic_ros.core import synthetic
 from panoptic_ros.core.postprocess import PostprocessConfig
 from panoptic_ros.core.types import PanopticResult
-from panoptic_ros.training import synthetic
+from panoptic_ros.families.factory import build_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def seg(tmp_path_factory):
     old = os.environ.get("PANOPTIC_ROS_CACHE")
     os.environ["PANOPTIC_ROS_CACHE"] = str(tmp_path_factory.mktemp("cache"))
     try:
-        with Segmenter.from_model("default", "onnxruntime", threads=2) as s:
+        with build_segmenter("default", "onnxruntime", threads=2) as s:
             yield s
     finally:
         if old is None:
@@ -127,7 +127,7 @@ def test_bad_input(seg):
 def test_fixed_batch_backend_pads_partial_batch(tmp_path, monkeypatch, seg):
     monkeypatch.setenv("PANOPTIC_ROS_CACHE", str(tmp_path))
     imgs = [synthetic.generate_scene(s, 120, 160).image for s in (21, 22, 23)]
-    with Segmenter.from_model("default", "onnxruntime", batch=2, threads=2) as s2:
+    with build_segmenter("default", "onnxruntime", batch=2, threads=2) as s2:
         assert s2.batch_size == 2
         res = s2.segment_batch(imgs)  # 2 + 1 (padded)
     assert len(res) == 3

@@ -7,7 +7,6 @@ from panoptic_ros.core.postprocess import (
     PostprocessConfig,
     build_result,
     instance_records,
-    majority_vote,
 )
 from panoptic_ros.core.preprocess import Preprocessor, labels_to_input
 from panoptic_ros.core.taxonomy import Taxonomy
@@ -91,14 +90,6 @@ def test_thing_pixels_without_centre_are_void():
     assert (r.semantic == 255).all() and (r.panoptic == -1).all() and r.instances == ()
 
 
-def test_majority_vote_ties_and_missing():
-    sem = np.array([[PERSON, CAR], [ROAD, ROAD]])
-    ins = np.array([[1, 1], [2, 0]])
-    v = majority_vote(sem, ins, 3, TAX.thing_ids)
-    assert v[1] == PERSON  # tie -> smaller class id
-    assert v[2] == -1 and v[3] == -1  # only stuff / no pixels
-
-
 def test_instance_records_empty():
     assert instance_records(np.zeros((3, 3), np.uint16), np.array([-1]), np.array([0.0])) == ()
 
@@ -121,9 +112,12 @@ def test_preprocess_any_size(hw):
 
 
 def test_preprocessor_reused_buffers_match_resize_and_transpose():
-    """Preallocated per-thread buffers change nothing: same values as resize_image + transpose, and
-    padding rows are zero again after a fuller batch used the same buffer."""
-    from panoptic_ros.core.preprocess import resize_image
+    """Preallocated per-thread buffers change nothing: same values as one cv2.resize (the
+    ``interpolation`` flag) + transpose, and padding rows are zero again after a fuller batch used
+    the same buffer."""
+    import cv2
+
+    from panoptic_ros.core.preprocess import interpolation
 
     rng = np.random.default_rng(3)
     pre = Preprocessor((240, 320))
@@ -131,7 +125,8 @@ def test_preprocessor_reused_buffers_match_resize_and_transpose():
         imgs = [rng.integers(0, 256, (*hw, 3), dtype=np.uint8) for _ in range(2)]
         want = np.zeros((3, 3, 240, 320), np.float32)
         for b, im in enumerate(imgs):
-            want[b] = resize_image(im, (240, 320)).transpose(2, 0, 1)
+            resized = cv2.resize(im, (320, 240), interpolation=interpolation(hw, (240, 320)))
+            want[b] = resized.transpose(2, 0, 1)
         assert np.array_equal(pre(imgs, batch=3), want)
         want[1] = 0
         assert np.array_equal(pre(imgs[:1], batch=3), want)
@@ -216,7 +211,7 @@ def _network_like_maps(seed):
     """A synthetic scene at the network size, made to look like network output: int32 maps, centre
     values 1..K with a few centres missing, stray class blobs inside instances (majority vote), and
     void (255) pixels the post-processing must treat as unlabeled."""
-    from panoptic_ros.training.synthetic import generate_scene
+    from panoptic_ros.core.synthetic import generate_scene
 
     rng = np.random.default_rng(seed)
     sc = generate_scene(seed, 240, 320, TAX)

@@ -10,7 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from panoptic_ros.bags import bagtools as bt
+from panoptic_ros.bags.messages import COMPRESSED_TYPE, IMAGE_TYPE, cdr_header_stamp
+from panoptic_ros.bags.reader import BagReader
+from panoptic_ros.bags.recorder import TopicRecorder
+from panoptic_ros.bags.synthetic import write_synthetic_bag
+from panoptic_ros.bags.writer import BagWriter
 
 BIN = Path(sys.executable).parent
 
@@ -39,7 +43,7 @@ def ros():
 
 def test_replay_paced_with_clock(tmp_path, ros):
     """Every frame arrives with its original stamp, paced by the recorded times; /clock follows the bag."""
-    bag = bt.write_synthetic_bag(
+    bag = write_synthetic_bag(
         tmp_path / "bag",
         frames=6,
         height=48,
@@ -49,10 +53,10 @@ def test_replay_paced_with_clock(tmp_path, ros):
         topic="/cam/image_raw/compressed",
     )
     topic = f"/t_replay_paced_{os.getpid()}/image_raw/compressed"
-    writer = bt.BagWriter(tmp_path / "rec").open()
-    rec = bt.TopicRecorder(
+    writer = BagWriter(tmp_path / "rec").open()
+    rec = TopicRecorder(
         writer,
-        {topic: bt.COMPRESSED_TYPE, "/clock": "rosgraph_msgs/msg/Clock"},
+        {topic: COMPRESSED_TYPE, "/clock": "rosgraph_msgs/msg/Clock"},
         node_name="t_replay_rec",
     ).start()
     try:
@@ -76,21 +80,21 @@ def test_replay_paced_with_clock(tmp_path, ros):
         writer.close()
     kv = _summary(proc)
     assert (kv["frames"], kv["topics"], kv["skipped"], kv["loops"]) == ("6", "1", "0", "1")
-    assert 0.2 <= float(kv["seconds"]) < 2.0  # 0.5 s of recording at rate 2 = 0.25 s
+    # paced: 0.5 s of recording at rate 2 takes at least 0.25 s (sleeps only lengthen it, so the
+    # bound holds on any machine; how fast replay is belongs to `panoptic-ros bench`)
+    assert float(kv["seconds"]) >= 0.2
     assert rec.stamps[topic] == [f.stamp for f in bag.frames]
     # /clock carries bag time: within the recording, never before its first log time
     clock = []
-    with bt.BagReader(tmp_path / "rec") as r:
+    with BagReader(tmp_path / "rec") as r:
         for x in r.messages(["/clock"]):
-            clock.append(
-                bt.cdr_header_stamp(x.data)
-            )  # Clock's first field is a Time, like a Header's
+            clock.append(cdr_header_stamp(x.data))  # Clock's first field is a Time, like a Header's
     first, last = bag.frames[0].stamp + 2_000_000, bag.frames[-1].stamp + 2_000_000
     assert len(clock) >= 6 and all(first <= c <= last for c in clock)
 
 
 def test_replay_errors(tmp_path):
-    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=1, height=16, width=16)
+    bag = write_synthetic_bag(tmp_path / "bag", frames=1, height=16, width=16)
     proc = _replay_cli(bag.path, "--topics", "/nope")
     assert proc.returncode == 2 and "no topic '/nope'" in proc.stderr
     proc = _replay_cli(tmp_path / "missing")
@@ -109,22 +113,22 @@ def test_replay_to_real_node_rate0(tmp_path, ros, record_property):
     transport behaviour is what test_dds_profile measures."""
     pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built")
     n = 20
-    bag = bt.write_synthetic_bag(tmp_path / "bag", frames=n, height=240, width=320)
+    bag = write_synthetic_bag(tmp_path / "bag", frames=n, height=240, width=320)
     ns = f"/t_replay_node_{os.getpid()}"
     from ros_helpers import NodeProcess
 
     node = NodeProcess(
         ns, "-p", "threads:=1", "-p", "input_qos:=reliable", "-r", f"image:={ns}/camera/image_raw"
     )
-    writer = bt.BagWriter(tmp_path / "rec").open()
+    writer = BagWriter(tmp_path / "rec").open()
     rec = None
     try:
         topics = {
-            f"{ns}/semantic": bt.IMAGE_TYPE,
+            f"{ns}/semantic": IMAGE_TYPE,
             f"{ns}/detections": "vision_msgs/msg/Detection2DArray",
             f"{ns}/label_info": "vision_msgs/msg/LabelInfo",
         }
-        rec = bt.TopicRecorder(
+        rec = TopicRecorder(
             writer, topics, latched=[f"{ns}/label_info"], node_name="t_replay_node_rec"
         ).start()
         deadline = time.monotonic() + 120

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from model_helpers import weights_only_copy
 
 from panoptic_ros.backends import BackendError, create_backend
 from panoptic_ros.backends import engine_cache as ec
-from panoptic_ros.core.pipeline import Segmenter
 from panoptic_ros.core.taxonomy import Taxonomy, TaxonomyError
+from panoptic_ros.families.factory import build_segmenter
 from panoptic_ros.families.model_store import (
     METADATA_FILE,
     WEIGHTS_FILE,
@@ -165,13 +166,13 @@ FAULTS = _weights_faults()
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
 def test_corrupt_model_dir_one_clear_error(fault, tmp_path, cache):
-    """Segmenter.from_model (the node's path) raises once, naming the file and the fault; the
+    """build_segmenter (the node's path) raises once, naming the file and the fault; the
     export cache holds no ONNX (or temp file) afterwards."""
     mutate, words = FAULTS[fault]
     d = model_copy(tmp_path, fault)
     mutate(d)
     with pytest.raises((ModelError, BackendError)) as ei:
-        Segmenter.from_model(d, "onnxruntime")
+        build_segmenter(d, "onnxruntime")
     assert_one_clear_error(ei.value, str(d), *words)
     assert not [n for n in leftovers(cache) if n.endswith((".onnx", ".tmp"))], leftovers(cache)
 
@@ -265,7 +266,7 @@ def _contract_onnx(
 def test_contract_onnx_fixture_is_valid(tmp_path):
     """Vacuity guard: the generator's good graph loads and runs, so the bad variants fail for their fault."""
     p = _contract_onnx(tmp_path / "good.onnx")
-    with Segmenter.from_model(p, "onnxruntime") as seg:
+    with build_segmenter(p, "onnxruntime") as seg:
         r = seg.segment(np.zeros((20, 30, 3), np.uint8))
     assert r.semantic.shape == (20, 30)
 
@@ -290,13 +291,13 @@ def test_onnx_contract_violation(fault, tmp_path):
     kw, words = ONNX_FAULTS[fault]
     p = _contract_onnx(tmp_path / f"{fault}.onnx", **kw)
     with pytest.raises(ModelError) as ei:
-        Segmenter.from_model(p, "onnxruntime")
+        build_segmenter(p, "onnxruntime")
     assert_one_clear_error(ei.value, str(p), *words)
 
 
 @pytest.mark.parametrize("kind", ["garbage", "empty", "truncated", "text"])
 def test_onnx_unreadable(kind, tmp_path):
-    """Garbage / empty / truncated .onnx: Segmenter.from_model -> ModelError; the onnxruntime backend
+    """Garbage / empty / truncated .onnx: build_segmenter -> ModelError; the onnxruntime backend
     given the path directly -> BackendError at open. Both name the file."""
     good = _contract_onnx(tmp_path / "good.onnx")
     data = {
@@ -311,11 +312,11 @@ def test_onnx_unreadable(kind, tmp_path):
         kind != "empty"
     ):  # an empty protobuf parses as an empty model: it then fails the contract check
         with pytest.raises(ModelError) as ei:
-            Segmenter.from_model(p, "onnxruntime")
+            build_segmenter(p, "onnxruntime")
         assert_one_clear_error(ei.value, str(p))
     else:
         with pytest.raises(ModelError) as ei:
-            Segmenter.from_model(p, "onnxruntime")
+            build_segmenter(p, "onnxruntime")
         assert_one_clear_error(ei.value, str(p), "missing")
     be = create_backend("onnxruntime", p)
     with pytest.raises(BackendError) as ei:
@@ -365,7 +366,7 @@ def test_export_cache_atomic_on_exception(tmp_path, monkeypatch):
     cache entry nor a temp file; the next call exports a good file."""
     import torch
 
-    info = load_model_info(_default_dir())
+    info = load_model_info(weights_only_copy(tmp_path / "m"))
     cache = tmp_path / "c"
     real = torch.onnx.export
 
@@ -396,7 +397,7 @@ KILL_SCRIPT = textwrap.dedent("""
 def test_export_cache_sigkill_mid_write_leaves_no_entry(tmp_path):
     """SIGKILL while the ONNX is being written: no file under the entry's name (only an unused temp
     file, which no reader picks up); the next resolve_onnx exports and is loadable."""
-    d = _default_dir()
+    d = weights_only_copy(tmp_path / "m")
     cache = tmp_path / "c"
     r = subprocess.run(
         [sys.executable, "-c", KILL_SCRIPT, str(d), str(cache)], capture_output=True, timeout=120
@@ -410,7 +411,7 @@ def test_export_cache_sigkill_mid_write_leaves_no_entry(tmp_path):
 def test_export_cache_corrupt_entry_named(tmp_path):
     """A cache entry damaged on disk after it was written: the error names the cache file (or the
     entry is re-exported)."""
-    info = load_model_info(_default_dir())
+    info = load_model_info(weights_only_copy(tmp_path / "m"))
     cache = tmp_path / "c"
     p = resolve_onnx(info, cache_dir=cache)
     p.write_bytes(p.read_bytes()[:1000])
@@ -712,14 +713,17 @@ def test_node_bad_model_exits_with_one_error(case, tmp_path):
 
 
 @pytest.mark.ros
-@pytest.mark.parametrize("kind", ["missing", "not_utf8", "unparsable", "scalar", "directory"])
+@pytest.mark.parametrize("kind", ["missing", "not_utf8", "unparsable", "directory", "binary"])
 def test_node_bad_params_file_exits_with_one_error(kind, tmp_path):
+    """rcl reads --params-file (the node accepts whatever rcl accepts: a bare scalar file counts
+    as empty there); what rcl rejects ends the node with one line naming the file."""
     p = _write_bad(tmp_path, kind, "params.yaml")
     rc, out = _run_node("--params-file", str(p))
     assert rc != 0, out
     assert "Traceback" not in out, out
     errs = _error_lines(out)
-    assert errs and str(p) in errs[-1], out
+    assert errs and str(p) in errs[-1] and "cannot read parameter file" in errs[-1], out
+    assert ".c:" not in errs[-1], errs[-1]  # no C source locations from rcl
 
 
 @pytest.mark.ros

@@ -202,3 +202,24 @@ def test_good_change_after_abuse_applies(running):
     }
     still_publishing(s)
     assert "Traceback" not in s["node"].output, s["node"].output
+
+
+def test_label_info_follows_center_threshold(running):
+    """LabelInfo.threshold is center_threshold: a change republishes the latched message, so
+    current and late subscribers see the threshold in force."""
+    from rclpy.qos import DurabilityPolicy, QoSProfile
+    from vision_msgs.msg import LabelInfo
+
+    s = running
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    box = s["tester"].collect(LabelInfo, f"/{TAG}/label_info", latched)
+    s["tester"].wait_for(lambda: box, timeout=15, what="latched label_info")
+    assert set_param(s, "center_threshold", 0.375).successful
+    s["tester"].wait_for(
+        lambda: box[-1].threshold == 0.375, timeout=15, what="label_info with threshold 0.375"
+    )
+    assert not set_param(s, "center_threshold", 7.0).successful  # rejected: nothing republished
+    late = s["tester"].collect(LabelInfo, f"/{TAG}/label_info", latched)
+    s["tester"].wait_for(lambda: late, timeout=15, what="latched label_info for a late subscriber")
+    assert [m.threshold for m in late] == [0.375] and box[-1].threshold == 0.375
+    assert len(late[0].class_map) == len(box[0].class_map) > 0

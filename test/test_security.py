@@ -23,6 +23,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from model_helpers import weights_only_copy
 
 from panoptic_ros.backends import engine_cache as ec
 from panoptic_ros.families.model_store import (
@@ -211,11 +212,11 @@ def test_pickle_weights_rejected_payload_never_runs(kind, tmp_path, monkeypatch)
     with pytest.raises(ModelError):
         load_torch_model(load_model_info(d))
     from panoptic_ros.backends import BackendError
-    from panoptic_ros.core.pipeline import Segmenter
+    from panoptic_ros.families.factory import build_segmenter
 
     for backend in ("onnxruntime", "torch"):
         with pytest.raises((ModelError, BackendError)) as ei:
-            Segmenter.from_model(d, backend)
+            build_segmenter(d, backend)
         assert WEIGHTS_FILE in str(ei.value)
     assert not marker.exists(), "unpickling payload ran"
 
@@ -250,7 +251,7 @@ def test_default_cache_dir_private(tmp_path, monkeypatch, loose_umask):
 
 
 def test_onnx_export_cache_private(tmp_path, loose_umask):
-    info = load_model_info(_default_dir())
+    info = load_model_info(weights_only_copy(tmp_path / "m"))
     cache = tmp_path / "onnx_cache"
     p = resolve_onnx(info, cache_dir=cache)
     assert _mode(cache) == 0o700, oct(_mode(cache))
@@ -259,7 +260,7 @@ def test_onnx_export_cache_private(tmp_path, loose_umask):
 
 def test_onnx_export_cache_existing_loose_dir_tightened(tmp_path):
     """A pre-existing cache dir others can write to (they could swap the cached graph) is made 0o700."""
-    info = load_model_info(_default_dir())
+    info = load_model_info(weights_only_copy(tmp_path / "m"))
     cache = tmp_path / "loose"
     cache.mkdir()
     os.chmod(cache, 0o777)
@@ -359,10 +360,8 @@ def test_planted_symlink_refused(tmp_path):
 def test_onnx_cache_names_are_hashes_inside_cache(tmp_path):
     """The export cache file name is <model dir name>-<HxW>-b<B>-<24 hex sha256> in the cache dir,
     whatever the model directory is called."""
-    src = _default_dir()
     for dirname in ("plain", "we ird..name", "-leading"):
-        d = tmp_path / "models" / dirname
-        shutil.copytree(src, d)
+        d = weights_only_copy(tmp_path / "models" / dirname)
         p = resolve_onnx(load_model_info(d), cache_dir=tmp_path / "cache")
         assert p.parent == tmp_path / "cache"
         assert re.fullmatch(re.escape(dirname) + r"-\d+x\d+-b1-[0-9a-f]{24}\.onnx", p.name), p.name

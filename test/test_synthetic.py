@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from panoptic_ros.core import synthetic
 from panoptic_ros.core.taxonomy import Taxonomy
-from panoptic_ros.training import synthetic
 
 TAX = Taxonomy.default()
 
@@ -74,14 +74,3 @@ def test_seed_sets_disjoint():
     }
     assert max(train) < synthetic.VALIDATION_SEED_START
     assert not (val & train)
-
-
-def test_fast_enough():
-    import time
-
-    synthetic.generate_scene(0, 240, 320, TAX)
-    t = time.perf_counter()
-    for seed in range(10):
-        synthetic.generate_scene(seed, 240, 320, TAX)
-    per = (time.perf_counter() - t) / 10
-    assert per < 0.1, f"{per * 1e3:.1f} ms per 240x320 scene"

@@ -5,8 +5,8 @@ import json
 import numpy as np
 
 from panoptic_ros.cli import main
+from panoptic_ros.core import synthetic
 from panoptic_ros.families.model_store import load_model_info, load_torch_model
-from panoptic_ros.training import synthetic
 from panoptic_ros.training.trainer import make_targets
 
 

@@ -13,12 +13,9 @@ import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from panoptic_ros.backends.base import Backend, BackendError, TensorSpec
-
-if TYPE_CHECKING:  # pragma: no cover
-    from panoptic_ros.families.model_store import ModelInfo
+from panoptic_ros.backends.base import Backend, BackendError, ModelSource, TensorSpec
 
 BACKEND_NAMES = ("auto", "onnxruntime", "torch", "tensorrt")
 #: preference order of ``auto`` (``torch`` only counts when CUDA is available)
@@ -28,6 +25,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "TensorSpec",
+    "ModelSource",
     "BACKEND_NAMES",
     "AUTO_ORDER",
     "create_backend",
@@ -57,9 +55,11 @@ def _cuda_available() -> tuple[bool, str]:
     return True, f"CUDA GPU {torch.cuda.get_device_name(0)}"
 
 
-def availability() -> dict[str, tuple[bool, str]]:
-    """Which backends can run here: name -> (ok, reason). Cheap: imports torch at most."""
-    cuda_ok, cuda_why = _cuda_available()
+def availability(probe_cuda: bool = True) -> dict[str, tuple[bool, str]]:
+    """Which backends can run here: name -> (ok, reason). Cheap: imports torch at most, and not
+    with ``probe_cuda=False`` (then tensorrt and torch-cuda are reported unavailable, not probed):
+    an explicit onnxruntime backend must not load torch just to learn it will not use it."""
+    cuda_ok, cuda_why = _cuda_available() if probe_cuda else (False, "CUDA not probed")
     out: dict[str, tuple[bool, str]] = {}
     if not _has_module("tensorrt"):
         out["tensorrt"] = (False, "the 'tensorrt' Python package is not installed")
@@ -95,10 +95,8 @@ def _onnx_path(info: Any, batch: int) -> Path:
         if p.suffix.lower() != ".onnx":
             raise BackendError(f"expected a ModelInfo or an .onnx file, got {p}")
         return p
-    from panoptic_ros.families.model_store import resolve_onnx
-
     try:
-        return Path(resolve_onnx(info, batch=batch))
+        return Path(info.onnx_file(batch))
     except BackendError:
         raise
     except Exception as exc:  # ModelError, export failures
@@ -122,7 +120,7 @@ def _model_name(info: Any) -> str:
 
 def create_backend(
     name: str,
-    info: ModelInfo | str | Path,
+    info: ModelSource | str | Path,
     *,
     batch: int = 1,
     device: str | None = None,
@@ -134,14 +132,15 @@ def create_backend(
     logger: Callable[[str], None] | None = None,
     **options: Any,
 ) -> Backend:
-    """Build (not open) the backend ``name`` for model ``info`` (a ModelInfo or an .onnx path).
+    """Build (not open) the backend ``name`` for model ``info`` (a ModelSource such as
+    ``families.model_store.ModelInfo``, or an .onnx path).
 
     Options (each backend rejects what it cannot honour rather than ignoring it):
       batch        static batch of the model input (cameras per ``infer``)
       device       "cpu" | "cuda" | "cuda:N"; default cpu for onnxruntime/torch, cuda:0 for tensorrt
       threads      intra-op CPU threads (0 = library default)
       precision    "fp32" (default) | "fp16" (torch on CUDA, tensorrt) | "int8" (tensorrt)
-      cache_dir    tensorrt engine cache (default: <model_store.default_cache_dir()>/engines)
+      cache_dir    tensorrt engine cache (default: <engine_cache.default_cache_dir()>/engines)
       workspace_mb tensorrt builder workspace limit
       cuda_graph   torch on CUDA: capture one CUDA graph for the static shape
       logger       callable(str) for progress / decisions; default logging "panoptic_ros.backends"
@@ -156,7 +155,7 @@ def create_backend(
         precision = str(precision).strip().lower()
         if precision not in ("fp32", "fp16", "int8"):
             raise BackendError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
-    avail = availability()
+    avail = availability(probe_cuda=name != "onnxruntime")
     if name == "auto":
         name, device, precision = _choose_auto(avail, info, device, precision, log)
     common = dict(

@@ -12,6 +12,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -27,6 +29,26 @@ class TensorSpec:
     name: str
     shape: tuple[int, ...]
     dtype: np.dtype
+
+
+class ModelSource(Protocol):
+    """What ``create_backend`` needs from a model (``families.model_store.ModelInfo`` is one).
+
+    Backends sit below the model families, so they get the model as this protocol instead of
+    importing the store: the store decides where the ONNX file comes from (user file, the one
+    shipped beside the weights, the export cache) and how the torch module is built.
+    """
+
+    name: str
+    onnx_path: Path | None  # set for a user ONNX file (no torch weights)
+
+    def onnx_file(self, batch: int = 1) -> Path:
+        """An ONNX file of the model with static batch ``batch``."""
+        ...
+
+    def torch_module(self) -> Any:
+        """The eval-mode torch module with the contract's forward(image, center_threshold)."""
+        ...
 
 
 class Backend(ABC):

@@ -201,6 +201,16 @@ def ensure_cache_dir(path: str | os.PathLike) -> Path:
     return p
 
 
+def cache_root() -> Path:
+    """$PANOPTIC_ROS_CACHE or ~/.cache/panoptic_ros: exported ONNX files, and engines/ below."""
+    return Path(os.environ.get("PANOPTIC_ROS_CACHE") or Path.home() / ".cache" / "panoptic_ros")
+
+
+def default_cache_dir() -> Path:
+    """``cache_root()``, created 0o700 (see ``ensure_cache_dir``)."""
+    return ensure_cache_dir(cache_root())
+
+
 # -- atomic writes ----------------------------------------------------------------------
 STALE_TEMP_AGE_S = 3600.0
 

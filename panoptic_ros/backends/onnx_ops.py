@@ -366,3 +366,22 @@ def format_report(report: OnnxOpsReport) -> str:
     lines += [f"  problem: {p}" for p in report.problems]
     lines += [f"  note: {n}" for n in report.notes]
     return "\n".join(lines)
+
+
+def ort_load_error(path: str | Path) -> str | None:
+    """None when ONNX Runtime (CPU) can open ``path``, else its error in one line.
+
+    The op table says what TensorRT's parser accepts; this says whether the graph runs at all on
+    the default backend: e.g. the TorchScript export of HF Mask2Former passes the op table but
+    ONNX Runtime has no kernel for its float64 GridSample(16)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime is not installed"
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    try:
+        ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own Fail / NotImplemented / InvalidGraph types
+        return " ".join(str(exc).split())[:600]
+    return None

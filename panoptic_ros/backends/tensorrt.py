@@ -39,12 +39,7 @@ _ENGINES_LOCK = threading.Lock()
 
 
 def default_engine_dir() -> Path:
-    try:
-        from panoptic_ros.families.model_store import default_cache_dir
-
-        return Path(default_cache_dir()) / "engines"
-    except ImportError:  # pragma: no cover
-        return Path.home() / ".cache" / "panoptic_ros" / "engines"
+    return ec.default_cache_dir() / "engines"
 
 
 def _trt_logger(trt, log: Callable[[str], None]):
@@ -181,10 +176,18 @@ def make_calibrator(
 
 
 def synthetic_calibration_batches(
-    info: Any, input_shape: tuple[int, ...], n_batches: int = 16, seed0: int = 20_000_000
+    info: Any,
+    input_shape: tuple[int, ...],
+    n_batches: int = 16,
+    seed0: int = 20_000_000,
+    image_name: str = "image",
+    with_threshold: bool = True,
 ):
-    """Calibration inputs from generated scenes (GPU-free; seeds disjoint from training/validation)."""
-    from panoptic_ros.training.synthetic import generate_scene
+    """Calibration inputs from generated scenes (GPU-free; seeds disjoint from training/validation).
+
+    Raw 0..255 RGB NCHW under ``image_name`` (+ ``center_threshold`` for this project's contract);
+    a graph that wants other pixels (another family) should get its own ``calibration`` batches."""
+    from panoptic_ros.core.synthetic import generate_scene
 
     b, _, h, w = input_shape
     tax = getattr(info, "taxonomy", None)
@@ -194,7 +197,19 @@ def synthetic_calibration_batches(
             for j in range(b)
         ]
         image = np.stack(imgs).transpose(0, 3, 1, 2).astype(np.float32)
-        yield {"image": image, "center_threshold": np.array([0.1], np.float32)}
+        feeds = {image_name: image}
+        if with_threshold:
+            feeds["center_threshold"] = np.array([0.1], np.float32)
+        yield feeds
+
+
+def image_input_name(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
+    """The graph's image input: 'image' (this project's contract), else its only 4-D input
+    (pixel_values, images, ...: every family's graph has one)."""
+    if "image" in shapes:
+        return "image"
+    four = [n for n, s in shapes.items() if len(s) == 4]
+    return four[0] if len(four) == 1 else None
 
 
 class TensorRTBackend(Backend):
@@ -256,9 +271,11 @@ class TensorRTBackend(Backend):
                 for d in vi.type.tensor_type.shape.dim
             ]
             shapes[vi.name] = tuple(dims)
-        if "image" not in shapes or any(d <= 0 for d in shapes["image"]):
+        name = image_input_name(shapes)
+        if name is None or any(d <= 0 for d in shapes[name]):
             raise BackendError(
-                f"tensorrt: {self.onnx_path} needs a static 'image' input [B,3,H,W], got {shapes.get('image')}"
+                f"tensorrt: {self.onnx_path} needs one static 4-D image input [B,C,H,W] or [B,H,W,C], "
+                f"got inputs {shapes}"
             )
         return shapes
 
@@ -268,7 +285,7 @@ class TensorRTBackend(Backend):
 
         self._trt = trt
         shapes = self._onnx_input_shapes()
-        meta = self.current_meta(trt, shapes["image"])
+        meta = self.current_meta(trt, shapes[image_input_name(shapes)])
         cache_dir = ec.ensure_cache_dir(self.cache_dir)
         slot = ec.slot_name(self.model_name, meta.precision, meta.input_shape)
         engine_path, reason = ec.check_entry(cache_dir, slot, meta)
@@ -292,7 +309,11 @@ class TensorRTBackend(Backend):
             batches = self.calibration
             if batches is None:
                 batches = synthetic_calibration_batches(
-                    self.info, meta.input_shape, self.settings.calibration_batches
+                    self.info,
+                    meta.input_shape,
+                    self.settings.calibration_batches,
+                    image_name=image_input_name(shapes) or "image",
+                    with_threshold="center_threshold" in shapes,
                 )
             calibrator = make_calibrator(
                 trt,
@@ -367,7 +388,7 @@ class TensorRTBackend(Backend):
             reason = f"cached engine failed to deserialise: {exc}"
             self.log(f"tensorrt: rebuilding {path.name}: {reason}")
             shapes = self._onnx_input_shapes()
-            meta = self.current_meta(self._trt, shapes["image"])
+            meta = self.current_meta(self._trt, shapes[image_input_name(shapes)])
             self._build(meta, ec.ensure_cache_dir(self.cache_dir), path.stem, shapes)
             self.build_reason = reason
             self._engine = self._acquire_engine(path)

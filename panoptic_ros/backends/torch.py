@@ -132,11 +132,7 @@ class TorchBackend(Backend):
         if isinstance(self._source, torch.nn.Module):
             return self._source
         try:
-            from panoptic_ros.families.model_store import load_torch_model
-        except ImportError:  # pragma: no cover - older layout
-            from panoptic_ros.training.network import load_torch_model  # type: ignore[attr-defined]
-        try:
-            return load_torch_model(self._source)
+            return self._source.torch_module()  # ModelSource (backends/base.py)
         except BackendError:
             raise
         except Exception as exc:

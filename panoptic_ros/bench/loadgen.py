@@ -2,7 +2,7 @@
 
 Pieces, each usable on its own:
 
-* ``FramePublisher`` / ``python -m panoptic_ros.bench.loadgen publish ...``: a separate process
+* ``PublisherProcess`` / ``python -m panoptic_ros.bench.loadgen publish ...``: a separate process
   that publishes pre-rendered synthetic frames on one or more image topics at a fixed
   rate (absolute schedule: a late tick is skipped, never burst), stamping each frame with
   the wall clock, and writes the stamps it published to a JSON file at exit.
@@ -12,9 +12,11 @@ Pieces, each usable on its own:
 * ``ProcessSampler``: RSS, thread count and CPU of the node process over time (psutil).
 * ``NodeProcess``: starts ``panoptic_node`` the way launch_ros does (installed executable,
   ``--ros-args``), stops it with SIGINT and checks it exits 0.
-* ``LifecycleClient``: drives ``/<ns>/<node>/change_state`` (lifecycle_msgs/srv/ChangeState).
-* ``run_overload`` / ``run_soak``: the experiments ``panoptic-ros bench --overload|--soak``
-  run; they return plain dicts that the command prints.
+* ``Recorder.get_state`` / ``Recorder.change_state`` and ``cycle_lifecycle``: drive
+  ``/<ns>/<node>/get_state|change_state`` (lifecycle_msgs/srv).
+* ``run_overload`` (with ``run_load_phase`` and ``cycle_lifecycle``; cli/bench.py ``run_soak_mode``): the experiments
+  ``panoptic-ros bench --overload|--soak`` run; they return plain dicts that the command prints.
+* ``python -m panoptic_ros.bench.loadgen sink ...``: a subscriber that discards (``sink_main``).
 
 Clocks: publisher and recorder run on the same host and both use ``time.time_ns()``.
 """
@@ -84,7 +86,7 @@ def synthetic_frames(
 ) -> list[np.ndarray]:
     """``count`` distinct RGB frames (synthetic scenes when available, else noise)."""
     try:
-        from panoptic_ros.training.synthetic import generate_scene
+        from panoptic_ros.core.synthetic import generate_scene
 
         return [generate_scene(seed0 + i, height, width).image for i in range(count)]
     except Exception:  # pragma: no cover - synthetic.py is optional for the harness
@@ -92,51 +94,20 @@ def synthetic_frames(
         return [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(count)]
 
 
-def encode_rgb(rgb: np.ndarray, encoding: str) -> tuple[np.ndarray, int]:
-    """RGB uint8 (H,W,3) -> (array in ``encoding``, channels). Common camera encodings only."""
-    enc = encoding.lower()
-    if enc == "rgb8":
-        out = rgb
-    elif enc == "bgr8":
-        out = rgb[..., ::-1]
-    elif enc == "rgba8":
-        out = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
-    elif enc == "bgra8":
-        out = np.concatenate([rgb[..., ::-1], np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
-    elif enc == "mono8":
-        out = (rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)).astype(
-            np.uint8
-        )
-    else:
-        raise ValueError(
-            f"load generator encodes rgb8, bgr8, rgba8, bgra8, mono8; not {encoding!r}"
-        )
-    out = np.ascontiguousarray(out)
-    return out, (1 if out.ndim == 2 else out.shape[2])
-
-
 def make_image_msg(rgb: np.ndarray, encoding: str = "bgr8", frame_id: str = "camera"):
     """sensor_msgs/Image holding ``rgb`` converted to ``encoding`` (header stamp left at 0)."""
-    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
 
-    arr, ch = encode_rgb(rgb, encoding)
-    msg = Image()
-    msg.header.frame_id = frame_id
-    msg.height, msg.width = int(arr.shape[0]), int(arr.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = 0
-    msg.step = int(arr.shape[1] * ch * arr.dtype.itemsize)
-    msg.data = arr.tobytes()
-    return msg
+    from panoptic_ros.core.encodings import from_rgb
+    from panoptic_ros.ros.conversions import array_to_image_msg
 
-
-def stamp_ns(stamp) -> int:
-    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+    return array_to_image_msg(from_rgb(rgb, encoding), encoding, Header(frame_id=frame_id))
 
 
 def set_stamp(msg, t_ns: int) -> None:
-    msg.header.stamp.sec = int(t_ns // 1_000_000_000)
-    msg.header.stamp.nanosec = int(t_ns % 1_000_000_000)
+    from panoptic_ros.ros.conversions import ns_to_stamp
+
+    msg.header.stamp = ns_to_stamp(t_ns)
 
 
 # ---------------------------------------------------------------------------------------
@@ -521,10 +492,12 @@ class Recorder:
             from sensor_msgs.msg import Image as msg_type  # noqa: N813
         qos = self._qos_for(topic)
 
+        from panoptic_ros.ros.conversions import stamp_to_ns
+
         def cb(msg, camera=camera):
             now_ns = time.time_ns()
             t = time.monotonic()
-            s = stamp_ns(msg.header.stamp)
+            s = stamp_to_ns(msg.header.stamp)
             with self._lock:
                 self.arrivals.append(Arrival(t, camera, (now_ns - s) / 1e6, s))
 
@@ -648,10 +621,6 @@ class PhaseResult:
     @property
     def rss_growth_pct(self) -> float:
         return growth_pct(self.rss_warm_mb, self.rss_end_mb)
-
-
-def _prefix_camera(cam: str) -> str:
-    return cam or "image"
 
 
 def run_load_phase(

@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
+import signal
 import sys
+import traceback
 
 #: subcommand -> module under panoptic_ros.cli
 COMMANDS: dict[str, str] = {
@@ -38,12 +41,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         if wanted is not None and name != wanted:
             sub.add_parser(name)
             continue
-        try:
-            mod = _load(module)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not exc.name.startswith("panoptic_ros.cli"):
-                raise
-            continue  # command not implemented in this build
+        mod = _load(module)
         p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
@@ -51,13 +49,81 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one subcommand. Whatever happens (a failure, Ctrl-C or SIGTERM at any point, also
+    while a model loads or a module imports) the last stdout line is a ``key=value`` summary:
+    the command's own, or ``command=NAME error=REASON exit=N`` when it printed none. An
+    interrupt exits 130 without a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    if not getattr(args, "_run", None):
-        parser.print_help(sys.stderr)
-        return 2
-    return int(args._run(args) or 0)
+    previous_sigterm = _sigterm_interrupts()
+    watch = _SummaryWatch(sys.stdout)
+    sys.stdout = watch
+    name = argv[0] if argv and argv[0] in COMMANDS else "panoptic-ros"
+    reason = "failed"
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if not getattr(args, "_run", None):
+            parser.print_help(sys.stderr)
+            rc = 2
+        else:
+            rc = int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        rc, reason = 130, "interrupted"
+    except SystemExit as exc:  # argparse: usage errors (2), --help (0)
+        rc = exc.code if isinstance(exc.code, int) else 2
+        reason = "usage"
+    except Exception as exc:  # a bug: show it, and still end with the summary line
+        traceback.print_exc()
+        rc, reason = 2, type(exc).__name__
+    finally:
+        sys.stdout = watch.inner
+        if previous_sigterm is not None:  # main() called in-process (tests): leave it as it was
+            signal.signal(signal.SIGTERM, previous_sigterm)
+    if rc != 0 and not watch.summary_printed():
+        print(f"command={name} error={reason} exit={rc}")
+    return rc
+
+
+_SUMMARY = re.compile(r"^\S+=\S*( \S+=\S*)*$")
+
+
+class _SummaryWatch:
+    """stdout as it is, remembering the last line written (to tell whether a command ended
+    with its summary line)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self._last = ""
+        self._tail = ""
+
+    def write(self, text: str) -> int:
+        n = self.inner.write(text)
+        lines = (self._tail + text).split("\n")
+        self._tail = lines[-1]
+        done = [line for line in lines[:-1] if line.strip()]
+        if done:
+            self._last = done[-1]
+        return n
+
+    def summary_printed(self) -> bool:
+        return bool(_SUMMARY.match((self._tail.strip() or self._last).strip()))
+
+    def __getattr__(self, attr: str):
+        return getattr(self.inner, attr)
+
+
+def _sigterm_interrupts():
+    """SIGTERM ends a command like Ctrl-C (outputs finalised, summary printed) instead of
+    killing it mid-write. Returns the previous handler (None when it could not be set)."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        return None
 
 
 if __name__ == "__main__":

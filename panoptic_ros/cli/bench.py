@@ -42,6 +42,7 @@ from panoptic_ros.bench.timing import (
     parse_size,
     parse_sizes,
 )
+from panoptic_ros.cli.params_option import add_param_argument
 
 HELP = "benchmark stages, backends, input sizes, and the node under overload / soak"
 
@@ -153,6 +154,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(the default 512 KiB segment makes best-effort readers lose most VGA frames)",
     )
     p.add_argument("--json", default="", help="also write all results as JSON to this file")
+    add_param_argument(p)
 
 
 # ---------------------------------------------------------------------------------------
@@ -284,18 +286,6 @@ def _as_msg_dict(out: Any) -> dict[str, Any]:
     }
 
 
-def _taxonomy_of(seg: Any):
-    for path in (("taxonomy",), ("info", "taxonomy"), ("model_info", "taxonomy")):
-        obj = seg
-        for a in path:
-            obj = getattr(obj, a, None)
-        if obj is not None:
-            return obj
-    from panoptic_ros.core.taxonomy import Taxonomy
-
-    return Taxonomy.default() if hasattr(Taxonomy, "default") else None
-
-
 def make_decoder():
     """(name, fn(msg) -> RGB): conversions.image_msg_to_array, else encodings.decode_raw."""
     try:
@@ -333,7 +323,8 @@ def make_message_builder():
 def open_segmenter(
     args: argparse.Namespace, backend: str, device: str | None = None, precision: str | None = None
 ):
-    from panoptic_ros.core.pipeline import Segmenter
+    from panoptic_ros.cli.params_option import parse_params
+    from panoptic_ros.families.factory import build_segmenter
 
     opts: dict[str, Any] = {}
     dev = args.device if device is None else device
@@ -344,13 +335,9 @@ def open_segmenter(
         opts["precision"] = prec
     if args.threads and backend in ("onnxruntime", "torch"):
         opts["threads"] = args.threads
-    seg = Segmenter.from_model(args.model, backend=backend, **opts)
-    if hasattr(seg, "__enter__") and hasattr(seg, "open"):
-        try:
-            seg.open()
-        except Exception:
-            pass
-    return seg
+    return build_segmenter(
+        args.model, backend=backend, params=parse_params(getattr(args, "param", None)), **opts
+    )
 
 
 def bench_frames(
@@ -372,7 +359,7 @@ def bench_frames(
     in_msgs = [make_image_msg(f, encoding, header_frame) for f in rgbs]
     dec_name, decode = make_decoder()
     build, why = make_message_builder()
-    taxonomy = _taxonomy_of(seg)
+    taxonomy = seg.taxonomy
     timer = StageTimer(warmup=warmup)
     clock = time.perf_counter
     # one untimed frame to learn the output topics, attach the subscriber
@@ -459,7 +446,7 @@ def _stats_json(timer: StageTimer) -> dict:
 def run_single(args, publish: Publish, report: dict) -> str:
     seg = open_segmenter(args, args.backend)
     log(
-        f"bench: backend={args.backend} device={getattr(getattr(seg, 'backend', None), 'device', '?')} "
+        f"bench: backend={args.backend} device={seg.backend.device} family={seg.family.name} "
         f"{args.height}x{args.width} {args.encoding} frames={args.frames} warmup={args.warmup} publish={publish.mode}"
         + (f" ({publish.note})" if publish.note else "")
     )
@@ -835,14 +822,11 @@ def run_soak_mode(args, report: dict) -> str:
 
 # ---------------------------------------------------------------------------------------
 def _close(seg: Any) -> None:
-    for name in ("close", "__exit__"):
-        fn = getattr(seg, name, None)
-        if fn is not None:
-            try:
-                fn() if name == "close" else fn(None, None, None)
-            except Exception:
-                pass
-            return
+    """Close a Segmenter; a failure to close must not hide the run's results."""
+    try:
+        seg.close()
+    except Exception as exc:
+        log(f"note: closing the model failed: {type(exc).__name__}: {exc}")
 
 
 def _args_json(args) -> dict:

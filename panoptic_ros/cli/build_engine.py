@@ -46,10 +46,11 @@ def run(args: argparse.Namespace) -> int:
                 log(
                     "build-engine: --height/--width are taken from the ONNX file's static input shape"
                 )
-        else:
-            from panoptic_ros.families.model_store import load_model_info
+        else:  # a model directory of ours, or a folder with model.onnx (docs/models.md)
+            from panoptic_ros.families.model_card import resolve_model
 
-            info = load_model_info(args.model)
+            src = resolve_model(args.model)
+            info = src.info if src.info is not None else src.onnx_path
             size = tuple(getattr(info, "input_size", ()) or ())
             want = (
                 args.height or (size[0] if size else None),

@@ -1,4 +1,10 @@
-"""``panoptic-ros check-onnx MODEL.onnx``: list the ONNX ops and flag those TensorRT cannot import."""
+"""``panoptic-ros check-onnx MODEL``: list the ONNX ops and flag those TensorRT cannot import, open
+the graph in ONNX Runtime (a load failure is reported, not hidden behind unsupported=0) and name
+the model family recognised (docs/models.md).
+
+Last stdout line: ``ops=N unsupported=M ort=ok|fail family=NAME|none``; exit 0 when all is well,
+1 when an op is unsupported, ONNX Runtime cannot load the graph or no family recognises it.
+"""
 
 from __future__ import annotations
 
@@ -18,11 +24,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _resolve(target: str, batch: int) -> str:
+    """The ONNX file of ``target``: itself, a folder's model.onnx, or a weight directory's export."""
     if target.lower().endswith(".onnx"):
         return target
-    from panoptic_ros.families.model_store import load_model_info, resolve_onnx
+    from panoptic_ros.families.model_card import resolve_model
+    from panoptic_ros.families.model_store import resolve_onnx
 
-    return str(resolve_onnx(load_model_info(target), batch=batch))
+    src = resolve_model(target)
+    if src.onnx_path is not None:
+        return str(src.onnx_path)
+    return str(resolve_onnx(src.info, batch=batch))
+
+
+def _family(target: str) -> tuple[str, str]:
+    """(family name or 'none', one line on the family and taxonomy, or why none)."""
+    from panoptic_ros.families.factory import make_family
+    from panoptic_ros.families.model_card import resolve_model
+
+    try:
+        fam = make_family(resolve_model(target))
+    except Exception as exc:  # ModelError listing every family's violations, TaxonomyError, ...
+        return "none", f"no family: {exc}"
+    tax = fam.taxonomy
+    return fam.name, (
+        f"family {fam.name}: {tax.num_classes} classes ({len(tax.thing_ids)} things), "
+        f"e.g. {', '.join(tax.names()[:5])}"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,6 +70,13 @@ def run(args: argparse.Namespace) -> int:
         )
     for p in report.problems:
         print(f"check-onnx: {p}", file=sys.stderr)
+    from panoptic_ros.backends.onnx_ops import ort_load_error
+
+    ort_err = ort_load_error(path)
+    if ort_err:
+        print(f"check-onnx: ONNX Runtime cannot load {path}: {ort_err}", file=sys.stderr)
+    family, about = _family(args.onnx)
+    print(f"check-onnx: {about}", file=sys.stderr)
     bad = len(report.unsupported) + len(report.problems)
-    print(f"ops={report.n_ops} unsupported={bad}")
-    return 0 if bad == 0 else 1
+    print(f"ops={report.n_ops} unsupported={bad} ort={'fail' if ort_err else 'ok'} family={family}")
+    return 0 if bad == 0 and not ort_err and family != "none" else 1

@@ -95,30 +95,33 @@ def read_outputs(
     bag: Path, namespace: str, topics: tuple[str, ...] = ("panoptic", "overlay")
 ) -> dict[str, dict[int, np.ndarray]]:
     """{name: {header stamp: array}} for ``namespace/name`` image topics of ``bag``."""
-    from panoptic_ros.bags import bagtools as bt
+    from panoptic_ros.bags.messages import deserialize, stamp_ns
+    from panoptic_ros.bags.reader import BagReader
 
     out: dict[str, dict[int, np.ndarray]] = {n: {} for n in topics}
     want = {f"{namespace}/{n}": n for n in topics}
-    with bt.BagReader(bag) as reader:
+    with BagReader(bag) as reader:
         present = [t for t in want if t in reader.topics]
         for rec in reader.messages(present):
-            msg = bt.deserialize(rec, bag)
-            out[want[rec.topic]][bt.stamp_ns(msg.header)] = _image_array(msg)
+            msg = deserialize(rec, bag)
+            out[want[rec.topic]][stamp_ns(msg.header)] = _image_array(msg)
     return out
 
 
 def _clear_previous(out: Path) -> None:
-    from panoptic_ros.bags import bagtools as bt
+    from panoptic_ros.bags.writer import remove_bag
 
     for name in ("camera_bag", "panoptic_bag", "live_bag"):
-        bt.remove_bag(out / name)
+        remove_bag(out / name)
     for png in (out / "overlays").glob("frame_*.png") if (out / "overlays").is_dir() else ():
         png.unlink()
 
 
 def run(args) -> int:
-    from panoptic_ros.bags import bagtools as bt
+    from panoptic_ros.bags.messages import BagError
+    from panoptic_ros.bags.synthetic import write_synthetic_bag
     from panoptic_ros.cli import process_bag as pb
+    from panoptic_ros.cli.progress import progress_bar
     from panoptic_ros.evaluation.metrics import PanopticQuality
 
     try:
@@ -133,7 +136,7 @@ def run(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     try:
         _clear_previous(out)
-    except bt.BagError as exc:
+    except BagError as exc:
         print(f"demo: {exc}", file=sys.stderr)
         return 2
     t_all = time.perf_counter()
@@ -143,8 +146,8 @@ def run(args) -> int:
         f"demo: writing {args.frames} synthetic {h}x{w} frames to {out / 'camera_bag'}",
         file=sys.stderr,
     )
-    bar = bt.progress_bar(args.frames, "camera bag")
-    cam = bt.write_synthetic_bag(
+    bar = progress_bar(args.frames, "camera bag")
+    cam = write_synthetic_bag(
         out / "camera_bag",
         frames=args.frames,
         height=h,
@@ -167,7 +170,7 @@ def run(args) -> int:
         print(f"demo: cannot load the model: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     try:
-        backend_name = getattr(segmenter.backend, "name", cfg["backend"])
+        backend_name = segmenter.backend.name
         stats = pb.process_bag(
             out / "camera_bag",
             out / "panoptic_bag",
@@ -290,7 +293,10 @@ def run_live(
     """Start panoptic_node, replay ``cam`` to it over DDS, record its outputs (see the docstring)."""
     import rclpy
 
-    from panoptic_ros.bags import bagtools as bt
+    from panoptic_ros.bags.messages import IMAGE_TYPE
+    from panoptic_ros.bags.reader import BagReader
+    from panoptic_ros.bags.recorder import TopicRecorder
+    from panoptic_ros.bags.writer import BagWriter
     from panoptic_ros.cli.replay import replay
 
     ns = f"/panoptic_demo_{os.getpid()}"
@@ -319,13 +325,13 @@ def run_live(
         "ok": False,
     }
     rclpy.init(args=[])
-    writer = bt.BagWriter(out / "live_bag", storage).open()
+    writer = BagWriter(out / "live_bag", storage).open()
     recorder = None
     try:
-        topics = {f"{ns}/{n}": bt.IMAGE_TYPE for n in ("semantic", "instance", "panoptic")}
+        topics = {f"{ns}/{n}": IMAGE_TYPE for n in ("semantic", "instance", "panoptic")}
         topics[f"{ns}/detections"] = "vision_msgs/msg/Detection2DArray"
         topics[f"{ns}/label_info"] = "vision_msgs/msg/LabelInfo"
-        recorder = bt.TopicRecorder(
+        recorder = TopicRecorder(
             writer, topics, latched=[f"{ns}/label_info"], node_name="panoptic_demo_recorder"
         )
         recorder.start()
@@ -334,11 +340,11 @@ def run_live(
             if node.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"panoptic_node did not come up (see {out / 'live_node.log'})")
             time.sleep(0.1)
-        with bt.BagReader(cam.path) as reader:
+        with BagReader(cam.path) as reader:
             stats = replay(
                 reader,
                 [CAMERA_TOPIC],
-                {CAMERA_TOPIC: bt.IMAGE_TYPE},
+                {CAMERA_TOPIC: IMAGE_TYPE},
                 remaps={CAMERA_TOPIC: image_topic},
                 rate=rate,
                 wait_for_subscribers=30.0,

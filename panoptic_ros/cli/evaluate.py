@@ -1,4 +1,4 @@
-"""``panoptic-ros eval``: panoptic quality (PQ / SQ / RQ, panopticapi semantics).
+"""``panoptic-ros eval``: panoptic quality (PQ / SQ / RQ, panopticapi semantics, crowd included).
 
 Three sources, exactly one per run:
 
@@ -7,7 +7,16 @@ Three sources, exactly one per run:
 * ``--pred-json FILE [--pred DIR]`` with ``--gt-json FILE [--gt DIR]``: score a prediction
   set against ground truth, both in COCO panoptic format (no model involved);
 * ``--images DIR`` with ``--gt-json FILE [--gt DIR]``: run the model on the images named by
-  the ground truth's ``images[].file_name`` and score them.
+  the ground truth's ``images[].file_name`` and score them. The ground truth's categories
+  (any ids, e.g. COCO's sparse 1..200) are matched to the model's classes by name (case,
+  spaces, ``_`` and ``-`` ignored); names that do not map are reported on stderr: such a
+  category is still scored (all false negatives, as panopticapi would score a writer that
+  cannot produce it), such a model class's pixels count as VOID. ``--write-pred DIR``
+  also writes the predictions as COCO panoptic (``DIR/predictions.json`` + PNGs in
+  ``DIR/predictions/``, the ground truth's category ids and image ids) for other tools.
+
+Ground-truth ``iscrowd`` segments follow panopticapi (``evaluation/metrics.py``); a
+prediction file's ``categories`` are ignored, its category ids are the ground truth's.
 
 A PNG folder defaults to its JSON path without ``.json`` (as panopticapi assumes).
 Progress and the per-class table go to stderr; the last stdout line is
@@ -25,6 +34,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from panoptic_ros.cli.params_option import add_param_argument
 
 HELP = "evaluate panoptic quality (PQ/SQ/RQ) on synthetic scenes or COCO panoptic data"
 
@@ -91,7 +102,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="also write the full report (per class) as JSON",
     )
+    p.add_argument(
+        "--write-pred",
+        type=Path,
+        metavar="DIR",
+        help="with --images: also write the predictions as COCO panoptic "
+        "(DIR/predictions.json + DIR/predictions/*.png)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or table on stderr")
+    add_param_argument(p)
 
 
 def _log(args: argparse.Namespace, msg: str) -> None:
@@ -117,14 +136,18 @@ def _progress(args: argparse.Namespace, it, total: int, desc: str):
 
 # -- model ------------------------------------------------------------------------------------
 def _open_segmenter(args: argparse.Namespace):
+    """Build the model (``--model``, ``--backend``, ``--param``) with families.factory, the one
+    place that knows how. Returns a Segmenter (``segment(rgb)``, ``taxonomy``, ``close()``)."""
+    from panoptic_ros.cli.params_option import parse_params
+
     try:
-        from panoptic_ros.core.pipeline import Segmenter
+        from panoptic_ros.families.factory import build_segmenter
     except ImportError as exc:
         raise EvalError(
             f"cannot load the inference pipeline ({exc}); evaluate COCO predictions with --pred-json"
         ) from exc
     try:
-        return Segmenter.from_model(model=args.model, backend=args.backend)
+        return build_segmenter(args.model, args.backend, params=parse_params(args.param))
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         raise EvalError(
             f"cannot open model {args.model!r} with backend {args.backend!r}: {exc}"
@@ -136,45 +159,35 @@ def _segmenter_taxonomy(segmenter, args: argparse.Namespace):
 
     if args.taxonomy is not None:
         return Taxonomy.load(args.taxonomy)
-    tax = getattr(segmenter, "taxonomy", None)
-    if tax is None:
-        info = getattr(segmenter, "model_info", None) or getattr(segmenter, "info", None)
-        tax = getattr(info, "taxonomy", None)
-    return tax if tax is not None else Taxonomy.default()
+    return segmenter.taxonomy
 
 
 def _close(segmenter) -> None:
-    close = getattr(segmenter, "close", None)
-    if callable(close):
-        close()
+    segmenter.close()
 
 
-# -- sources: each yields (pred, gt) pairs ------------------------------------------------------------
-def _synthetic_pairs(args, segmenter, taxonomy) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    from panoptic_ros.training import synthetic
+# -- sources: each yields (image id, pred map, ground truth annotation) ------------------
+def _synthetic_pairs(args, segmenter, taxonomy) -> Iterator[tuple[Any, np.ndarray, Any]]:
+    from panoptic_ros.core import synthetic
+    from panoptic_ros.evaluation.coco_panoptic import PanopticAnnotation
 
     for seed in synthetic.validation_seeds(args.synthetic, start=args.seed_start):
         scene = synthetic.generate_scene(seed, args.height, args.width, taxonomy)
-        yield segmenter.segment(scene.image).panoptic, scene.panoptic
+        yield seed, segmenter.segment(scene.image).panoptic, PanopticAnnotation(scene.panoptic)
 
 
-def _coco_pairs(args, gt, pred) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _coco_pairs(args, gt, pred) -> Iterator[tuple[Any, np.ndarray, Any]]:
     for image_id in gt.image_ids():
-        g = gt.load(image_id)
-        p = pred.load(image_id)
-        if p.shape != g.shape:
-            raise EvalError(
-                f"image {image_id!r}: prediction PNG is {p.shape[1]}x{p.shape[0]} but ground truth is "
-                f"{g.shape[1]}x{g.shape[0]}"
-            )
-        yield p, g
+        yield image_id, pred.load(image_id), gt.load_annotation(image_id)
 
 
 def _find_image(folder: Path, file_name: str) -> Path:
+    """``folder/file_name`` (panopticapi's layout: ``images[].file_name`` in the image folder),
+    else the same stem with any common image extension."""
     path = folder / file_name
     if path.is_file():
         return path
-    stem = Path(file_name).stem
+    stem = Path(file_name).with_suffix("")
     for ext in IMAGE_EXTENSIONS:
         for cand in (folder / f"{stem}{ext}", folder / f"{stem}{ext.upper()}"):
             if cand.is_file():
@@ -182,8 +195,12 @@ def _find_image(folder: Path, file_name: str) -> Path:
     raise EvalError(f"image {file_name!r} not found in {folder}")
 
 
-def _image_pairs(args, segmenter, gt) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def _image_pairs(
+    args, segmenter, gt, match, model_divisor: int, writer
+) -> Iterator[tuple[Any, np.ndarray, Any]]:
     import cv2
+
+    from panoptic_ros.evaluation.coco_panoptic import remap_classes
 
     for image_id in gt.image_ids():
         path = _find_image(args.images, gt.image_file_name(image_id))
@@ -191,12 +208,23 @@ def _image_pairs(args, segmenter, gt) -> Iterator[tuple[np.ndarray, np.ndarray]]
         if bgr is None:
             raise EvalError(f"cannot decode image {path}")
         rgb = np.ascontiguousarray(bgr[..., ::-1])
-        g = gt.load(image_id)
-        if rgb.shape[:2] != g.shape:
+        g = gt.load_annotation(image_id)
+        if rgb.shape[:2] != g.panoptic.shape:
             raise EvalError(
-                f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]} but its ground truth is {g.shape[1]}x{g.shape[0]}"
+                f"{path}: image is {rgb.shape[1]}x{rgb.shape[0]} but its ground truth is "
+                f"{g.panoptic.shape[1]}x{g.panoptic.shape[0]}"
             )
-        yield segmenter.segment(rgb).panoptic, g
+        pred = remap_classes(
+            segmenter.segment(rgb).panoptic,
+            match.class_to_category_class,
+            model_divisor,
+            gt.taxonomy.label_divisor,
+        )
+        if writer is not None:
+            png = str(gt.annotations[image_id]["file_name"])
+            image = gt.images.get(image_id) or {"id": image_id}
+            writer.add(str(Path(png).with_suffix("")), pred, image=image)
+        yield image_id, pred, g
 
 
 # -- main ------------------------------------------------------------------------------------------
@@ -223,16 +251,52 @@ def _check_args(args: argparse.Namespace) -> str:
             raise EvalError("--pred needs --pred-json")
         if mode == "images" and not args.images.is_dir():
             raise EvalError(f"image folder not found: {args.images}")
+    if args.write_pred is not None and mode != "images":
+        raise EvalError("--write-pred needs --images (it writes the model's predictions)")
     return mode
 
 
-def _evaluate(args: argparse.Namespace):
-    from panoptic_ros.core.taxonomy import Taxonomy
+def _open_predictions(args, gt):
     from panoptic_ros.evaluation.coco_panoptic import open_coco_panoptic
+
+    pred = open_coco_panoptic(
+        args.pred_json, args.pred, gt.taxonomy, categories=gt.categories, prediction=True
+    )
+    own = {int(c["id"]): c.get("name") for c in pred.json_categories if "id" in c}
+    theirs = {int(c["id"]): c.get("name") for c in gt.categories if "id" in c}
+    differ = sorted(i for i in own if i in theirs and own[i] != theirs[i])
+    if differ:
+        _warn(
+            f"note: {args.pred_json} names category ids {differ[:5]} differently from the ground "
+            "truth; as in panopticapi, its category ids are read as the ground truth's"
+        )
+    missing = [i for i in gt.image_ids() if i not in pred.annotations]
+    if missing:
+        raise EvalError(f"{args.pred_json}: no prediction for image_id(s) {missing[:5]}")
+    extra = len(set(pred.annotations) - set(gt.annotations))
+    if extra:
+        _log(args, f"note: ignoring {extra} predicted image(s) without ground truth")
+    return pred
+
+
+def _warn(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _evaluate(args: argparse.Namespace):
+    """Score the chosen source; returns ``(PQReport, taxonomy, extra report fields)``."""
+    from panoptic_ros.core.taxonomy import Taxonomy
+    from panoptic_ros.evaluation.coco_panoptic import (
+        CocoPanopticWriter,
+        match_categories,
+        open_coco_panoptic,
+        score_image,
+    )
     from panoptic_ros.evaluation.metrics import PanopticQuality
 
     mode = _check_args(args)
-    segmenter = None
+    segmenter = writer = None
+    extra: dict[str, Any] = {}
     try:
         if mode == "synthetic":
             segmenter = _open_segmenter(args)
@@ -242,36 +306,48 @@ def _evaluate(args: argparse.Namespace):
                 args.synthetic,
                 "eval synthetic",
             )
-        else:
+        elif mode == "coco":
             taxonomy = Taxonomy.load(args.taxonomy) if args.taxonomy is not None else None
-            if mode == "images":
-                segmenter = _open_segmenter(args)
-                taxonomy = taxonomy or _segmenter_taxonomy(segmenter, args)
             gt = open_coco_panoptic(args.gt_json, args.gt, taxonomy)
             taxonomy = gt.taxonomy
-            if mode == "coco":
-                pred = open_coco_panoptic(
-                    args.pred_json, args.pred, taxonomy, categories=gt.categories
-                )
-                missing = [i for i in gt.image_ids() if i not in pred.annotations]
-                if missing:
-                    raise EvalError(
-                        f"{args.pred_json}: no prediction for image_id(s) {missing[:5]}"
-                    )
-                extra = len(set(pred.annotations) - set(gt.annotations))
-                if extra:
-                    _log(args, f"note: ignoring {extra} predicted image(s) without ground truth")
-                pairs, desc = _coco_pairs(args, gt, pred), "eval coco"
-            else:
-                pairs, desc = _image_pairs(args, segmenter, gt), "eval images"
+            pairs, desc = _coco_pairs(args, gt, _open_predictions(args, gt)), "eval coco"
             total = len(gt)
-            if total == 0:
-                raise EvalError(f"{args.gt_json}: no annotations to evaluate")
+        else:
+            segmenter = _open_segmenter(args)
+            model_tax = _segmenter_taxonomy(segmenter, args)
+            gt = open_coco_panoptic(args.gt_json, args.gt, label_divisor=model_tax.label_divisor)
+            taxonomy = gt.taxonomy
+            match = match_categories(gt.categories, model_tax)
+            extra = {
+                "unmatched_categories": list(match.unmatched_categories),
+                "unmatched_classes": list(match.unmatched_classes),
+            }
+            if match.n_matched == 0:
+                raise EvalError(
+                    f"no model class name matches a category of {args.gt_json}: model classes "
+                    f"{', '.join(model_tax.names())}; categories {', '.join(taxonomy.names())}"
+                )
+            if match.describe():
+                _warn(f"name mapping ({args.gt_json} vs model {args.model}):\n{match.describe()}")
+            if args.write_pred is not None:
+                writer = CocoPanopticWriter(
+                    args.write_pred / "predictions.json",
+                    args.write_pred / "predictions",
+                    taxonomy,
+                    categories=gt.categories,
+                )
+            pairs = _image_pairs(args, segmenter, gt, match, model_tax.label_divisor, writer)
+            desc, total = "eval images", len(gt)
+        if total == 0:
+            raise EvalError(f"{args.gt_json}: no annotations to evaluate")
 
         metric = PanopticQuality(taxonomy)
-        for pred_map, gt_map in _progress(args, pairs, total, desc):
-            metric.update(pred_map, gt_map)
-        return metric.compute(), taxonomy
+        for image_id, pred_map, gt_ann in _progress(args, pairs, total, desc):
+            score_image(metric, pred_map, gt_ann, where=image_id)
+        if writer is not None:
+            writer.close()
+            _log(args, f"predictions written: {args.write_pred / 'predictions.json'}")
+        return metric.compute(), taxonomy, extra
     finally:
         if segmenter is not None:
             _close(segmenter)
@@ -304,7 +380,7 @@ def run(args: argparse.Namespace) -> int:
     from panoptic_ros.evaluation.metrics import format_report
 
     try:
-        report, taxonomy = _evaluate(args)
+        report, taxonomy, extra = _evaluate(args)
     except (EvalError, CocoPanopticError, TaxonomyError, ValueError, OSError) as exc:
         print(f"panoptic-ros eval: error: {exc}", file=sys.stderr)
         return 1
@@ -312,7 +388,7 @@ def run(args: argparse.Namespace) -> int:
     if args.report_json is not None:
         try:
             args.report_json.parent.mkdir(parents=True, exist_ok=True)
-            args.report_json.write_text(json.dumps(report_to_dict(report), indent=2))
+            args.report_json.write_text(json.dumps({**report_to_dict(report), **extra}, indent=2))
         except OSError as exc:
             print(
                 f"panoptic-ros eval: error: cannot write {args.report_json}: {exc}", file=sys.stderr

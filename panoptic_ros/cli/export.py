@@ -49,6 +49,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="seed offset of the parity scenes (default: %(default)s)",
     )
     p.add_argument(
+        "--ship",
+        action="store_true",
+        help="write the graph into the model directory under the name the model store uses "
+        "without torch (instead of --out; model's own size and top_k, opset 17, parity required)",
+    )
+    p.add_argument(
         "--center-threshold",
         type=float,
         default=0.1,
@@ -59,9 +65,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from panoptic_ros.families.model_store import ModelError, load_model_info, load_torch_model
-    from panoptic_ros.training import synthetic
-    from panoptic_ros.training.export import check_parity, export_onnx, onnx_ops
+    from panoptic_ros.backends.onnx_ops import load_model, op_counts
+    from panoptic_ros.core import synthetic
+    from panoptic_ros.families.model_store import (
+        ModelError,
+        load_model_info,
+        load_torch_model,
+        shipped_onnx_name,
+    )
+    from panoptic_ros.families.panoptic_export import DEFAULT_OPSET, check_parity, export_onnx
 
     try:
         info = load_model_info(args.model)
@@ -78,6 +90,22 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    stale: list[Path] = []
+    if args.ship:
+        if (h, w, k, args.opset) != (
+            *info.input_size,
+            info.top_k,
+            DEFAULT_OPSET,
+        ) or args.parity < 1:
+            print(
+                "error: --ship exports at the model's own size and top_k, opset 17, with --parity >= 1",
+                file=sys.stderr,
+            )
+            return 2
+        args.out = info.directory / shipped_onnx_name(info, args.batch)
+        stale = [
+            p for p in info.directory.glob(f"model-{h}x{w}-b{args.batch}-*.onnx") if p != args.out
+        ]
     is_thing = info.taxonomy.is_thing_lut()[:-1].tolist()
     print(
         f"exporting {info.directory} at {h}x{w} batch {args.batch} top_k {k} opset {args.opset} -> {args.out}",
@@ -98,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     need_raw = args.raw or args.parity > 0
     if need_raw:
         export_onnx(net, is_thing, raw_out, height=h, width=w, batch=1, raw=True, opset=args.opset)
-    ops = onnx_ops(args.out)
+    ops = {op: n for (_, op), n in sorted(op_counts(load_model(args.out)).items())}
     print("ONNX ops: " + ", ".join(f"{o} x{n}" for o, n in ops.items()), file=sys.stderr)
     line = f"onnx={args.out} height={h} width={w} batch={args.batch} top_k={k} opset={args.opset} ops={len(ops)}"
     if args.parity > 0:
@@ -144,7 +172,13 @@ def run(args: argparse.Namespace) -> int:
         if not args.raw:
             raw_out.unlink(missing_ok=True)
         print(line)
-        return 0 if rep.panoptic_identical >= 0.999 else 3
+        ok = rep.panoptic_identical >= 0.999
+        if args.ship:
+            for p in stale if ok else [args.out]:
+                p.unlink(missing_ok=True)
+            if ok:
+                args.out.chmod(0o644)  # shipped with the package, not a private cache entry
+        return 0 if ok else 3
     del np
     print(line)
     return 0

@@ -1,7 +1,8 @@
 """``panoptic-ros replay BAG``: publish a bag's camera topics over ROS 2.
 
 Publishes every sensor_msgs/Image and CompressedImage message of the chosen topics with its
-original header (the recorded CDR bytes are sent unchanged, after checking they deserialise),
+original header (the recorded CDR bytes are sent unchanged, after checking they deserialise;
+a ROS 1 ``.bag``'s messages are converted to their ROS 2 types first),
 paced by the recorded log times scaled by ``--rate`` (``--rate 0``: as fast as possible).
 ``--clock`` also publishes rosgraph_msgs/Clock on /clock with the bag's time, for nodes
 running with ``use_sim_time``. Publishers are reliable (depth ``--depth``) by default so a
@@ -25,7 +26,7 @@ HELP = "publish a bag's image topics over ROS 2 with their original stamps (rate
 
 
 def add_arguments(p) -> None:
-    p.add_argument("bag", help="rosbag2 directory, .mcap or .db3 file")
+    p.add_argument("bag", help="rosbag2 directory, .mcap or .db3 file, or ROS 1 .bag file")
     p.add_argument(
         "--topics",
         nargs="+",
@@ -107,7 +108,8 @@ def _parse_remaps(items: list[str]) -> dict[str, str]:
 
 
 def run(args) -> int:
-    from panoptic_ros.bags import bagtools as bt
+    from panoptic_ros.bags.messages import BagError
+    from panoptic_ros.bags.reader import BagReader
 
     if args.rate < 0:
         print("replay: --rate must be >= 0", file=sys.stderr)
@@ -121,7 +123,7 @@ def run(args) -> int:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
     try:
-        with bt.BagReader(args.bag) as reader:
+        with BagReader(args.bag) as reader:
             topics = reader.image_topics(args.topics)
             infos = reader.topics
             for p in reader.problems:
@@ -141,7 +143,7 @@ def run(args) -> int:
                 ack_timeout=args.ack_timeout,
                 linger=args.linger,
             )
-    except bt.BagError as exc:
+    except BagError as exc:
         print(f"replay: error: {exc}", file=sys.stderr)
         print("frames=0 topics=0 seconds=0 skipped=0 loops=0 error=1")
         return 2
@@ -182,7 +184,8 @@ def replay(
     from rclpy.duration import Duration
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    from panoptic_ros.bags import bagtools as bt
+    from panoptic_ros.bags.messages import BagMessageError, deserialize, message_class, stamp_of
+    from panoptic_ros.cli.progress import progress_bar
 
     remaps = remaps or {}
     own_context = not rclpy.ok()
@@ -195,8 +198,7 @@ def replay(
         reliability=ReliabilityPolicy.RELIABLE if reliable else ReliabilityPolicy.BEST_EFFORT,
     )
     pubs = {
-        t: node.create_publisher(bt.message_class(msgtypes[t]), remaps.get(t, t), qos)
-        for t in topics
+        t: node.create_publisher(message_class(msgtypes[t]), remaps.get(t, t), qos) for t in topics
     }
     clock_pub = None
     if clock_hz is not None:
@@ -210,7 +212,7 @@ def replay(
         if clock_pub is not None:
             from rosgraph_msgs.msg import Clock
 
-            clock_pub.publish(Clock(clock=bt.stamp_of(ns)))
+            clock_pub.publish(Clock(clock=stamp_of(ns)))
 
     stats = {
         "frames": 0,
@@ -222,7 +224,7 @@ def replay(
         "problems": [],
     }
     total = sum(reader.topics[t].count for t in topics)
-    bar = bt.progress_bar(
+    bar = progress_bar(
         total if not loop else None,
         "replay",
         disable=progress if progress is None else not progress,
@@ -265,10 +267,10 @@ def replay(
                         else:
                             time.sleep(target - now)
                 try:
-                    bt.deserialize(
+                    deserialize(
                         rec, reader.path
                     )  # refuse corrupt payloads rather than forward them
-                except bt.BagMessageError as exc:
+                except BagMessageError as exc:
                     stats["skipped"] += 1
                     stats["problems"].append(str(exc))
                     print(f"replay: skipping {exc}", file=sys.stderr)

@@ -414,14 +414,47 @@ _ENCODE_SPEC: dict[str, tuple[np.dtype, int]] = {
     "32SC1": (np.dtype(np.int32), 1),
     "rgb8": (np.dtype(np.uint8), 3),
     "bgr8": (np.dtype(np.uint8), 3),
+    "rgba8": (np.dtype(np.uint8), 4),
+    "bgra8": (np.dtype(np.uint8), 4),
 }
 SUPPORTED_OUTPUT_ENCODINGS: tuple[str, ...] = tuple(_ENCODE_SPEC)
+
+#: camera encodings ``from_rgb`` produces (synthetic bags, the load generator, tests)
+RGB_CONVERSIONS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
+
+
+def from_rgb(rgb: np.ndarray, encoding: str) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> the array a camera of ``encoding`` would send (alpha 255; mono8 is
+    OpenCV's RGB2GRAY, 0.299 R + 0.587 G + 0.114 B rounded), ready for ``encode_raw``.
+
+    The one RGB -> camera-encoding conversion: synthetic bags, the load generator and tests
+    make their input images with it, so they all see the same pixels. Raises ImageEncodeError.
+    """
+    if (
+        not isinstance(rgb, np.ndarray)
+        or rgb.dtype != np.uint8
+        or rgb.ndim != 3
+        or rgb.shape[2] != 3
+    ):
+        raise ImageEncodeError(
+            f"from_rgb needs a uint8 (H, W, 3) array, got {getattr(rgb, 'dtype', type(rgb))} "
+            f"{getattr(rgb, 'shape', '')}"
+        )
+    if encoding == "rgb8":
+        return np.ascontiguousarray(rgb)
+    codes = {"bgr8": "COLOR_RGB2BGR", "rgba8": "COLOR_RGB2RGBA", "bgra8": "COLOR_RGB2BGRA"}
+    codes["mono8"] = "COLOR_RGB2GRAY"
+    if encoding not in codes:
+        raise ImageEncodeError(
+            f"cannot convert RGB to {encoding!r}; choose from {', '.join(RGB_CONVERSIONS)}"
+        )
+    return cv2.cvtColor(np.ascontiguousarray(rgb), getattr(cv2, codes[encoding]))
 
 
 def encode_raw(array: np.ndarray, encoding: str) -> tuple[int, memoryview]:
     """(step, data) for a ``sensor_msgs/Image`` of ``encoding`` holding ``array``.
 
-    ``array`` must be (H, W) for one-channel encodings, (H, W, 3) for rgb8/bgr8, of exactly
+    ``array`` must be (H, W) for one-channel encodings, (H, W, 3) for rgb8/bgr8, (H, W, 4) for rgba8, of exactly
     the encoding's dtype (uint8, uint16, int32; no silent casting). Data is little-endian
     (``is_bigendian = False``) on little-endian hosts (native order), unpadded
     (``step = W * bytes per pixel``). The memoryview aliases ``array`` when it is already

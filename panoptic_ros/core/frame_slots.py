@@ -60,10 +60,6 @@ class FrameSlots:
             self._cond.notify()
             return displaced
 
-    def pending(self) -> int:
-        with self._cond:
-            return sum(f is not None for f in self._slots.values())
-
     def take(self, max_n: int = 1, timeout: float | None = None) -> list[Frame]:
         """Up to ``max_n`` ready frames, longest-waiting first; waits up to ``timeout`` s for one.
 
@@ -106,7 +102,7 @@ class FrameSlots:
 class InferenceWorker:
     """Thread that drains :class:`FrameSlots` through decode -> infer -> publish.
 
-    decode(frame) -> image          raises ``bad_input`` exceptions for malformed frames
+    decode(frame) -> image          raises for a malformed frame (-> on_bad; the worker goes on)
     infer(images) -> results        one call per batch (len(images) <= max_batch)
     publish(frame, image, result, infer_ms)
     on_bad(frame, exc)              a frame that failed to decode (counted by the caller)
@@ -124,7 +120,6 @@ class InferenceWorker:
         on_bad: Callable[[Frame, Exception], None],
         on_error: Callable[[Exception], None],
         max_batch: int = 1,
-        bad_input: tuple[type[Exception], ...] = (ValueError,),
         before_batch: Callable[[], None] | None = None,
         name: str = "panoptic-worker",
     ) -> None:
@@ -133,7 +128,6 @@ class InferenceWorker:
         self._on_bad, self._on_error = on_bad, on_error
         self._before_batch = before_batch
         self.max_batch = max(1, int(max_batch))
-        self.bad_input = bad_input
         self._name = name
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,9 +170,7 @@ class InferenceWorker:
         for f in frames:
             try:
                 good.append((f, self._decode(f)))
-            except self.bad_input as exc:
-                self._on_bad(f, exc)
-            except Exception as exc:  # a decoder bug must not kill the worker either
+            except Exception as exc:  # malformed frame or decoder bug: never kill the worker
                 self._on_bad(f, exc)
         if not good:
             return

@@ -1,12 +1,21 @@
-"""``Segmenter``: preprocess -> backend -> postprocess, one object per model + backend.
+"""``Segmenter``: family.prepare -> backend.infer -> family.to_result, one object per model + backend.
 
-    with Segmenter.from_model("default", "onnxruntime") as seg:
+    from panoptic_ros.families.factory import build_segmenter
+    with build_segmenter("default", "onnxruntime") as seg:
         result = seg.segment(rgb_frame)          # PanopticResult at the frame's resolution
         seg.update_config(center_threshold=0.2)  # from any thread; validated
 
+The Segmenter knows no model family: the *family* (families/, see families/base.py) turns frames
+into the graph's feeds and the graph's outputs into a PanopticResult (``to_result``: the family's
+``decode`` to Segments, then ``postprocess.result_from_segments``; this project's own contract
+keeps its faster ``build_result``). It is built by ``families.factory.build_segmenter`` (core must
+not import families/: the import direction is core < backends < families).
+
 Threading: one worker thread calls ``segment``/``segment_batch``; other threads may call
-``update_config`` / read ``config`` at any time (the config is an immutable object swapped under a
-lock; each call reads it once). ``timings`` holds the last call's stage times in ms.
+``update_config`` / read ``config`` at any time (the post-processing config is an immutable
+object swapped under a lock; the family's thresholds are a dict swapped whole; each call reads
+them once). ``timings`` holds the last call's stage times in ms: preprocess (family.prepare),
+infer (backend), postprocess (family decode + the shared host step).
 """
 
 from __future__ import annotations
@@ -14,63 +23,96 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from panoptic_ros.core.postprocess import PostprocessConfig, build_result
-from panoptic_ros.core.preprocess import Preprocessor, check_image
-from panoptic_ros.core.types import PanopticResult
-from panoptic_ros.families.model_store import ModelInfo, load_model_info
+from panoptic_ros.core.postprocess import PostprocessConfig
+from panoptic_ros.core.preprocess import check_image
+from panoptic_ros.core.taxonomy import Taxonomy
+from panoptic_ros.core.types import PanopticResult, Prepared
+
+#: PostprocessConfig fields (shared by every family)
+POSTPROCESS_FIELDS = tuple(f.name for f in dataclasses.fields(PostprocessConfig))
+
+
+class Family(Protocol):
+    """What the Segmenter needs of a model family (families.base.ModelFamily implements it)."""
+
+    name: str
+    taxonomy: Taxonomy
+    config: dict[str, float | int]
+    PARAMETERS: tuple[Any, ...]
+
+    def prepare(self, images: Sequence[np.ndarray], batch: int) -> Prepared: ...
+
+    def to_result(
+        self,
+        outputs: Mapping[str, np.ndarray],
+        prepared: Prepared,
+        index: int,
+        config: PostprocessConfig,
+    ) -> PanopticResult: ...
+
+    def update_config(self, **changes: float | int) -> dict[str, float | int]: ...
 
 
 class Segmenter:
-    def __init__(self, backend, info: ModelInfo, config: PostprocessConfig | None = None) -> None:
+    """One model family on one opened backend, with the shared post-processing config."""
+
+    def __init__(
+        self, family: Family, backend: Any, config: PostprocessConfig | None = None
+    ) -> None:
+        self.family = family
         self.backend = backend
-        self.info = info
         self._config = config or PostprocessConfig()
         self._lock = threading.Lock()
         self._infer_lock = threading.Lock()
-        self._pre = Preprocessor(info.input_size)
         self.timings: dict[str, float] = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
-
-    @classmethod
-    def from_model(
-        cls,
-        model: str | Any = "default",
-        backend: str = "onnxruntime",
-        *,
-        batch: int = 1,
-        config: PostprocessConfig | None = None,
-        **backend_options: Any,
-    ) -> Segmenter:
-        """Load ``model`` ("default", a model directory, an .onnx file, or a ModelInfo) on ``backend``."""
-        from panoptic_ros.backends import create_backend
-
-        info = model if isinstance(model, ModelInfo) else load_model_info(model)
-        be = create_backend(backend, info, batch=batch, **backend_options)
-        be.open()
-        return cls(be, info, config)
 
     # -- config -------------------------------------------------------------------------------
     @property
-    def taxonomy(self):
-        return self.info.taxonomy
+    def taxonomy(self) -> Taxonomy:
+        return self.family.taxonomy
 
     @property
     def config(self) -> PostprocessConfig:
         with self._lock:
             return self._config
 
+    @property
+    def family_config(self) -> dict[str, float | int]:
+        """The family's current thresholds by parameter name (a copy)."""
+        return dict(self.family.config)
+
+    @property
+    def parameter_names(self) -> tuple[str, ...]:
+        """Every name ``update_config`` accepts: the shared fields, then the family's own."""
+        own = tuple(p.name for p in self.family.PARAMETERS if p.name not in POSTPROCESS_FIELDS)
+        return POSTPROCESS_FIELDS + own
+
+    def family_parameters(self) -> tuple[Any, ...]:
+        """The family's own thresholds (ParamSpec: name, default, low, high, description) beyond
+        the shared PostprocessConfig fields: the node declares them as parameters."""
+        return tuple(p for p in self.family.PARAMETERS if p.name not in POSTPROCESS_FIELDS)
+
     def update_config(self, **changes: Any) -> PostprocessConfig:
-        """Replace some fields; ValueError (naming the field and range) leaves the old config in place."""
-        fields = {f.name for f in dataclasses.fields(PostprocessConfig)}
-        unknown = set(changes) - fields
+        """Replace some values: PostprocessConfig fields and the family's parameters (a name in
+        both, e.g. ``center_threshold``, sets both). ValueError (naming the field and range)
+        leaves everything as it was."""
+        fam_names = {p.name for p in self.family.PARAMETERS}
+        unknown = set(changes) - set(POSTPROCESS_FIELDS) - fam_names
         if unknown:
-            raise ValueError(f"unknown config field(s) {sorted(unknown)}; known: {sorted(fields)}")
+            raise ValueError(
+                f"unknown config field(s) {sorted(unknown)}; known: {sorted(self.parameter_names)}"
+            )
+        shared = {k: v for k, v in changes.items() if k in POSTPROCESS_FIELDS}
+        own = {k: v for k, v in changes.items() if k in fam_names}
         with self._lock:
-            new = dataclasses.replace(self._config, **changes)  # __post_init__ validates
+            new = dataclasses.replace(self._config, **shared)  # __post_init__ validates
+            if own:
+                self.family.update_config(**own)  # validates; raises before anything changed
             self._config = new
             return new
 
@@ -78,10 +120,7 @@ class Segmenter:
     @property
     def batch_size(self) -> int:
         """Fixed batch of the backend (frames per infer call)."""
-        try:
-            return max(1, int(self.backend.max_batch))
-        except Exception:
-            return 1
+        return max(1, int(self.backend.max_batch))
 
     def segment(self, image: np.ndarray) -> PanopticResult:
         """(H, W, 3) uint8 RGB -> PanopticResult at (H, W)."""
@@ -96,20 +135,16 @@ class Segmenter:
         B = self.batch_size
         out: list[PanopticResult] = []
         tot = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
-        thr = np.array([cfg.center_threshold], np.float32)
+        family = self.family
         for start in range(0, len(images), B):
             chunk = images[start : start + B]
             t0 = time.perf_counter()
-            x = self._pre(chunk, batch=B)
+            prepared = family.prepare(chunk, B)
             t1 = time.perf_counter()
             with self._infer_lock:
-                res = self.backend.infer({"image": x, "center_threshold": thr})
+                res = self.backend.infer(prepared.feeds)
             t2 = time.perf_counter()
-            sem, ins, score = res["semantic"], res["instance"], res["center_score"]
-            part = []
-            for i, im in enumerate(chunk):
-                part.append((sem[i], ins[i], score[i], im.shape[:2]))
-            results = [build_result(s, n, c, hw, self.info.taxonomy, cfg) for s, n, c, hw in part]
+            results = [family.to_result(res, prepared, i, cfg) for i in range(len(chunk))]
             t3 = time.perf_counter()
             tot["preprocess"] += (t1 - t0) * 1e3
             tot["infer"] += (t2 - t1) * 1e3
@@ -126,8 +161,7 @@ class Segmenter:
         self.backend.close()
 
     def __enter__(self) -> Segmenter:
-        if hasattr(self.backend, "open"):
-            self.backend.open()
+        self.backend.open()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from panoptic_ros.core.preprocess import labels_to_input
 from panoptic_ros.core.taxonomy import Taxonomy
-from panoptic_ros.core.types import VOID, Instance, PanopticResult
+from panoptic_ros.core.types import VOID, Instance, PanopticResult, Segments
 
 
 @dataclass(frozen=True)
@@ -61,33 +61,6 @@ def unlabeled_value(taxonomy: Taxonomy) -> int:
 
 def semantic_dtype(taxonomy: Taxonomy) -> type:
     return np.uint8 if taxonomy.num_classes <= 254 else np.uint16
-
-
-def majority_vote(
-    semantic: np.ndarray, instance: np.ndarray, num_instances: int, thing_ids
-) -> np.ndarray:
-    """Most frequent thing class of each instance.
-
-    semantic: (H, W) int class ids; instance: (H, W) int 0..num_instances; thing_ids: iterable of int.
-    Returns (num_instances + 1,) int64: class per instance id (entry 0 unused, -1 where the instance
-    has no thing-class pixel). Ties go to the smaller class id.
-    """
-    thing_ids = np.asarray(sorted(thing_ids), np.int64)
-    n = num_instances + 1
-    out = np.full(n, -1, np.int64)
-    if thing_ids.size == 0 or num_instances == 0:
-        return out
-    C = int(max(int(semantic.max(initial=0)), int(thing_ids.max()))) + 1
-    m = instance > 0
-    counts = np.bincount(
-        instance[m].astype(np.int64) * C + semantic[m].astype(np.int64), minlength=n * C
-    )
-    counts = counts.reshape(n, C)[:, thing_ids]
-    best = counts.argmax(1)
-    has = counts.max(1) > 0
-    out[has] = thing_ids[best[has]]
-    out[0] = -1
-    return out
 
 
 @lru_cache(maxsize=32)
@@ -188,8 +161,13 @@ def instance_records(
     ids = flat[idx].astype(np.intp)
     grid_y, grid_x = _pixel_coords(h, w)
     ys, xs = grid_y[idx], grid_x[idx]
-    row_hist = np.bincount(ids * h + ys, weights=cc[xs], minlength=(n + 1) * h).reshape(n + 1, h)
-    col_hist = np.bincount(ids * w + xs, weights=rc[ys], minlength=(n + 1) * w).reshape(n + 1, w)
+    same = H == h and W == w  # no upsampling: every weight is 1, plain counts are the same
+    row_hist = np.bincount(
+        ids * h + ys, weights=None if same else cc[xs], minlength=(n + 1) * h
+    ).reshape(n + 1, h)
+    col_hist = np.bincount(
+        ids * w + xs, weights=None if same else rc[ys], minlength=(n + 1) * w
+    ).reshape(n + 1, w)
     area = row_hist @ rc
     sy = row_hist @ rs
     sx = col_hist @ cs
@@ -305,20 +283,97 @@ def build_result(
     )
 
 
-def colorize(
-    semantic: np.ndarray,
-    instance: np.ndarray,
+def result_from_segments(
+    segments: Segments,
     taxonomy: Taxonomy,
-    image: np.ndarray | None = None,
-    alpha: float = 0.5,
-) -> np.ndarray:
-    """(H, W, 3) uint8 overlay: class colour, instances shaded per id, blended over ``image`` if given."""
-    lut = taxonomy.color_lut()
-    col = lut[np.minimum(semantic, lut.shape[0] - 1)].astype(np.float32)
-    m = instance > 0
-    if m.any():
-        shade = (0.55 + 0.45 * ((instance.astype(np.int64) * 0.618034) % 1.0)).astype(np.float32)
-        col[m] *= shade[m, None]
-    if image is not None:
-        col = (1 - alpha) * image.astype(np.float32) + alpha * col
-    return np.clip(col, 0, 255).astype(np.uint8)
+    config: PostprocessConfig | None = None,
+    timings: dict[str, float] | None = None,
+) -> PanopticResult:
+    """A family's decoded ``Segments`` (at the frame's resolution) -> PanopticResult.
+
+    The one host step every family shares (this project's own contract has the equivalent, faster
+    ``build_result`` on network-resolution maps). Rules, in order:
+
+    * void: a semantic value < 0 or >= C (HF's -1 "no segment", Ultralytics' background) is
+      unlabeled, never class 0; so is an instance whose class is outside 0..C-1;
+    * an instance pixel takes its instance's class (``classes[k - 1]``), whatever ``semantic``
+      says there; an instance of a stuff class is fused into that class's stuff region;
+    * thing instances under ``min_instance_area`` pixels, and thing-class pixels without an
+      instance, become unlabeled (as in Panoptic-DeepLab's merge);
+    * stuff classes covering fewer than ``stuff_area_min`` pixels become unlabeled;
+    * the kept thing instances are renumbered 1..N in the family's order (its score order);
+      panoptic = class * label_divisor + id, -1 where unlabeled.
+
+    Vectorised like ``build_result``: one key map ``k * (C + 1) + c``, one bincount and lookup
+    tables of (N + 1) x (C + 1) entries holding every decision.
+    """
+    cfg = config or PostprocessConfig()
+    sem = np.asarray(segments.semantic)
+    ins = np.asarray(segments.instance)
+    if sem.ndim != 2 or sem.shape != ins.shape:
+        raise ValueError(
+            f"segments: semantic {sem.shape} and instance {ins.shape} must be equal (H, W) maps"
+        )
+    classes = np.asarray(segments.classes, np.int64).reshape(-1)
+    scores = np.asarray(segments.scores, np.float64).reshape(-1)
+    if scores.shape != classes.shape:
+        raise ValueError(f"segments: {classes.size} classes but {scores.size} scores")
+    H, W = sem.shape
+    C = taxonomy.num_classes
+    N = int(classes.size)
+    unl = unlabeled_value(taxonomy)
+    # void -> C (the "unlabeled" column); instance ids outside 1..N -> 0
+    key = np.clip(ins, np.int32(-1), np.int32(N + 1)).astype(np.intp)
+    key[(key < 0) | (key > N)] = 0
+    key *= C + 1
+    sem_c = np.clip(sem, np.int32(-1), np.int32(C)).astype(np.intp)
+    sem_c[sem_c < 0] = C
+    key += sem_c
+    key = key.ravel()
+    counts = np.bincount(key, minlength=(N + 1) * (C + 1)).reshape(N + 1, C + 1)
+    area = counts.sum(1)
+
+    is_thing = taxonomy.is_thing_lut()  # (C + 1,), False for the unlabeled column
+    cls_k = np.concatenate([[C], np.where((classes >= 0) & (classes < C), classes, C)])
+    thing_k = is_thing[cls_k]
+    keep = thing_k & (area >= max(1, cfg.min_instance_area))
+    keep[0] = False
+    kept = np.flatnonzero(keep)
+    new_id = np.zeros(N + 1, np.int64)
+    new_id[kept] = np.arange(1, kept.size + 1)
+    # class per (k, c): k = 0 -> the pixel's own class (thing without instance -> unlabeled);
+    # k >= 1 -> the instance's class (stuff instances fused; dropped thing instances -> unlabeled)
+    row0 = np.where(is_thing, C, np.arange(C + 1))
+    row0[C] = C
+    cls_row = np.where(thing_k & ~keep, C, cls_k)
+    sem_tab = np.empty((N + 1, C + 1), np.int64)
+    sem_tab[0] = row0
+    sem_tab[1:] = cls_row[1:, None]
+    ins_tab = np.zeros((N + 1, C + 1), np.int64)
+    ins_tab[1:] = new_id[1:, None]
+    if cfg.stuff_area_min > 0:
+        total = np.bincount(sem_tab.ravel(), weights=counts.ravel(), minlength=C + 1)
+        drop = np.zeros(C + 1, bool)
+        stuff = np.asarray(taxonomy.stuff_ids, np.int64)
+        drop[stuff] = total[stuff] < cfg.stuff_area_min
+        if drop.any():
+            sem_tab = np.where(drop[sem_tab], C, sem_tab)
+    void = sem_tab == C
+    pan_tab = (sem_tab * taxonomy.label_divisor + ins_tab).astype(np.int32)
+    pan_tab[void] = VOID
+    sem_tab[void] = unl
+    ins_tab[void] = 0
+
+    semantic_out = sem_tab.astype(semantic_dtype(taxonomy)).ravel().take(key).reshape(H, W)
+    instance_out = ins_tab.astype(np.uint16).ravel().take(key).reshape(H, W)
+    panoptic_out = pan_tab.ravel().take(key).reshape(H, W)
+    cls_of_new = np.concatenate([[-1], cls_k[kept]])
+    score_of_new = np.concatenate([[0.0], scores[kept - 1]])
+    records = instance_records(instance_out, cls_of_new, score_of_new)
+    return PanopticResult(
+        semantic=semantic_out,
+        instance=instance_out,
+        panoptic=panoptic_out,
+        instances=records,
+        timings=dict(timings or {}),
+    )

@@ -32,15 +32,6 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) uint8 -> (h, w, 3) uint8 at ``size`` = (h, w), stretching (see module docstring)."""
-    image = check_image(image)
-    h, w = size
-    if image.shape[:2] == (h, w):
-        return image
-    return cv2.resize(image, (w, h), interpolation=interpolation(image.shape[:2], size))
-
-
 def interpolation(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> int:
     """The cv2 flag for resizing src_hw -> dst_hw: INTER_AREA when shrinking both axes, else INTER_LINEAR."""
     shrink = src_hw[0] >= dst_hw[0] and src_hw[1] >= dst_hw[1]
@@ -68,7 +59,7 @@ def to_nchw(images: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.n
 class Preprocessor:
     """Resize + layout for a fixed network input size (h, w).
 
-    Per frame: one ``cv2.resize`` (same flag as ``resize_image``: INTER_AREA down / INTER_LINEAR
+    Per frame: one ``cv2.resize`` (``interpolation``: INTER_AREA down / INTER_LINEAR
     up, as the model was trained), one ``cv2.split`` into three uint8 planes and one uint8 ->
     float32 copy per plane into the network input buffer. Every destination is preallocated:
     fresh 0.2-0.9 MB arrays per frame cost more in page faults than the copies themselves

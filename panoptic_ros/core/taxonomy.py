@@ -105,9 +105,15 @@ class Taxonomy:
             raise TaxonomyError(f"cannot read taxonomy {path}: {describe_yaml_error(exc)}") from exc
         if isinstance(data, dict) and "taxonomy" in data:  # model metadata.json
             data = data["taxonomy"]
-        if not isinstance(data, dict):
-            raise TaxonomyError(f"cannot read taxonomy {path}: not a mapping")
-        return cls.from_dict(data)
+        if isinstance(data, dict) and "classes" in data:  # this project's format: strict
+            try:
+                return cls.from_dict(data)
+            except TaxonomyError as exc:
+                raise TaxonomyError(f"taxonomy {path}: {exc}") from None
+        # names: / categories / id2label / a list of names (core/taxonomy_sources.py)
+        from panoptic_ros.core.taxonomy_sources import parse_taxonomy
+
+        return parse_taxonomy(data, str(path))
 
     @classmethod
     def default(cls) -> Taxonomy:

@@ -7,6 +7,7 @@ worker that produced it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,3 +48,35 @@ class PanopticResult:
     panoptic: np.ndarray
     instances: tuple[Instance, ...]
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    """Frames made ready for one backend call.
+
+    feeds: ONNX input name -> batch array (the batch padded to the backend's fixed batch size).
+    image_hw: each real frame's (H, W), in order.
+    transforms: per frame, whatever the family needs to map network pixels back to the frame
+        (scale and padding for a letterbox, the resized size for a plain resize, ...).
+    """
+
+    feeds: dict[str, np.ndarray]
+    image_hw: list[tuple[int, int]]
+    transforms: list[Any] = field(default_factory=list)
+
+
+@dataclass
+class Segments:
+    """One frame's decoded panoptic segmentation at the frame's resolution (H, W).
+
+    semantic: (H, W) int32 class index into the taxonomy; -1 = void / unlabeled (never class 0).
+    instance: (H, W) int32; 0 = no instance, k >= 1 = the k-th instance.
+    classes: (N,) int32 class index of instance k at [k - 1].
+    scores: (N,) float32 confidence of instance k at [k - 1].
+    Stuff pixels carry their class in ``semantic`` and 0 in ``instance``.
+    """
+
+    semantic: np.ndarray
+    instance: np.ndarray
+    classes: np.ndarray
+    scores: np.ndarray

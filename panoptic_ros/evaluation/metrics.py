@@ -5,24 +5,34 @@ arrays holding ``class_id * label_divisor + instance_id`` and ``void_label`` (-1
 segment applies. Every distinct non-void value is one segment; stuff segments normally
 have instance 0, and a thing segment may have instance 0 too (it is simply one segment).
 
-Semantics (panopticapi ``pq_compute``, which hotcoco reproduces; ``test/test_metrics.py``
-checks agreement to 1e-6):
+Semantics: exactly panopticapi's ``pq_compute`` (``panopticapi/evaluation.py``), which
+hotcoco reproduces; ``test/test_metrics.py`` checks agreement to 1e-6, crowd included:
 
 * a predicted and a ground-truth segment of the same class match when IoU > 0.5
-  (IoU exactly 0.5 is *not* a match); the union leaves out the predicted segment's
-  pixels that lie on VOID in the ground truth;
-* per class: TP = matches, FN = unmatched ground-truth segments, FP = unmatched predicted
-  segments, except those with more than half of their area on ground-truth VOID;
+  (IoU exactly 0.5 is *not* a match); the union is
+  ``pred_area + gt_area - intersection - (pred pixels on ground-truth VOID)``: only VOID
+  is left out, pixels on a crowd region stay in the union;
+* ground-truth **crowd** segments (COCO ``iscrowd: 1``, passed as ``crowd=``) are never
+  matched and never a false negative;
+* per class: TP = matches, FN = unmatched non-crowd ground-truth segments, FP = unmatched
+  predicted segments, except those with more than half of their area on ground-truth
+  VOID plus the crowd region **of their own class** in that image (a crowd region of
+  another class does not excuse them). panopticapi keeps one crowd region per class and
+  image: with several crowd segments of one class, the last one listed (in ``crowd``
+  order, i.e. ``segments_info`` order) is that region (COCO itself never has more than one);
 * per class ``PQ = sum(IoU over TP) / (TP + FP/2 + FN/2)``, ``SQ = sum(IoU)/TP`` (0 when
   TP = 0), ``RQ = TP / (TP + FP/2 + FN/2)``;
 * the summary PQ/SQ/RQ (and the thing / stuff splits) average over the classes with
   ``TP + FP + FN > 0`` only; a group with no such class reports 0.0.
 
-Crowd regions are not modelled: a reader of COCO data maps ``iscrowd`` segments to VOID.
+panopticapi takes ground-truth areas from the JSON (``segments_info[].area``), not from
+the PNG, and counts a listed segment that is absent from the PNG as a false negative;
+``areas=`` reproduces that for readers of COCO files (``evaluation/coco_panoptic.py``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,8 +142,32 @@ class PanopticQuality:
                 flat = flat + 1
         return flat
 
-    def update(self, pred_panoptic: np.ndarray, gt_panoptic: np.ndarray) -> None:
-        """Add one image. Both maps ``(H, W)`` integer, same shape, ``class*divisor+inst`` or void."""
+    def _check_ids(self, values: Iterable[int], what: str) -> np.ndarray:
+        arr = np.asarray([int(v) for v in values], dtype=np.int64)
+        bad = arr[(arr < 0) | (arr >= self._max_id)]
+        if bad.size:
+            raise ValueError(
+                f"{what} holds id {int(bad[0])}, not a segment of the taxonomy "
+                f"({self.num_classes} classes, label_divisor {self.label_divisor})"
+            )
+        return arr
+
+    def update(
+        self,
+        pred_panoptic: np.ndarray,
+        gt_panoptic: np.ndarray,
+        *,
+        crowd: Iterable[int] = (),
+        areas: Mapping[int, int] | None = None,
+    ) -> None:
+        """Add one image. Both maps ``(H, W)`` integer, same shape, ``class*divisor+inst`` or void.
+
+        ``crowd``: the ground-truth values that are crowd segments, in ``segments_info``
+        order (the last one of a class is that class's crowd region, as in panopticapi).
+        ``areas``: ground-truth value -> area for every *listed* ground-truth segment
+        (COCO JSON ``area``); it replaces the pixel count, and a listed segment missing
+        from the map still counts (FN unless crowd). ``None``: areas are pixel counts.
+        """
         pred_a, gt_a = np.asarray(pred_panoptic), np.asarray(gt_panoptic)
         if pred_a.shape != gt_a.shape:
             raise ValueError(
@@ -141,9 +175,14 @@ class PanopticQuality:
             )
         p_flat = self._check(pred_a, "prediction")
         g_flat = self._check(gt_a, "ground-truth")
+        crowd_ids = self._check_ids(crowd, "crowd")
+        listed = None
+        if areas is not None:
+            listed = self._check_ids(areas.keys(), "areas")
+            listed_area = np.asarray([int(a) for a in areas.values()], dtype=np.int64)
         self.n_images += 1
-        if g_flat.size == 0:
-            return
+        c = self.num_classes
+        div = self.label_divisor
 
         g_vals, g_idx = self._dense_index(g_flat)
         p_vals, p_idx = self._dense_index(p_flat)
@@ -156,41 +195,62 @@ class PanopticQuality:
             inter = joint[pairs]
         else:
             pairs, inter = np.unique(pair, return_counts=True)
-        gi, pi = pairs // np_, pairs % np_
+        gi, pi = pairs // max(np_, 1), pairs % max(np_, 1)
         g_area = np.bincount(gi, weights=inter, minlength=ng).astype(np.int64)
         p_area = np.bincount(pi, weights=inter, minlength=np_).astype(np.int64)
 
         g_void = g_vals < 0  # at most one entry, index 0
         p_void = p_vals < 0
+        g_crowd = np.isin(g_vals, crowd_ids) & ~g_void
+        if listed is not None:  # panopticapi: the JSON's area, not the pixel count
+            pos = np.searchsorted(g_vals, listed)
+            pos_ok = pos < ng
+            hit = np.zeros(len(listed), dtype=bool)
+            hit[pos_ok] = g_vals[pos[pos_ok]] == listed[pos_ok]
+            g_area[pos[hit]] = listed_area[hit]
+            # listed but not in the map: never matched, a false negative unless crowd
+            absent = listed[~hit & ~np.isin(listed, crowd_ids)]
+            self.fn += np.bincount(absent // div, minlength=c)
         # Pixels of each predicted segment lying on ground-truth VOID.
         on_void = np.zeros(np_, dtype=np.int64)
         sel = g_void[gi]
         on_void[pi[sel]] = inter[sel]
 
-        g_cls = np.where(g_void, -1, g_vals // self.label_divisor)
-        p_cls = np.where(p_void, -1, p_vals // self.label_divisor)
+        g_cls = np.where(g_void, -1, g_vals // div)
+        p_cls = np.where(p_void, -1, p_vals // div)
 
-        cand = (~g_void[gi]) & (~p_void[pi]) & (g_cls[gi] == p_cls[pi])
+        cand = (~g_void[gi]) & (~g_crowd[gi]) & (~p_void[pi]) & (g_cls[gi] == p_cls[pi])
         cgi, cpi, cint = gi[cand], pi[cand], inter[cand]
         union = p_area[cpi] + g_area[cgi] - cint - on_void[cpi]
-        iou = cint / union
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = cint / union
         match = iou > 0.5  # IoU > 0.5 makes every match unique
         mg, mp, miou = cgi[match], cpi[match], iou[match]
 
-        c = self.num_classes
         m_cls = g_cls[mg]
         self.tp += np.bincount(m_cls, minlength=c)
         self.iou_sum += np.bincount(m_cls, weights=miou, minlength=c)
 
         g_matched = np.zeros(ng, dtype=bool)
         g_matched[mg] = True
-        fn_sel = ~g_void & ~g_matched
+        fn_sel = ~g_void & ~g_matched & ~g_crowd
         self.fn += np.bincount(g_cls[fn_sel], minlength=c)
+
+        # The crowd region of each class: its last crowd segment (row in g_vals, -1: none).
+        crowd_row = np.full(c, -1, dtype=np.int64)
+        for v in crowd_ids.tolist():
+            k = int(np.searchsorted(g_vals, v))
+            crowd_row[v // div] = k if k < ng and g_vals[k] == v else -1
+        # Ignored area of each predicted segment: on VOID plus on its own class's crowd region.
+        ignored = on_void.copy()
+        sel = ~p_void[pi]
+        sel[sel] = crowd_row[p_cls[pi[sel]]] == gi[sel]
+        np.add.at(ignored, pi[sel], inter[sel])
 
         p_matched = np.zeros(np_, dtype=bool)
         p_matched[mp] = True
-        # not an FP when more than half of the predicted segment lies on VOID
-        fp_sel = ~p_void & ~p_matched & ~(on_void > 0.5 * p_area)
+        # not an FP when more than half of the predicted segment lies on VOID + own-class crowd
+        fp_sel = ~p_void & ~p_matched & ~(ignored > 0.5 * p_area)
         self.fp += np.bincount(p_cls[fp_sel], minlength=c)
 
     # -- reporting ------------------------------------------------------------------

@@ -23,7 +23,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from panoptic_ros.core.postprocess import PostprocessConfig, result_from_segments
 from panoptic_ros.core.taxonomy import Taxonomy
+from panoptic_ros.core.types import (  # noqa: F401 (defined in core: the Segmenter uses them)
+    PanopticResult,
+    Prepared,
+    Segments,
+)
 
 
 @dataclass(frozen=True)
@@ -72,38 +78,6 @@ class ParamSpec:
     description: str
 
 
-@dataclass
-class Prepared:
-    """Frames made ready for one backend call.
-
-    feeds: ONNX input name -> batch array (the batch padded to the backend's fixed batch size).
-    image_hw: each real frame's (H, W), in order.
-    transforms: per frame, whatever the family needs to map network pixels back to the frame
-        (scale and padding for a letterbox, the resized size for a plain resize, ...).
-    """
-
-    feeds: dict[str, np.ndarray]
-    image_hw: list[tuple[int, int]]
-    transforms: list[Any] = field(default_factory=list)
-
-
-@dataclass
-class Segments:
-    """One frame's decoded panoptic segmentation at the frame's resolution (H, W).
-
-    semantic: (H, W) int32 class index into the taxonomy; -1 = void / unlabeled (never class 0).
-    instance: (H, W) int32; 0 = no instance, k >= 1 = the k-th instance.
-    classes: (N,) int32 class index of instance k at [k - 1].
-    scores: (N,) float32 confidence of instance k at [k - 1].
-    Stuff pixels carry their class in ``semantic`` and 0 in ``instance``.
-    """
-
-    semantic: np.ndarray
-    instance: np.ndarray
-    classes: np.ndarray
-    scores: np.ndarray
-
-
 class ModelFamily(ABC):
     """Base of every family. Subclasses set ``name`` and ``PARAMETERS`` and implement ``matches``,
     ``prepare`` and ``decode``. ``config`` holds the current threshold values by parameter name;
@@ -111,6 +85,9 @@ class ModelFamily(ABC):
 
     name: ClassVar[str] = ""
     PARAMETERS: ClassVar[tuple[ParamSpec, ...]] = ()
+    #: every class is a countable object (detectors such as YOLO-seg): the factory marks every
+    #: taxonomy class a thing, whatever the presets say about its name ("road" is stuff in them)
+    ALL_THINGS: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -141,6 +118,35 @@ class ModelFamily(ABC):
     def decode(self, outputs: Mapping[str, np.ndarray], prepared: Prepared, index: int) -> Segments:
         """The raw outputs of one backend call -> frame ``index``'s Segments at its resolution."""
 
+    # -- optional hooks (defaults serve every family; override where a family knows more) ------
+    @classmethod
+    def violations(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> list[str]:
+        """Every way ``signature`` / ``card`` breaks this family's contract (empty: recognised).
+
+        The registry prints these for every family at once when nothing matches, so override it
+        with specific reasons ("output 'center_heatmap' missing", ...)."""
+        if cls.matches(signature, card):
+            return []
+        return [f"inputs {signature.input_names} / outputs {signature.output_names} not recognised"]
+
+    @classmethod
+    def num_classes(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> int | None:
+        """Classes the graph predicts, when its shapes or metadata say (None: unknown). The factory
+        refuses a taxonomy of another size, naming both counts and the file consulted."""
+        return None
+
+    def to_result(
+        self,
+        outputs: Mapping[str, np.ndarray],
+        prepared: Prepared,
+        index: int,
+        config: PostprocessConfig,
+    ) -> PanopticResult:
+        """Frame ``index`` -> PanopticResult: ``decode`` then the shared host step. A family may
+        override it with a faster equivalent (this project's contract keeps ``build_result``)."""
+        segments = self.decode(outputs, prepared, index)
+        return result_from_segments(segments, self.taxonomy, config)
+
     def update_config(self, **changes: float | int) -> dict[str, float | int]:
         specs = {p.name: p for p in self.PARAMETERS}
         new = dict(self.config)
@@ -155,3 +161,14 @@ class ModelFamily(ABC):
             new[k] = type(spec.default)(v)
         self.config = new
         return new
+
+
+def segments_from_result(result: PanopticResult, taxonomy: Taxonomy) -> Segments:
+    """A PanopticResult back to Segments (unlabeled -> -1): ``decode`` for families whose fast
+    path builds the result directly (this project's contract, Panoptic-DeepLab)."""
+    unl = 255 if taxonomy.num_classes <= 254 else 65535
+    sem = result.semantic.astype(np.int32)
+    sem[result.semantic == unl] = -1
+    classes = np.array([i.class_id for i in result.instances], np.int32)
+    scores = np.array([i.score for i in result.instances], np.float32)
+    return Segments(sem, result.instance.astype(np.int32), classes, scores)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from panoptic_ros.backends import engine_cache as ec
 from panoptic_ros.core.package_files import find
 from panoptic_ros.core.taxonomy import Taxonomy, TaxonomyError
 
@@ -26,6 +27,8 @@ WEIGHTS_FILE = "weights.safetensors"
 METADATA_FILE = "metadata.json"
 DEFAULT_INPUT_SIZE = (240, 320)
 DEFAULT_TOP_K = 32
+#: centre NMS window of the exported graph when metadata has no "nms_kernel"
+DEFAULT_NMS_KERNEL = 11
 
 
 class ModelError(ValueError):
@@ -35,7 +38,7 @@ class ModelError(ValueError):
 @dataclass(frozen=True)
 class ModelInfo:
     """Everything needed to run a model. ``onnx_path`` is set for user ONNX files, None for
-    weight directories (``resolve_onnx`` exports those on demand)."""
+    weight directories (``resolve_onnx`` finds or exports their ONNX)."""
 
     directory: Path
     onnx_path: Path | None
@@ -50,13 +53,18 @@ class ModelInfo:
 
     @property
     def nms_kernel(self) -> int:
-        from panoptic_ros.training.network import DEFAULT_NMS_KERNEL
-
         return int(self.metadata.get("nms_kernel", DEFAULT_NMS_KERNEL))
 
     @property
     def name(self) -> str:
         return self.onnx_path.name if self.onnx_path is not None else self.directory.name
+
+    # backends.base.ModelSource: how a backend gets this model without importing the store
+    def onnx_file(self, batch: int = 1) -> Path:
+        return resolve_onnx(self, batch=batch)
+
+    def torch_module(self):
+        return load_torch_model(self)
 
 
 def default_model_dir() -> Path:
@@ -69,17 +77,14 @@ def default_model_dir() -> Path:
 
 def default_cache_dir() -> Path:
     """$PANOPTIC_ROS_CACHE or ~/.cache/panoptic_ros, created with mode 0o700."""
-    d = Path(os.environ.get("PANOPTIC_ROS_CACHE") or Path.home() / ".cache" / "panoptic_ros")
-    return _private_dir(d)
+    return _private_dir(ec.cache_root())
 
 
 def _private_dir(d: Path) -> Path:
     """Create ``d`` 0o700, tighten it if we own it and it is looser (others could swap cached graphs)."""
-    from panoptic_ros.backends.engine_cache import EngineCacheError, ensure_cache_dir
-
     try:
-        return ensure_cache_dir(d)
-    except (EngineCacheError, OSError) as exc:
+        return ec.ensure_cache_dir(d)
+    except (ec.EngineCacheError, OSError) as exc:
         raise ModelError(f"cache directory {d}: {exc}") from exc
 
 
@@ -267,8 +272,8 @@ def load_torch_model(info: ModelInfo, raw: bool = False):
         raise ModelError(
             f"{info.onnx_path}: a user ONNX model has no torch weights; use an ONNX backend"
         )
-    from panoptic_ros.training.export import build_export_module
-    from panoptic_ros.training.network import DEFAULT_MEAN, DEFAULT_STD, build_net
+    from panoptic_ros.families.panoptic_export import build_export_module
+    from panoptic_ros.families.panoptic_net import DEFAULT_MEAN, DEFAULT_STD, build_net
 
     meta = info.metadata
     try:
@@ -309,20 +314,12 @@ def _summarize_state_dict_error(exc: Exception, limit: int = 2) -> str:
     return f"{len(lines)} problem(s): {shown}{more}"
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def onnx_cache_key(info: ModelInfo, batch: int = 1, raw: bool = False) -> str:
-    from panoptic_ros.training.export import DEFAULT_OPSET, EXPORTER_VERSION
+    from panoptic_ros.families.panoptic_export import DEFAULT_OPSET, EXPORTER_VERSION
 
     assert info.weights_path is not None
     parts = [
-        _file_sha256(info.weights_path),
+        ec.sha256_file(info.weights_path),
         json.dumps(info.metadata.get("arch"), sort_keys=True),
         json.dumps(info.taxonomy.to_dict(), sort_keys=True),
         f"{info.input_size[0]}x{info.input_size[1]}",
@@ -333,7 +330,20 @@ def onnx_cache_key(info: ModelInfo, batch: int = 1, raw: bool = False) -> str:
         f"v{EXPORTER_VERSION}",
         f"o{DEFAULT_OPSET}",
     ]
+    if "mean" in info.metadata or "std" in info.metadata:  # baked into the graph
+        parts.append(json.dumps([info.metadata.get("mean"), info.metadata.get("std")]))
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:24]
+
+
+def shipped_onnx_name(
+    info: ModelInfo, batch: int = 1, raw: bool = False, key: str | None = None
+) -> str:
+    """File name of an export shipped in the model directory beside its weights (as
+    models/default ships its batch-1 graph): used when its key matches, so a robot running
+    ONNX Runtime or TensorRT needs no torch. ``panoptic-ros export --ship`` writes it."""
+    h, w = info.input_size
+    key = key or onnx_cache_key(info, batch, raw)
+    return f"model-{'raw-' if raw else ''}{h}x{w}-b{batch}-{key}.onnx"
 
 
 def resolve_onnx(
@@ -341,9 +351,11 @@ def resolve_onnx(
 ) -> Path:
     """Path to an ONNX file for ``info``.
 
-    User .onnx: returned as is (its batch must match unless it is dynamic). Weight directory: exported
-    to ``cache_dir`` (default ``default_cache_dir()``) under a key of the weights' sha256, input size,
-    batch, top_k and exporter version; written atomically and reused next time.
+    User .onnx: returned as is (its batch must match unless it is dynamic). Weight directory: the
+    export shipped beside the weights when its key matches (``shipped_onnx_name``; no torch needed),
+    else exported (needs torch) to ``cache_dir`` (default ``default_cache_dir()``) under a key of the
+    weights' sha256, architecture, taxonomy, input size, batch, top_k and exporter version; written
+    atomically and reused next time.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -352,18 +364,20 @@ def resolve_onnx(
         if b > 0 and b != batch:
             raise ModelError(f"{info.onnx_path}: ONNX has a static batch of {b}, {batch} requested")
         return info.onnx_path
-    cache = _private_dir(Path(cache_dir)) if cache_dir is not None else default_cache_dir()
     key = onnx_cache_key(info, batch, raw)
+    shipped = info.directory / shipped_onnx_name(info, batch, raw, key)
+    if shipped.is_file() and shipped.stat().st_size > 0:
+        return shipped
+    cache = _private_dir(Path(cache_dir)) if cache_dir is not None else default_cache_dir()
     out = (
         cache
         / f"{info.name}-{'raw-' if raw else ''}{info.input_size[0]}x{info.input_size[1]}-b{batch}-{key}.onnx"
     )
     if out.is_file() and out.stat().st_size > 0:
         return out
-    from panoptic_ros.backends.engine_cache import remove_stale_temp_files
-    from panoptic_ros.training.export import export_onnx
+    from panoptic_ros.families.panoptic_export import export_onnx
 
-    remove_stale_temp_files(cache)  # partial exports of processes killed mid-write
+    ec.remove_stale_temp_files(cache)  # partial exports of processes killed mid-write
     net = load_torch_model(info, raw=True)
     h, w = info.input_size
     export_onnx(
@@ -394,8 +408,6 @@ def save_model(
 ) -> Path:
     """Write weights.safetensors + metadata.json atomically into ``directory``."""
     from safetensors.torch import save_file
-
-    from panoptic_ros.training.network import DEFAULT_NMS_KERNEL
 
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)

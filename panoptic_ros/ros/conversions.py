@@ -4,7 +4,7 @@ The byte-level work (every encoding, every check) lives in ``encodings.py`` and 
 in ``visualize.py``; this module only reads and fills message fields. It accepts rclpy
 messages and, for the input side, any object with the same fields (rosbags message objects).
 
-Output messages follow the topic contract (docs/ARCHITECTURE.md, DESIGN.md):
+Output messages follow the topic contract (docs/node.md "Topics"):
 
 =============  ======================================================================
 semantic       Image mono8 (16UC1 when the taxonomy has > 254 classes); 255 / 65535 unlabeled
@@ -54,6 +54,17 @@ __all__ = [
 UNLABELED16 = 65535
 
 
+def stamp_to_ns(stamp: Any) -> int:
+    """builtin_interfaces/Time (rclpy or rosbags) -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def ns_to_stamp(ns: int) -> Time:
+    """Integer nanoseconds -> builtin_interfaces/Time."""
+    sec, nanosec = divmod(int(ns), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
+
+
 def copy_header(header: Any) -> Header:
     """A new std_msgs/Header equal to ``header`` (rclpy or rosbags object)."""
     return Header(
@@ -86,7 +97,7 @@ image_to_array = image_msg_to_array
 
 
 def array_to_image_msg(array_: np.ndarray, encoding: str, header: Any) -> Image:
-    """sensor_msgs/Image of ``array_`` (mono8, mono16, 16UC1, 32SC1, rgb8, bgr8; exact dtype).
+    """sensor_msgs/Image of ``array_`` (``encodings.SUPPORTED_OUTPUT_ENCODINGS``; exact dtype).
 
     The header is copied. Raises ImageEncodeError for a shape/dtype that does not fit.
     """

@@ -77,6 +77,20 @@ def apply(choice: str | None = None, env: dict | None = None) -> str | None:
     return str(path)
 
 
+def launch_env(choice: str | None, environ: dict | None = None) -> dict[str, str]:
+    """``additional_env`` for a node a launch file starts, from its ``dds_profile`` argument
+    (a path, "default", or "none" = Fast DDS defaults: ``ros2 launch`` rejects an empty
+    ``dds_profile:=``). Empty when the user's environment names a profile already (the node
+    inherits it) or for "none"; else the variable :func:`apply` sets, so launch files never
+    hard-code its name."""
+    environ = os.environ if environ is None else environ
+    if user_profile(environ):
+        return {}
+    env: dict[str, str] = {}
+    apply(choice, env)
+    return env
+
+
 def add_argument(p) -> None:
     """``--dds-profile PATH|none`` for commands that start DDS participants."""
     p.add_argument(

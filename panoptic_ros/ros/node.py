@@ -47,7 +47,6 @@ from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
     DurabilityPolicy,
-    HistoryPolicy,
     QoSProfile,
     ReliabilityPolicy,
     qos_policy_name_from_kind,
@@ -56,7 +55,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from panoptic_ros.core.frame_slots import Frame, FrameSlots, InferenceWorker
 from panoptic_ros.core.stats import CameraStats, Throttle, camera_status
-from panoptic_ros.ros import dds_profile
+from panoptic_ros.ros import dds_profile, input_qos
 from panoptic_ros.ros import params as P
 
 _TYPES = {
@@ -113,16 +112,9 @@ def _logged(transition: Callable) -> Callable:
 
 
 def default_segmenter_factory(cfg: dict[str, Any], batch: int):
-    from panoptic_ros.core.pipeline import Segmenter
+    from panoptic_ros.families.factory import segmenter_from_settings
 
-    options: dict[str, Any] = {}
-    if cfg["device"]:
-        options["device"] = cfg["device"]
-    if cfg["precision"] != "fp32":
-        options["precision"] = cfg["precision"]
-    if cfg["threads"]:
-        options["threads"] = cfg["threads"]
-    return Segmenter.from_model(cfg["model"], cfg["backend"], batch=batch, **options)
+    return segmenter_from_settings(cfg, batch)
 
 
 class PanopticNode(LifecycleNode):
@@ -141,21 +133,29 @@ class PanopticNode(LifecycleNode):
         self.worker: InferenceWorker | None = None
         self.stats: dict[str, CameraStats] = {}
         self._pubs: dict[str, dict[str, Any]] = {}
-        self._subs: list[Any] = []
+        self._subs: dict[str, Any] = {}
         self._in_topics: dict[str, str] = {}
+        self._in_types: dict[str, type] = {}
+        self._in_qos: dict[str, input_qos.Decision] = {}
+        self._in_publishers: dict[str, frozenset] = {}
+        self._qos_timer = None
+        self._hinted = False
         self._diag_pub = self._diag_timer = None
         self._throttle = Throttle(self.cfg["bad_frame_log_period"])
         self._qos_events: dict[str, int] = {}
         self._shutting_down = False
+        self._family_specs: dict[str, P.ParamSpec] = {}  # the model family's thresholds
 
     # ---- parameters ---------------------------------------------------------------------
     def _on_set_parameters(self, changed: list) -> SetParametersResult:
         """rclpy has checked type, range and read-only; check choices, then apply (all or none)."""
         values = {p.name: list(p.value) if p.name == "cameras" else p.value for p in changed}
-        reasons = P.validate_all(values)
+        reasons = P.validate_all(values, self._family_specs)
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
-        seg = {k: v for k, v in values.items() if k in P.SEGMENTER_PARAMS}
+        seg = {
+            k: v for k, v in values.items() if k in P.SEGMENTER_PARAMS or k in self._family_specs
+        }
         if seg and self.segmenter is not None:
             try:  # Segmenter.update_config is thread-safe; the worker reads the new config next frame
                 self.segmenter.update_config(**seg)
@@ -167,6 +167,8 @@ class PanopticNode(LifecycleNode):
             self._start_diag_timer()
         if "publish_panoptic_rgb" in values and self.segmenter is not None:
             self._ensure_panoptic_rgb_pubs()
+        if "center_threshold" in values and self.worker is not None and self.worker.running:
+            self._publish_label_info()  # LabelInfo.threshold is center_threshold: keep it current
         return SetParametersResult(successful=True)
 
     # ---- lifecycle ----------------------------------------------------------------------
@@ -194,7 +196,8 @@ class PanopticNode(LifecycleNode):
                 f"configure failed: cannot import message conversions / vision_msgs: {exc}"
             )
             return FAILURE
-        self._conv = (image_msg_to_array, result_to_messages, label_info_msg)
+        self._to_array, self._to_messages = image_msg_to_array, result_to_messages
+        self._label_info_msg = label_info_msg
         try:
             try:
                 self.segmenter = self._factory(cfg, batch)
@@ -206,6 +209,7 @@ class PanopticNode(LifecycleNode):
                 )
                 batch, self.segmenter = 1, self._factory(cfg, 1)
             self.segmenter.update_config(**{k: cfg[k] for k in P.SEGMENTER_PARAMS})
+            self._declare_family_params()
         except Exception as exc:  # BackendError, missing model, bad ONNX: one clear line
             self.get_logger().error(
                 f"configure failed: cannot load model '{cfg['model']}' with backend '{cfg['backend']}': {exc}"
@@ -229,9 +233,13 @@ class PanopticNode(LifecycleNode):
             "overlay": Image,
             "detections": Detection2DArray,
         }
+        # depth 10, not 5: without the large shared-memory profile a 480x640 output whose first
+        # send fails is (likely) repaired on Fast DDS's heartbeat, 3 s by default, and at 2 Hz
+        # depth 5 had replaced it by then: 1-2 of 10 lost on some output in 6 of 13 reliable
+        # test_input_qos runs with depth 5, none in 10 runs with depth 10.
         for cam in cams:
             self._pubs[cam] = {
-                o: self.create_publisher(types[o], topic(cam, o), 5) for o in OUTPUTS
+                o: self.create_publisher(types[o], topic(cam, o), 10) for o in OUTPUTS
             }
             self._pubs[cam]["label_info"] = self.create_publisher(
                 LabelInfo, topic(cam, "label_info"), latched
@@ -247,42 +255,22 @@ class PanopticNode(LifecycleNode):
             on_bad=self._on_bad,
             on_error=self._on_worker_error,
             max_batch=max(1, min(batch, be.max_batch)),
-            bad_input=(ValueError,),
         )
         return SUCCESS
 
     @_logged
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        sensor = self.cfg["input_qos"] == "sensor_data"
-        qos = QoSProfile(
-            depth=1,
-            history=HistoryPolicy.KEEP_LAST,
-            reliability=ReliabilityPolicy.BEST_EFFORT if sensor else ReliabilityPolicy.RELIABLE,
-        )
         for cam in self.cfg["cameras"]:
-            name = topic(cam, "image")
-            resolved = self.resolve_topic_name(name)
+            resolved = self.resolve_topic_name(topic(cam, "image"))
             transport = self.cfg["input_transport"]
             compressed = transport == "compressed" or (
                 transport == "auto" and resolved.endswith("/compressed")
             )
-            events = SubscriptionEventCallbacks(
-                incompatible_qos=lambda e, t=resolved: self._on_incompatible_qos(t, e)
-            )
-            self._subs.append(
-                self.create_subscription(
-                    CompressedImage if compressed else Image,
-                    name,
-                    lambda m, c=cam: self._on_image(c, m),
-                    qos,
-                    event_callbacks=events,
-                )
-            )
             self._in_topics[cam] = resolved
-            self.get_logger().info(
-                f"camera '{cam}': {resolved} ({'CompressedImage' if compressed else 'Image'}, "
-                f"{self.cfg['input_qos']})"
-            )
+            self._in_types[cam] = CompressedImage if compressed else Image
+            self._subscribe(cam, self._decide_input_qos(cam))
+        if self.cfg["input_qos"] == "auto":  # follow the publishers (see input_qos.py)
+            self._qos_timer = self.create_timer(input_qos.RECHECK_PERIOD, self._recheck_input_qos)
         self.worker.start()
         self._publish_label_info()
         self._start_diag_timer()
@@ -300,10 +288,81 @@ class PanopticNode(LifecycleNode):
 
     on_shutdown = on_error = on_cleanup  # release everything, whatever the state
 
+    def _declare_family_params(self) -> None:
+        """Declare the model family's thresholds (ranges from the family, defaults from its card
+        or the library's defaults; a launch ``-p name:=value`` overrides) and apply them."""
+        self._family_specs = P.family_param_specs(self.segmenter.family_parameters())
+        current = self.segmenter.family_config
+        values = {}
+        for name, spec in self._family_specs.items():
+            if not self.has_parameter(name):
+                default = current[name]
+                default = int(default) if spec.type == P.INTEGER else float(default)
+                self.declare_parameter(name, default, descriptor(spec))
+            values[name] = self.get_parameter(name).value
+        if values:
+            self.segmenter.update_config(**values)
+            self.cfg.update(values)
+
+    def _decide_input_qos(self, cam: str, infos: list | None = None) -> input_qos.Decision:
+        """``cam``'s input QoS; for auto from its publishers (``infos``: already queried)."""
+        if self.cfg["input_qos"] == "auto" and infos is None:
+            infos = self.get_publishers_info_by_topic(self._in_topics[cam])
+        infos = infos or []
+        self._in_publishers[cam] = input_qos.publishers_key(infos)
+        return input_qos.decide(self.cfg["input_qos"], [i.qos_profile for i in infos])
+
+    def _subscribe(self, cam: str, decision: input_qos.Decision) -> None:
+        """(Re-)create ``cam``'s input subscription with ``decision``'s QoS; log it once."""
+        resolved = self._in_topics[cam]
+        if cam in self._subs:
+            self.destroy_subscription(self._subs.pop(cam))
+        self._qos_events.pop(resolved, None)  # a new subscription: past incompatibility is gone
+        events = SubscriptionEventCallbacks(
+            incompatible_qos=lambda e, t=resolved: self._on_incompatible_qos(t, e)
+        )
+        self._subs[cam] = self.create_subscription(
+            self._in_types[cam],
+            topic(cam, "image"),
+            lambda m, c=cam: self._on_image(c, m),
+            decision.profile(),
+            event_callbacks=events,
+        )
+        self._in_qos[cam] = decision
+        self.get_logger().info(
+            f"camera '{cam}': {resolved} ({self._in_types[cam].__name__}, {decision.describe()})"
+        )
+        self._hint_best_effort(decision)
+
+    def _hint_best_effort(self, decision: input_qos.Decision) -> None:
+        """auto chose best effort for a publisher: once, the profile hint (large frames)."""
+        if decision.publishers and not decision.reliable and not self._hinted:
+            self._hinted = True
+            if not dds_profile.user_profile():
+                self.get_logger().info(dds_profile.hint())
+
+    def _recheck_input_qos(self) -> None:
+        """Timer (input_qos auto): when a camera's set of publishers changed, decide again and
+        re-subscribe if the decision differs."""
+        for cam in list(self._subs):
+            infos = self.get_publishers_info_by_topic(self._in_topics[cam])
+            if input_qos.publishers_key(infos) == self._in_publishers.get(cam):
+                continue
+            decision = self._decide_input_qos(cam, infos)
+            if decision.policies != self._in_qos[cam].policies:
+                self._subscribe(cam, decision)
+            else:
+                self._in_qos[cam] = decision
+                self._hint_best_effort(decision)
+
     def _stop_io(self) -> None:
-        for s in self._subs:
+        if self._qos_timer is not None:
+            self.destroy_timer(self._qos_timer)
+            self._qos_timer = None
+        for s in self._subs.values():
             self.destroy_subscription(s)
-        self._subs = []
+        self._subs = {}
+        self._in_publishers = {}
         if self._diag_timer is not None:
             self.destroy_timer(self._diag_timer)
             self._diag_timer = None
@@ -345,7 +404,7 @@ class PanopticNode(LifecycleNode):
             raise ValueError(
                 f"image {msg.width}x{msg.height} exceeds max_image_pixels={self.cfg['max_image_pixels']}"
             )
-        img = self._conv[0](
+        img = self._to_array(
             msg, max_pixels=self.cfg["max_image_pixels"]
         )  # declared size checked before decoding
         if img.shape[0] * img.shape[1] > self.cfg["max_image_pixels"]:
@@ -372,7 +431,7 @@ class PanopticNode(LifecycleNode):
             and pubs["panoptic_rgb"].get_subscription_count() > 0
         )
         if outputs or want_overlay or want_rgb:
-            out = self._conv[1](
+            out = self._to_messages(
                 result,
                 frame.msg.header,
                 self.segmenter.taxonomy,
@@ -412,12 +471,15 @@ class PanopticNode(LifecycleNode):
             )
 
     def _on_incompatible_qos(self, topic_name: str, event: Any) -> None:
+        if self.cfg["input_qos"] == "auto":
+            return  # a new publisher: the next check (within RECHECK_PERIOD) re-subscribes to match
         self._qos_events[topic_name] = event.total_count
         policy = qos_policy_name_from_kind(event.last_policy_kind)
         self.get_logger().warning(
             f"incompatible QoS on {topic_name}: a publisher cannot serve this subscription "
             f"(policy {policy}, input_qos={self.cfg['input_qos']}); no frames will arrive from it. "
-            "Set input_qos to match the publisher (sensor_data accepts any)."
+            "Set input_qos to match the publisher (auto follows the publishers, sensor_data "
+            "accepts any reliability)."
         )
 
     def _ensure_panoptic_rgb_pubs(self) -> None:
@@ -425,7 +487,7 @@ class PanopticNode(LifecycleNode):
             for cam, pubs in self._pubs.items():
                 if "panoptic_rgb" not in pubs:
                     pubs["panoptic_rgb"] = self.create_publisher(
-                        Image, topic(cam, "panoptic_rgb"), 5
+                        Image, topic(cam, "panoptic_rgb"), 10
                     )
 
     def _publish_label_info(self) -> None:
@@ -434,7 +496,7 @@ class PanopticNode(LifecycleNode):
         header = Header(stamp=self.get_clock().now().to_msg())
         for pubs in self._pubs.values():
             pubs["label_info"].publish(
-                self._conv[2](self.segmenter.taxonomy, header, self.cfg["center_threshold"])
+                self._label_info_msg(self.segmenter.taxonomy, header, self.cfg["center_threshold"])
             )
 
     # ---- diagnostics --------------------------------------------------------------------
@@ -481,18 +543,10 @@ class PanopticNode(LifecycleNode):
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``panoptic_node``: SIGINT/SIGTERM -> exit 0 with the worker joined and backend closed."""
-    argv = sys.argv if args is None else list(args)
-    try:  # rcl ignores some garbage params files and dumps a traceback for others: check first
-        for path in P.params_files_in(argv):
-            P.load_params_yaml(path)
+    try:  # rcl reads --params-file (any file it accepts); values are validated once declared
         rclpy.init(args=args)
-    except (
-        Exception
-    ) as exc:  # ParamsError, RCLError (bad --ros-args): one clear line, non-zero exit
-        print(
-            f"panoptic_node: {type(exc).__name__}: {' '.join(str(exc).split())[:400]}",
-            file=sys.stderr,
-        )
+    except Exception as exc:  # RCLError: unreadable params file, bad --ros-args: one clear line
+        print(f"panoptic_node: {P.describe_rcl_init_error(str(exc))}", file=sys.stderr)
         return 2
     node = None
     rc = 0

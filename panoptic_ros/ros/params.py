@@ -10,6 +10,7 @@ and what is allowed, the same text the node returns from ``set_parameters``.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,9 +92,11 @@ _SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "input_qos",
         STRING,
-        "Input QoS: sensor_data (best effort, depth 1) or reliable (depth 1).",
+        "Input QoS (depth 1): auto = what the topic's publishers offer (reliable when every "
+        "publisher is reliable, else best effort; re-decided when publishers come and go), "
+        "sensor_data = best effort, reliable = reliable.",
         True,
-        choices=("sensor_data", "reliable"),
+        choices=("auto", "sensor_data", "reliable"),
     ),
     ParamSpec(
         "max_image_pixels",
@@ -191,11 +194,29 @@ def default_config_path() -> Path:
         raise ParamsError(str(exc)) from None
 
 
+class _RclLikeLoader(yaml.SafeLoader):
+    """SafeLoader that reads a tagged node as its plain value, as rcl's parser does: launch_ros
+    writes list parameters as ``!!python/tuple [a, b]`` (yaml.dump of a tuple), which rcl reads
+    as a list and ``yaml.safe_load`` rejects. No Python object is ever constructed."""
+
+
+def _untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    tag = loader.resolve(yaml.ScalarNode, node.value, (True, False))
+    return loader.construct_object(yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark))
+
+
+_RclLikeLoader.add_multi_constructor("", _untagged)
+
+
 def load_params_yaml(path: str | Path) -> dict[str, Any]:
     """The parsed YAML mapping of a params file; ParamsError naming the file and fault when it is
     missing, unreadable, not UTF-8, not YAML or not a mapping (no schema checks)."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_RclLikeLoader)
     except UnicodeDecodeError as exc:
         raise ParamsError(
             f"cannot read parameter file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
@@ -209,9 +230,23 @@ def load_params_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def params_files_in(argv: list[str]) -> list[str]:
-    """The paths given with ``--params-file PATH`` in a command line."""
-    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--params-file"]
+_RCL_PARAMS_FILE_ERROR = re.compile(
+    r"Couldn't parse params file: '--params-file (?P<path>.*?)'\. Error: (?P<why>.*)"
+)
+
+
+def describe_rcl_init_error(text: str) -> str:
+    """One line for an ``rclpy.init`` failure (RCLError text): a params file rcl cannot read
+    becomes ``cannot read parameter file PATH: WHY``, without rcl's C source locations.
+
+    The node leaves reading ``--params-file`` to rcl (so it accepts every file rcl accepts, e.g.
+    the ``!!python/tuple`` lists launch_ros writes) and reports rcl's verdict in this form.
+    """
+    text = re.sub(r",? at [^ ,]+\.c:\d+", "", " ".join(text.split()))
+    m = _RCL_PARAMS_FILE_ERROR.search(text)
+    if m:
+        return f"cannot read parameter file {m['path']}: {m['why'].strip().rstrip('.')}"
+    return text[:400]
 
 
 def read_params_file(path: str | Path) -> dict[str, Any]:
@@ -264,11 +299,25 @@ def type_matches(spec: ParamSpec, value: Any) -> bool:
     return False
 
 
-def validate(name: str, value: Any) -> str | None:
-    """None when ``value`` is acceptable for parameter ``name``, else a reason naming both."""
-    spec = SCHEMA.get(name)
+def family_param_specs(specs: Any) -> dict[str, ParamSpec]:
+    """A model family's thresholds (families.base.ParamSpec: name, default, low, high,
+    description) as run-time node parameters: DOUBLE or INTEGER by the default's type, with their
+    range. The node declares them on configure, once it knows the family."""
+    out = {}
+    for f in specs:
+        kind = INTEGER if isinstance(f.default, int) and not isinstance(f.default, bool) else DOUBLE
+        lo, hi = (int(f.low), int(f.high)) if kind == INTEGER else (float(f.low), float(f.high))
+        out[f.name] = ParamSpec(f.name, kind, f.description, False, lo, hi)
+    return out
+
+
+def validate(name: str, value: Any, extra: Mapping[str, ParamSpec] | None = None) -> str | None:
+    """None when ``value`` is acceptable for parameter ``name``, else a reason naming both.
+    ``extra``: parameters declared beyond SCHEMA (the model family's thresholds)."""
+    spec = SCHEMA.get(name) or (extra or {}).get(name)
     if spec is None:
-        return f"unknown parameter '{name}' (known: {', '.join(sorted(SCHEMA))})"
+        known = sorted(set(SCHEMA) | set(extra or {}))
+        return f"unknown parameter '{name}' (known: {', '.join(known)})"
     if not type_matches(spec, value):
         return (
             f"parameter '{name}' must be of type {spec.type}, got {type(value).__name__} {value!r}"
@@ -312,6 +361,8 @@ def _validate_cameras(cams: list[str]) -> str | None:
     return None
 
 
-def validate_all(values: Mapping[str, Any]) -> list[str]:
+def validate_all(
+    values: Mapping[str, Any], extra: Mapping[str, ParamSpec] | None = None
+) -> list[str]:
     """Reasons for every bad value in ``values`` (empty list: all good)."""
-    return [r for r in (validate(k, v) for k, v in values.items()) if r]
+    return [r for r in (validate(k, v, extra) for k, v in values.items()) if r]

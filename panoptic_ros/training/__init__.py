@@ -1,1 +1,1 @@
-"""Training-time code (torch): the network, trainer, synthetic scenes, ONNX export."""
+"""Training (torch) and the synthetic scenes it learns from; the network itself is in families/."""

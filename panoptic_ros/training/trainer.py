@@ -22,8 +22,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from panoptic_ros.core import synthetic
 from panoptic_ros.core.taxonomy import Taxonomy
-from panoptic_ros.training import synthetic
 
 CENTER_SIGMA = 4.0
 HARD_FRACTION = 0.25
@@ -241,12 +241,16 @@ def train(
 ) -> dict[str, Any]:
     import torch
 
-    from panoptic_ros.families.model_store import load_model_info, load_state_dict, save_model
-    from panoptic_ros.training.export import build_export_module
-    from panoptic_ros.training.network import (
+    from panoptic_ros.families.model_store import (
+        DEFAULT_NMS_KERNEL,
+        load_model_info,
+        load_state_dict,
+        save_model,
+    )
+    from panoptic_ros.families.panoptic_export import build_export_module
+    from panoptic_ros.families.panoptic_net import (
         ARCH_DEFAULTS,
         DEFAULT_MEAN,
-        DEFAULT_NMS_KERNEL,
         DEFAULT_STD,
         build_net,
     )

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ def build_export_module(
     raw: bool = False,
 ):
     """The torch module that is exported (eval mode)."""
-    from panoptic_ros.training.network import PanopticExportModel, PanopticPostProcess
+    from panoptic_ros.families.panoptic_net import PanopticExportModel, PanopticPostProcess
 
     if raw:
         return net.eval()
@@ -113,24 +112,6 @@ def _check_names(path: str | Path, in_names: Sequence[str], out_names: Sequence[
         raise RuntimeError(
             f"exported graph has inputs {got_in} / outputs {got_out}, expected {in_names} / {out_names}"
         )
-
-
-def onnx_ops(path: str | Path) -> dict[str, int]:
-    """Operator type -> count of nodes in the graph (including nested subgraphs)."""
-    import onnx
-
-    m = onnx.load(str(path))
-    counts: Counter[str] = Counter()
-
-    def walk(g) -> None:
-        for n in g.node:
-            counts[n.op_type] += 1
-            for a in n.attribute:
-                if a.g is not None and a.g.node:
-                    walk(a.g)
-
-    walk(m.graph)
-    return dict(sorted(counts.items()))
 
 
 @dataclass(frozen=True)
@@ -214,7 +195,6 @@ __all__ = [
     "OUTPUT_NAMES",
     "RAW_OUTPUT_NAMES",
     "export_onnx",
-    "onnx_ops",
     "ParityReport",
     "check_parity",
     "build_export_module",

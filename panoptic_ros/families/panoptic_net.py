@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from panoptic_ros.families.model_store import DEFAULT_NMS_KERNEL, DEFAULT_TOP_K
+
 #: ImageNet-style statistics on the 0..255 scale; stored in metadata and baked into the graph
 DEFAULT_MEAN = (123.675, 116.28, 103.53)
 DEFAULT_STD = (58.395, 57.12, 57.375)
@@ -41,8 +43,6 @@ ARCH_DEFAULTS: dict[str, Any] = {
     "ins_channels": 48,
     "offset_scale": 16.0,
 }
-DEFAULT_TOP_K = 32
-DEFAULT_NMS_KERNEL = 11
 #: per-pixel tie-breaking bias step of the centre NMS (see PanopticPostProcess)
 TIE_BREAK_STEP = 1e-5
 

@@ -1,0 +1,84 @@
+"""Every ``panoptic-ros`` command ends with a ``key=value`` line on stdout, also when it fails
+or is interrupted (real CLI subprocesses; no model is trained, no DDS)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+EXE = Path(sys.executable).with_name("panoptic-ros")
+
+#: one quick failure per command (bad arguments or a missing file)
+FAILURES = {
+    "demo": ["demo", "--size", "bad"],
+    "train": ["train", "--batch", "0"],
+    "eval": ["eval"],
+    "export": ["export", "--height", "1"],
+    "check-onnx": ["check-onnx", "/nonexistent/model.onnx"],
+    "build-engine": ["build-engine", "/nonexistent/model.onnx"],
+    "bench": ["bench", "--frames", "0"],
+    "replay": ["replay", "/nonexistent/bag"],
+    "process-bag": ["process-bag", "/nonexistent/bag", "/nonexistent/out"],
+    "usage": ["process-bag"],
+    "unknown command": ["no-such-command"],
+}
+
+
+def _kv(stdout: str) -> dict[str, str]:
+    last = stdout.strip().splitlines()[-1]
+    pairs = [item.split("=", 1) for item in last.split()]
+    assert all(len(p) == 2 for p in pairs), last
+    return dict(pairs)
+
+
+def test_every_command_is_covered():
+    from panoptic_ros.cli import COMMANDS
+
+    assert set(COMMANDS) <= set(FAILURES)
+
+
+@pytest.mark.parametrize("case", sorted(FAILURES))
+def test_failure_prints_a_summary_line(case):
+    proc = subprocess.run([str(EXE), *FAILURES[case]], capture_output=True, text=True, timeout=120)
+    assert proc.returncode in (1, 2), proc.stderr
+    assert "Traceback" not in proc.stderr
+    kv = _kv(proc.stdout)
+    assert kv.get("error") not in (None, "", "0"), proc.stdout
+
+
+def test_sigterm_while_the_model_loads(tmp_path):
+    """SIGTERM as soon as process-bag starts loading the model: exit 130, no traceback, a
+    summary line saying so, and no output bag."""
+    from panoptic_ros.bags.synthetic import write_synthetic_bag
+
+    bag = write_synthetic_bag(tmp_path / "in", frames=2, height=32, width=32)
+    proc = subprocess.Popen(
+        [str(EXE), "process-bag", str(bag.path), str(tmp_path / "out"), "--backend", "onnxruntime"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        seen = ""
+        deadline = time.monotonic() + 120
+        while "loading model" not in seen and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += line
+        assert "loading model" in seen, seen
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert _kv(out)["error"] == "interrupted"
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in tmp_path.iterdir()] in (["in"], ["in", "out.partial"])
