@@ -82,7 +82,7 @@ def test_process_bag_runs_a_bare_ultralytics_onnx(tmp_path, yolo19, capsys):
 def test_node_runs_a_bare_ultralytics_onnx(ctx, yolo19):  # noqa: F811
     from vision_msgs.msg import Detection2DArray, LabelInfo
 
-    from panoptic_ros.training.synthetic import generate_scene
+    from panoptic_ros.core.synthetic import generate_scene
 
     ns = f"/{TAG}_yolo"
     node = NodeProcess(
