@@ -274,27 +274,29 @@ def nms_greedy(
     indices kept, in descending score order. Stable sort for equal scores. Stops after
     ``max_keep`` boxes: greedy NMS never revisits a kept box, so the first max_keep are the
     ones Ultralytics keeps when it truncates the full result to max_det."""
-    if boxes.shape[0] == 0:
+    n = boxes.shape[0]
+    if n == 0:
         return np.zeros(0, np.int64)
-    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    areas = (x2 - x1) * (y2 - y1)
     order = np.argsort(-scores, kind="stable")
+    # Sorted copies: each kept box is compared with the contiguous tail after it (no gathers).
+    x1, y1, x2, y2 = (np.ascontiguousarray(boxes[order, c]) for c in range(4))
+    areas = (x2 - x1) * (y2 - y1)
+    alive = np.ones(n, bool)
     thr = np.float32(iou_thres)
+    zero = np.float32(0)
     keep = []
-    while order.size > 0:
-        i = order[0]
-        keep.append(i)
-        if order.size == 1 or len(keep) == max_keep:
-            break
-        rest = order[1:]
-        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), np.float32(0))
-        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), np.float32(0))
-        inter = w * h
-        if not inter.any():
-            order = rest
+    for i in range(n):
+        if not alive[i]:
             continue
-        iou = inter / (areas[i] + areas[rest] - inter)
-        order = rest[iou <= thr]
+        keep.append(order[i])
+        if len(keep) == max_keep or i == n - 1:
+            break
+        t = slice(i + 1, n)
+        w = np.maximum(np.minimum(x2[i], x2[t]) - np.maximum(x1[i], x1[t]), zero)
+        h = np.maximum(np.minimum(y2[i], y2[t]) - np.maximum(y1[i], y1[t]), zero)
+        inter = w * h
+        if inter.any():
+            alive[t] &= inter / (areas[i] + areas[t] - inter) <= thr
     return np.asarray(keep, np.int64)
 
 
