@@ -191,3 +191,69 @@ def test_process_bag_runs_an_hf_mask2former_folder_exported_with_torchscript(tmp
     id2label = json.loads((folder / "config.json").read_text())["id2label"]
     names, _ = _process_bag_labels_and_detections(tmp_path, str(folder), capsys)
     assert names == [id2label[str(i)] for i in range(len(id2label))]
+
+
+def test_node_runs_an_hf_mask2former_folder(ctx):  # noqa: F811
+    """The real node with ``model:=<optimum-style folder>``: label_info from id2label, HF's fusion
+    thresholds as node parameters with ranges, a frame answered on every output topic."""
+    import json
+
+    pytest.importorskip("transformers")
+    from hf_models import model_folder
+    from vision_msgs.msg import Detection2DArray, LabelInfo
+
+    from panoptic_ros.core.synthetic import generate_scene
+
+    folder = model_folder("mask2former")
+    id2label = json.loads((folder / "config.json").read_text())["id2label"]
+    ns = f"/{TAG}_hf"
+    node = NodeProcess(
+        ns,
+        "-r",
+        f"image:={ns}_in/image_raw",
+        "-p",
+        f"model:={folder}",
+        "-p",
+        "mask_score_threshold:=0.3",
+        "-p",
+        "input_qos:=reliable",
+    )
+    tester = RosTester(ctx, f"{TAG}_tester_hf")
+    try:
+        latched = QoSProfile(
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        infos = tester.collect(LabelInfo, f"{ns}/label_info", latched)
+        dets = tester.collect(Detection2DArray, f"{ns}/detections")
+        pans = tester.collect(Image, f"{ns}/panoptic")
+        tester.wait_for(lambda: infos or node.proc.poll() is not None, 120, "label_info")
+        assert infos, node.output
+        assert [c.class_name for c in infos[0].class_map] == [
+            id2label[str(i)] for i in range(len(id2label))
+        ]
+        pub = tester.node.create_publisher(Image, f"{ns}_in/image_raw", 10)
+        img = generate_scene(4243, 96, 128).image
+        tester.wait_for(
+            lambda: pub.publish(image_msg(img, 7, "cam")) or (dets and pans), 60, "outputs"
+        )
+        assert pans[0].header.stamp.sec == dets[0].header.stamp.sec
+        assert (pans[0].height, pans[0].width) == (96, 128)
+        srv = f"{ns}/panoptic_node"
+        got = tester.call(
+            GetParameters,
+            f"{srv}/get_parameters",
+            GetParameters.Request(names=["mask_score_threshold", "overlap_area_threshold"]),
+        ).values
+        assert abs(got[0].double_value - 0.3) < 1e-9 and abs(got[1].double_value - 0.8) < 1e-9
+        bad = tester.call(
+            SetParameters,
+            f"{srv}/set_parameters",
+            SetParameters.Request(parameters=[param_msg("mask_threshold", 1.5)]),
+        )
+        assert not bad.results[0].successful and "mask_threshold" in bad.results[0].reason
+        assert node.alive()
+    finally:
+        tester.close()
+        assert node.stop() == 0
