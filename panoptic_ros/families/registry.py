@@ -12,6 +12,7 @@ family, so a user sees at once how far the graph is from each contract (docs/mod
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,6 +65,16 @@ def _violations(cls: type[ModelFamily], sig: OnnxSignature, card: Mapping[str, A
         return [f"check failed: {type(exc).__name__}: {exc}"]
 
 
+#: each family's contract in one line, for the "no family recognises this graph" message
+CONTRACTS: dict[str, str] = {
+    "ours": "inputs image + center_threshold, outputs semantic, instance, center_score",
+    "panoptic_deeplab": "outputs semantic_logits, center_heatmap, center_offset",
+    "mask_classification": "input pixel_values, outputs class_queries_logits + "
+    "masks_queries_logits (Mask2Former/MaskFormer) or logits + pred_masks (DETR-seg)",
+    "yolo_seg": "input images, outputs output0 + output1, Ultralytics metadata task=segment",
+}
+
+
 def recognise(sig: OnnxSignature, card: Mapping[str, Any], where: str) -> type[ModelFamily]:
     """The family for this graph + card; ModelError listing every family's violations if none."""
     wanted = card.get("family")
@@ -95,14 +106,21 @@ def recognise(sig: OnnxSignature, card: Mapping[str, Any], where: str) -> type[M
             + "; ".join(reasons[near[0]])
             + "; see docs/models.md"
         )
-    report = [f"[{key}] " + "; ".join(v) for key, v in reasons.items()]
+    # The closest family (fewest violations) in full; the others as their contract in one line,
+    # so the message names what is wrong without becoming a wall (the graph's own inputs and
+    # outputs are in the header already, hence the "(has [...])" details are dropped).
+    closest = min(reasons, key=lambda k: len(reasons[k]))
+    shown = [re.sub(r" \(has \[[^\]]*\]\)", "", r) for r in reasons[closest]]
+    others = [f"{k}: {CONTRACTS.get(k, 'see docs/models.md')}" for k in reasons if k != closest]
     by_why: dict[str, list[str]] = {}
     for key, why in missing.items():
         by_why.setdefault(why, []).append(key)
-    report += [f"[{', '.join(keys)}] {why}" for why, keys in by_why.items()]
+    others += [f"{', '.join(keys)}: {why}" for why, keys in by_why.items()]
     raise ModelError(
         f"{where}: no model family recognises this graph (inputs {sig.input_names}, outputs "
-        f"{sig.output_names}). What each family needs: "
-        + " ".join(report)
+        f"{sig.output_names}). Closest, {closest}: "
+        + "; ".join(shown)
+        + ". Other families need: "
+        + "; ".join(others)
         + ". See docs/models.md, or add a model card naming the family."
     )

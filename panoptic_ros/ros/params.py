@@ -194,7 +194,7 @@ def default_config_path() -> Path:
         raise ParamsError(str(exc)) from None
 
 
-class _RclLikeLoader(yaml.SafeLoader):
+class _RclLikeSafeLoader(yaml.SafeLoader):
     """SafeLoader that reads a tagged node as its plain value, as rcl's parser does: launch_ros
     writes list parameters as ``!!python/tuple [a, b]`` (yaml.dump of a tuple), which rcl reads
     as a list and ``yaml.safe_load`` rejects. No Python object is ever constructed."""
@@ -209,14 +209,14 @@ def _untagged(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
     return loader.construct_object(yaml.ScalarNode(tag, node.value, node.start_mark, node.end_mark))
 
 
-_RclLikeLoader.add_multi_constructor("", _untagged)
+_RclLikeSafeLoader.add_multi_constructor("", _untagged)
 
 
 def load_params_yaml(path: str | Path) -> dict[str, Any]:
     """The parsed YAML mapping of a params file; ParamsError naming the file and fault when it is
     missing, unreadable, not UTF-8, not YAML or not a mapping (no schema checks)."""
     try:
-        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_RclLikeLoader)
+        data = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=_RclLikeSafeLoader)
     except UnicodeDecodeError as exc:
         raise ParamsError(
             f"cannot read parameter file {path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
