@@ -2,7 +2,7 @@
 
 A *family* knows how one kind of exported network wants its input and what its raw outputs mean:
 this project's own contract, Panoptic-DeepLab raw heads, mask classification (HF Mask2Former /
-MaskFormer / OneFormer, DETR-seg) and Ultralytics YOLO-seg. The Segmenter (core/pipeline.py) is
+MaskFormer, DETR-seg) and Ultralytics YOLO-seg. The Segmenter (core/pipeline.py) is
 family-agnostic: it asks the family to ``prepare`` frames, runs the backend on the feeds, and asks
 the family to ``decode`` each image's outputs into ``Segments`` at the frame's own resolution. The
 shared host step (``core.postprocess``) then turns Segments into a ``PanopticResult`` (area filters,
