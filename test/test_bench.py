@@ -371,4 +371,5 @@ def test_bench_families_table_has_every_case(tmp_path):
     kv = dict(part.split("=", 1) for part in last.split())
     for fam in ("ours", "panoptic_deeplab", "mask_classification", "yolo_seg"):
         assert math.isfinite(float(kv[f"{fam}_ms"])), last
+        assert math.isfinite(float(kv[f"{fam}_cpu_ms"])), last
     assert int(kv["cases"]) == len(expected) and 0 <= int(kv["over_goal"]) <= len(expected)

@@ -65,7 +65,9 @@ class CaseTiming:
 
     @property
     def meets_goal(self) -> bool:
-        return self.median_ms <= GOAL_MS
+        """Judged on CPU time: what the step costs on this CPU, whatever else loads it (on a
+        shared machine the wall time of the same code varies 2-3x between runs)."""
+        return self.cpu_median_ms <= GOAL_MS
 
 
 def _sig(inputs: list[tuple[str, tuple]], outputs: Mapping[str, np.ndarray], meta=None):
@@ -274,8 +276,9 @@ def cases() -> list[Case]:
 
 
 def time_case(case: Case, frames: int, warmup: int = 2, seed: int = 0) -> CaseTiming:
-    """Median / p90 wall ms and median CPU ms (this thread: robust to other load on a shared
-    machine) of ``to_result`` over ``frames`` timed calls on one seeded set of outputs."""
+    """Median / p90 wall ms and median CPU ms (the whole process, so OpenCV's worker threads
+    count: robust to other jobs on a shared machine) of ``to_result`` over ``frames`` timed
+    calls on one seeded set of outputs."""
     fam, outs, prepared = case.build(seed)
     config = PostprocessConfig()
     result = None
@@ -283,9 +286,9 @@ def time_case(case: Case, frames: int, warmup: int = 2, seed: int = 0) -> CaseTi
         result = fam.to_result(outs, prepared, 0, config)
     wall, cpu = [], []
     for _ in range(frames):
-        t0, c0 = time.perf_counter(), time.thread_time()
+        t0, c0 = time.perf_counter(), time.process_time()
         result = fam.to_result(outs, prepared, 0, config)
-        cpu.append((time.thread_time() - c0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
         wall.append((time.perf_counter() - t0) * 1e3)
     if result.semantic.shape != FRAME_HW:
         raise AssertionError(f"{case.family} {case.case}: result is {result.semantic.shape}")

@@ -14,7 +14,8 @@ Modes (one run each; ratios are always computed within the run):
 * ``--families``: no model, no network: each model family's decode + host post-processing
   (``family.to_result``) for a 480x640 frame on seeded synthetic raw outputs, per case
   (``panoptic_ros.bench.families``). Table on stderr; last stdout line
-  ``<family>_ms=<worst case's median> ... over_goal=<cases above 5 ms>``.
+  ``<family>_ms=<worst case's median> <family>_cpu_ms=<its CPU ms> ... cases=<n>
+  over_goal=<cases above 5 ms of CPU time>``.
 * ``--overload``: starts the real node (``panoptic_node``) and publishes above the rate it
   sustains, on one and then two cameras, reporting output rate, drops, latency per window,
   RSS and threads (see ``panoptic_ros.bench.loadgen``).
@@ -718,7 +719,15 @@ def run_families_mode(args, report: dict) -> str:
     rows = run_all(args.frames, args.warmup)
     log(
         format_table(
-            ["family", "case", "instances", "median ms", "p90 ms", "cpu ms", f"<= {GOAL_MS:g} ms"],
+            [
+                "family",
+                "case",
+                "instances",
+                "median ms",
+                "p90 ms",
+                "cpu ms",
+                f"cpu <= {GOAL_MS:g} ms",
+            ],
             [
                 (
                     r.family,
@@ -736,10 +745,11 @@ def run_families_mode(args, report: dict) -> str:
     )
     report["families"] = [{**vars(r), "meets_goal": r.meets_goal} for r in rows]
     worst: dict[str, float] = {}
-    for r in rows:
-        worst[r.family] = max(worst.get(r.family, 0.0), r.median_ms)
+    for r in rows:  # each family's worst case: median wall ms and median CPU ms
+        worst[f"{r.family}_ms"] = max(worst.get(f"{r.family}_ms", 0.0), r.median_ms)
+        worst[f"{r.family}_cpu_ms"] = max(worst.get(f"{r.family}_cpu_ms", 0.0), r.cpu_median_ms)
     return format_kv(
-        **{f"{k}_ms": v for k, v in worst.items()},
+        **worst,
         cases=len(rows),
         over_goal=sum(not r.meets_goal for r in rows),
     )
