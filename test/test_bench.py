@@ -325,3 +325,51 @@ def test_gpu_check_cpu_only_without_optional_packages(tiny_model):
     assert "min_panoptic_match_pct=" in last
     assert "stand-ins" in p.stderr and "NO CUDA" in p.stderr
     assert re.search(r"^ort-cpu-fp32\s+32x48", p.stderr, re.M)
+
+
+def test_bench_families_table_has_every_case(tmp_path):
+    """``bench --families`` needs no model: every family / case is in the table with finite
+    numbers and the summary line names each family's worst case (no timing asserts)."""
+    from panoptic_ros.bench.families import cases
+
+    p = subprocess.run(
+        [sys.executable, "-m", "panoptic_ros.cli", "bench", "--families"]
+        + ["--frames", "2", "--warmup", "0", "--json", str(tmp_path / "f.json")],
+        cwd=REPO,
+        env=_env(tmp_path / "cache"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    rows = {}
+    for line in p.stderr.splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) == 7 and cells[0] in (
+            "ours",
+            "panoptic_deeplab",
+            "mask_classification",
+            "yolo_seg",
+        ):
+            rows[(cells[0], cells[1])] = cells[2:]
+    expected = [(c.family, c.case) for c in cases()]
+    assert sorted(rows) == sorted(expected), p.stderr
+    assert {f for f, _ in expected} == {
+        "ours",
+        "panoptic_deeplab",
+        "mask_classification",
+        "yolo_seg",
+    }
+    for key, (inst, med, p90, cpu, goal) in rows.items():
+        assert int(inst) >= 0, key
+        assert all(math.isfinite(float(v)) and float(v) > 0 for v in (med, p90, cpu)), key
+        assert goal in ("yes", "no"), key
+    # kept queries / objects drive the load: the cases are not all empty
+    assert int(rows[("yolo_seg", "8400 anchors 80 cls, 100 objects")][0]) > 50
+    assert int(rows[("mask_classification", "mask2former Q=100 C=133 kept=0")][0]) == 0
+    last = p.stdout.strip().splitlines()[-1]
+    kv = dict(part.split("=", 1) for part in last.split())
+    for fam in ("ours", "panoptic_deeplab", "mask_classification", "yolo_seg"):
+        assert math.isfinite(float(kv[f"{fam}_ms"])), last
+        assert math.isfinite(float(kv[f"{fam}_cpu_ms"])), last
+    assert int(kv["cases"]) == len(expected) and 0 <= int(kv["over_goal"]) <= len(expected)

@@ -451,11 +451,6 @@ def test_thresholds_are_node_parameters():
         fam.update_config(overlap_area_threshold=1.5)
 
 
-def test_time_decode_reports_numbers():
-    t = mc.time_decode(runs=2, frame_hw=(48, 64), kept=3)
-    assert t["median_ms"] > 0 and t["kept"] == 3
-
-
 def test_generic_card_keys_when_there_is_no_preprocessor_config():
     sig = _sig([("class_queries_logits", (1, 12, 6)), ("masks_queries_logits", (1, 12, 16, 24))])
     tax = mc.taxonomy_from_hf_config({"id2label": H.ID2LABEL})

@@ -26,7 +26,6 @@ from panoptic_ros.families.yolo_seg import (
     letterbox_params,
     parse_ultralytics_names,
     taxonomy_from_ultralytics_names,
-    time_decode,
 )
 
 FRAME_SIZES = [(240, 400), (481, 321), (320, 320), (97, 703), (37, 53), (720, 1280)]
@@ -107,11 +106,6 @@ def test_overlaps_go_to_the_higher_score_and_void_classes_stay_unlabeled():
     assert seg.instance[5, 5] == 2 and seg.semantic[5, 5] == 0
     assert seg.semantic[7, 7] == -1 and seg.instance[7, 7] == 0
     assert list(seg.classes) == [1, 0] and np.allclose(seg.scores, [0.9, 0.8])
-
-
-def test_decode_timing_function_runs():
-    t = time_decode(repeats=2)
-    assert t["anchors"] == 8400 and t["instances"] > 0 and t["median_ms"] > 0
 
 
 # ------------------------------------------------------------------------------------------------

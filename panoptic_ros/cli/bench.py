@@ -11,6 +11,11 @@ Modes (one run each; ratios are always computed within the run):
 * ``--compare``: the same loop for every backend usable here (onnxruntime and torch on CPU;
   torch-cuda fp16 and tensorrt when a GPU is present).
 * ``--sizes 240x320,480x640,...``: the same loop for several input sizes.
+* ``--families``: no model, no network: each model family's decode + host post-processing
+  (``family.to_result``) for a 480x640 frame on seeded synthetic raw outputs, per case
+  (``panoptic_ros.bench.families``). Table on stderr; last stdout line
+  ``<family>_ms=<worst case's median> <family>_cpu_ms=<its CPU ms> ... cases=<n>
+  over_goal=<cases above 5 ms of CPU time>``.
 * ``--overload``: starts the real node (``panoptic_node``) and publishes above the rate it
   sustains, on one and then two cameras, reporting output rate, drops, latency per window,
   RSS and threads (see ``panoptic_ros.bench.loadgen``).
@@ -106,6 +111,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--backends",
         default="",
         help="comma list for --compare (default: onnxruntime,torch + GPU ones if present)",
+    )
+    g.add_argument(
+        "--families",
+        action="store_true",
+        help="time every model family's decode + post-processing at 480x640 on synthetic "
+        "outputs (no model needed; --frames, --warmup apply)",
     )
     g.add_argument(
         "--sizes", default="", help="input-size scaling, e.g. 240x320,480x640,720x1280,1024x2048"
@@ -697,6 +708,53 @@ def _phase_json(ph) -> dict:
     return d
 
 
+def run_families_mode(args, report: dict) -> str:
+    """``--families``: decode + post-processing per family and case (bench/families.py)."""
+    from panoptic_ros.bench.families import FRAME_HW, GOAL_MS, run_all
+
+    log(
+        f"family decode + post-processing (to_result) for a {FRAME_HW[0]}x{FRAME_HW[1]} frame, "
+        f"synthetic seeded outputs, {args.frames} frames per case after {args.warmup} warm-up"
+    )
+    rows = run_all(args.frames, args.warmup)
+    log(
+        format_table(
+            [
+                "family",
+                "case",
+                "instances",
+                "median ms",
+                "p90 ms",
+                "cpu ms",
+                f"cpu <= {GOAL_MS:g} ms",
+            ],
+            [
+                (
+                    r.family,
+                    r.case,
+                    r.instances,
+                    r.median_ms,
+                    r.p90_ms,
+                    r.cpu_median_ms,
+                    "yes" if r.meets_goal else "no",
+                )
+                for r in rows
+            ],
+            2,
+        )
+    )
+    report["families"] = [{**vars(r), "meets_goal": r.meets_goal} for r in rows]
+    worst: dict[str, float] = {}
+    for r in rows:  # each family's worst case: median wall ms and median CPU ms
+        worst[f"{r.family}_ms"] = max(worst.get(f"{r.family}_ms", 0.0), r.median_ms)
+        worst[f"{r.family}_cpu_ms"] = max(worst.get(f"{r.family}_cpu_ms", 0.0), r.cpu_median_ms)
+    return format_kv(
+        **worst,
+        cases=len(rows),
+        over_goal=sum(not r.meets_goal for r in rows),
+    )
+
+
 def run_overload_mode(args, report: dict) -> str:
     from panoptic_ros.bench import loadgen
 
@@ -863,6 +921,8 @@ def run(args: argparse.Namespace) -> int:
             line = run_soak_mode(args, report)
         elif args.overload:
             line = run_overload_mode(args, report)
+        elif args.families:
+            line = run_families_mode(args, report)
         else:
             publish = Publish(args.publish)
             try:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import ast
 import colorsys
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -53,7 +52,6 @@ from panoptic_ros.families.base import (
     ParamSpec,
     Prepared,
     Segments,
-    TensorInfo,
 )
 
 # Ultralytics constants (utils/nms.py, data/augment.py).
@@ -694,81 +692,3 @@ def fuse_detections(dets: YoloDetections, hw: tuple[int, int], num_classes: int)
         classes=dets.classes[idx].astype(np.int32),
         scores=dets.scores[idx].astype(np.float32),
     )
-
-
-# ------------------------------------------------------------------------------------------------
-# Timing (for `panoptic-ros bench`)
-# ------------------------------------------------------------------------------------------------
-def synthetic_raw_outputs(
-    input_hw: tuple[int, int] = (640, 640),
-    nc: int = 80,
-    nm: int = 32,
-    objects: int = 20,
-    seed: int = 0,
-) -> dict[str, np.ndarray]:
-    """Raw-head outputs shaped like a 640x640 export (8400 anchors) with ``objects`` clusters
-    of overlapping candidate boxes above conf 0.25 (about 10 each, as a trained model gives), the
-    rest below it, and smooth prototypes (so masks are blobs, not speckle)."""
-    rng = np.random.default_rng(seed)
-    h, w = input_hw
-    n = sum((h // s) * (w // s) for s in (8, 16, 32))
-    out0 = np.zeros((1, 4 + nc + nm, n), np.float32)
-    out0[0, 0] = rng.uniform(0, w, n)
-    out0[0, 1] = rng.uniform(0, h, n)
-    out0[0, 2:4] = rng.uniform(8, 64, (2, n))
-    out0[0, 4 : 4 + nc] = rng.uniform(0, 0.2, (nc, n))
-    out0[0, 4 + nc :] = rng.normal(0, 1, (nm, n))
-    per = 10
-    idx = rng.choice(n, objects * per, replace=False)
-    for o in range(objects):
-        cx, cy, bw, bh = rng.uniform(64, w - 64), rng.uniform(64, h - 64), *rng.uniform(40, 200, 2)
-        cls = rng.integers(nc)
-        sel = idx[o * per : (o + 1) * per]
-        out0[0, 0, sel] = cx + rng.normal(0, 3, per)
-        out0[0, 1, sel] = cy + rng.normal(0, 3, per)
-        out0[0, 2, sel] = bw + rng.normal(0, 3, per)
-        out0[0, 3, sel] = bh + rng.normal(0, 3, per)
-        out0[0, 4 + cls, sel] = rng.uniform(0.3, 0.95, per)
-    # prototypes are smooth maps in a trained model: low-resolution noise, upsampled
-    coarse = rng.normal(0, 1, (h // 32, w // 32, nm)).astype(np.float32)
-    fine = cv2.resize(coarse, (w // 4, h // 4), interpolation=cv2.INTER_LINEAR)
-    protos = np.ascontiguousarray(fine.transpose(2, 0, 1))[None]
-    return {OUTPUT_DETS: out0, OUTPUT_PROTOS: protos}
-
-
-def time_decode(
-    frame_hw: tuple[int, int] = (480, 640),
-    input_hw: tuple[int, int] = (640, 640),
-    nc: int = 80,
-    objects: int = 20,
-    repeats: int = 50,
-) -> dict[str, float]:
-    """Median / p90 wall ms and median CPU ms (this thread only: robust to other load on the
-    machine) of ``decode`` (NMS + masks + fusion; no letterbox, no network) on synthetic raw
-    outputs for one ``frame_hw`` frame at an ``input_hw`` export (8400 anchors at 640x640)."""
-    tax = taxonomy_from_ultralytics_names([f"c{i}" for i in range(nc)])
-    outs = synthetic_raw_outputs(input_hw, nc, objects=objects)
-    sig = OnnxSignature(
-        (TensorInfo(INPUT_NAME, (1, 3, *input_hw), "float32"),),
-        (
-            TensorInfo(OUTPUT_DETS, tuple(outs[OUTPUT_DETS].shape), "float32"),
-            TensorInfo(OUTPUT_PROTOS, tuple(outs[OUTPUT_PROTOS].shape), "float32"),
-        ),
-        {"task": "segment"},
-    )
-    fam = YoloSegFamily(tax, sig)
-    prepared = Prepared({}, [frame_hw], [letterbox_params(frame_hw, input_hw)])
-    fam.decode(outs, prepared, 0)  # warm caches
-    wall, cpu = [], []
-    for _ in range(repeats):
-        t0, c0 = time.perf_counter(), time.thread_time()
-        seg = fam.decode(outs, prepared, 0)
-        cpu.append((time.thread_time() - c0) * 1e3)
-        wall.append((time.perf_counter() - t0) * 1e3)
-    return {
-        "median_ms": float(np.median(wall)),
-        "p90_ms": float(np.percentile(wall, 90)),
-        "cpu_median_ms": float(np.median(cpu)),
-        "anchors": float(outs[OUTPUT_DETS].shape[2]),
-        "instances": float(len(seg.classes)),
-    }
