@@ -37,6 +37,7 @@ import rclpy
 from proc_helpers import OutputProcess
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -164,6 +165,23 @@ class ModelNode:
     def service(self, name: str) -> str:
         """The node's service ``name`` (``get_parameters``, ...)."""
         return f"{self.ns}/panoptic_node/{name}"
+
+    def describe(self, *names: str) -> list:
+        """The node's ParameterDescriptors of ``names`` (its describe_parameters service)."""
+        req = DescribeParameters.Request(names=list(names))
+        return self.tester.call(
+            DescribeParameters, self.service("describe_parameters"), req
+        ).descriptors
+
+    def get(self, *names: str) -> list:
+        """The node's ParameterValues of ``names`` (its get_parameters service)."""
+        req = GetParameters.Request(names=list(names))
+        return self.tester.call(GetParameters, self.service("get_parameters"), req).values
+
+    def set(self, name: str, value):
+        """Set one parameter through the node's set_parameters service; its SetParametersResult."""
+        req = SetParameters.Request(parameters=[param_msg(name, value)])
+        return self.tester.call(SetParameters, self.service("set_parameters"), req).results[0]
 
 
 @contextmanager

@@ -12,12 +12,10 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from family_models import pdl19  # noqa: E402,F401  (module-scoped fixture)
-from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters  # noqa: E402
 from ros_helpers import (  # noqa: E402
     DDS_MARKS,
     ctx,  # noqa: F401  (module-scoped fixture)
     model_node,
-    param_msg,
     process_bag_outputs,
 )
 from sensor_msgs.msg import Image  # noqa: E402
@@ -53,34 +51,19 @@ def test_node_runs_a_pdl_model_with_family_parameters(ctx, pdl19):  # noqa: F811
     from panoptic_ros.core.synthetic import generate_scene
 
     with model_node(ctx, f"{TAG}_pdl", pdl19, "nms_kernel:=5") as m:
-        tester, dets = m.tester, m.dets
+        dets = m.dets
         assert m.label_names() == CITYSCAPES
         img = generate_scene(4242, 96, 128).image
         m.publish_until(img, 5, lambda: dets, 30, "detections")
-        desc = tester.call(
-            DescribeParameters,
-            m.service("describe_parameters"),
-            DescribeParameters.Request(names=["nms_kernel", "top_k", "center_threshold"]),
-        ).descriptors
+        desc = m.describe("nms_kernel", "top_k", "center_threshold")
         assert desc[0].integer_range[0].from_value == 1 and desc[0].integer_range[0].to_value == 255
         assert "detectron2" in desc[0].description and not desc[0].read_only
         assert desc[1].integer_range[0].to_value == 10000
-        got = tester.call(
-            GetParameters, m.service("get_parameters"), GetParameters.Request(names=["nms_kernel"])
-        )
-        assert got.values[0].integer_value == 5  # the launch override, not the default 7
-        ok = tester.call(
-            SetParameters,
-            m.service("set_parameters"),
-            SetParameters.Request(parameters=[param_msg("top_k", 50)]),
-        )
-        assert ok.results[0].successful, ok.results[0].reason
-        bad = tester.call(
-            SetParameters,
-            m.service("set_parameters"),
-            SetParameters.Request(parameters=[param_msg("nms_kernel", 4)]),
-        )
-        assert not bad.results[0].successful and "odd" in bad.results[0].reason
+        assert m.get("nms_kernel")[0].integer_value == 5  # the launch override, not the default 7
+        ok = m.set("top_k", 50)
+        assert ok.successful, ok.reason
+        bad = m.set("nms_kernel", 4)
+        assert not bad.successful and "odd" in bad.reason
         m.publish_until(img, 6, lambda: m.answer(6), 30, "the answer to a frame after set")
         assert m.node.alive()
     assert np.isfinite(len(dets))
@@ -116,23 +99,15 @@ def test_node_runs_an_hf_mask2former_folder(ctx):  # noqa: F811
     folder = model_folder("mask2former")
     id2label = json.loads((folder / "config.json").read_text())["id2label"]
     with model_node(ctx, f"{TAG}_hf", folder, "mask_score_threshold:=0.3", timeout=120) as m:
-        tester, dets = m.tester, m.dets
-        pans = tester.collect(Image, f"{m.ns}/panoptic")
+        dets = m.dets
+        pans = m.tester.collect(Image, f"{m.ns}/panoptic")
         assert m.label_names() == [id2label[str(i)] for i in range(len(id2label))]
         img = generate_scene(4243, 96, 128).image
         m.publish_until(img, 7, lambda: dets and pans, 60, "outputs")
         assert pans[0].header.stamp.sec == dets[0].header.stamp.sec
         assert (pans[0].height, pans[0].width) == (96, 128)
-        got = tester.call(
-            GetParameters,
-            m.service("get_parameters"),
-            GetParameters.Request(names=["mask_score_threshold", "overlap_area_threshold"]),
-        ).values
+        got = m.get("mask_score_threshold", "overlap_area_threshold")
         assert abs(got[0].double_value - 0.3) < 1e-9 and abs(got[1].double_value - 0.8) < 1e-9
-        bad = tester.call(
-            SetParameters,
-            m.service("set_parameters"),
-            SetParameters.Request(parameters=[param_msg("mask_threshold", 1.5)]),
-        )
-        assert not bad.results[0].successful and "mask_threshold" in bad.results[0].reason
+        bad = m.set("mask_threshold", 1.5)
+        assert not bad.successful and "mask_threshold" in bad.reason
         assert m.node.alive()

@@ -17,12 +17,10 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("panoptic_ros.families.factory")
 pytest.importorskip("panoptic_ros.bags.synthetic")
 
-from rcl_interfaces.srv import DescribeParameters, SetParameters  # noqa: E402
 from ros_helpers import (  # noqa: E402
     DDS_MARKS,
     ctx,  # noqa: F401  (module-scoped fixture)
     model_node,
-    param_msg,
     process_bag_outputs,
 )
 
@@ -67,30 +65,18 @@ def test_node_runs_a_bare_ultralytics_onnx(ctx, yolo19):  # noqa: F811
     from panoptic_ros.core.synthetic import generate_scene
 
     with model_node(ctx, f"{TAG}_yolo", yolo19, "yolo_conf:=0.2") as m:
-        tester, dets = m.tester, m.dets
+        dets = m.dets
         assert m.label_names() == NAMES
         img = generate_scene(4242, 96, 128).image
         m.publish_until(img, 5, lambda: dets, 30, "detections")
         assert sum(len(d.detections) for d in dets) > 0
-        desc = tester.call(
-            DescribeParameters,
-            m.service("describe_parameters"),
-            DescribeParameters.Request(names=["yolo_conf", "yolo_iou", "yolo_max_det"]),
-        ).descriptors
+        desc = m.describe("yolo_conf", "yolo_iou", "yolo_max_det")
         assert desc[0].floating_point_range[0].to_value == 1.0 and not desc[0].read_only
         assert desc[2].integer_range[0].from_value == 1
-        ok = tester.call(
-            SetParameters,
-            m.service("set_parameters"),
-            SetParameters.Request(parameters=[param_msg("yolo_max_det", 3)]),
-        )
-        assert ok.results[0].successful, ok.results[0].reason
-        bad = tester.call(
-            SetParameters,
-            m.service("set_parameters"),
-            SetParameters.Request(parameters=[param_msg("yolo_conf", 1.5)]),
-        )
-        assert not bad.results[0].successful and "yolo_conf" in bad.results[0].reason
+        ok = m.set("yolo_max_det", 3)
+        assert ok.successful, ok.reason
+        bad = m.set("yolo_conf", 1.5)
+        assert not bad.successful and "yolo_conf" in bad.reason
         m.publish_until(img, 6, lambda: m.answer(6), 30, "the answer to a frame after set")
         assert len(m.answer(6).detections) <= 3
         assert m.node.alive()
