@@ -9,8 +9,21 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 os.environ.setdefault(
     "ROS_DOMAIN_ID", os.environ.get("PANOPTIC_TEST_DOMAIN_ID", str(1 + os.getpid() % 100))
 )
 os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp")
+
+
+@pytest.fixture()
+def rclpy_global():
+    """rclpy initialised in its default context for one test (in-process recorders such as
+    ``TopicRecorder`` use the default context), shut down after it."""
+    import rclpy
+
+    rclpy.init(args=[])
+    yield
+    rclpy.try_shutdown()

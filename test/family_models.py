@@ -10,6 +10,8 @@
   post-processing rules (projects/Panoptic-DeepLab post_processing.py, as documented there), the
   reference the host decode is compared with (detectron2 itself does not install here).
 * ``COCO_80``: the 80 Ultralytics / COCO detection class names.
+* ``pdl19``: module-scoped fixture (``from family_models import pdl19``): a random-init 19-class
+  ``pdl_raw_export`` with the Cityscapes names in ``classes.yaml`` beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
+import yaml
 
 COCO_80 = [
     "person", "bicycle", "car", "motorcycle", "airplane", "bus", "train", "truck", "boat",
@@ -68,6 +72,19 @@ def pdl_raw_export(path: Path, num_classes: int | None = None, size=(96, 128), s
                     conv.weight[o, b] -= gain
         is_thing = [False] * num_classes
     return export_onnx(net, is_thing, path, height=size[0], width=size[1], raw=True)
+
+
+@pytest.fixture(scope="module")
+def pdl19(tmp_path_factory) -> Path:
+    """A random-init 19-class Panoptic-DeepLab network exported raw (seed 3), with the Cityscapes
+    preset's names in ``classes.yaml`` (the names a model of another class count brings)."""
+    from panoptic_ros.core.taxonomy_sources import load_preset
+
+    d = tmp_path_factory.mktemp("pdl19")
+    p = pdl_raw_export(d / "pdl19.onnx", num_classes=19, seed=3)
+    names = [c.name for c in load_preset("cityscapes.yaml")[0].classes]
+    (d / "classes.yaml").write_text(yaml.safe_dump({"names": names}))
+    return p
 
 
 def raw_heads_onnx(

@@ -1,13 +1,20 @@
 """Shared pieces of the DDS test modules (imported like ``pq_random``: ``from ros_helpers import ...``).
 
 Import it after ``rclpy = pytest.importorskip("rclpy")``: it needs rclpy, rcl_interfaces and
-sensor_msgs.
+sensor_msgs (and vision_msgs for :func:`model_node`).
 
 * :class:`NodeProcess`: the installed ``panoptic_node`` started as launch_ros would start it
   (``.venv/bin/panoptic_node --ros-args -r __ns:=... --params-file config/panoptic.yaml -p ...``),
-  output captured by a reader thread, stopped with SIGINT (returns the exit code).
+  output captured by a reader thread (:class:`proc_helpers.OutputProcess`), stopped with SIGINT
+  (returns the exit code).
 * :class:`RosTester`: a plain rclpy node in the test process, spun in a background thread, that
   collects messages and calls services.
+* :func:`model_node`: a context manager that starts the node with a model (NodeProcess + RosTester),
+  waits for its latched label_info and yields a :class:`ModelNode` that collects detections and
+  publishes a frame until answered; the node must exit 0 afterwards.
+* :func:`process_bag_outputs`: ``process-bag`` with a model over a small synthetic bag, the
+  messages it wrote per output.
+* ``DDS_MARKS``: the ``pytestmark`` of a DDS test module.
 * ``ctx``: module-scoped fixture (``from ros_helpers import ctx`` puts it in a test module): skips
   without the executable or the default model, else one rclpy Context per module.
 * message and parameter helpers: :func:`image_msg`, :func:`stamp_ns`, :func:`pvalue`,
@@ -16,28 +23,44 @@ sensor_msgs.
 
 from __future__ import annotations
 
-import os
+import importlib.util
 import signal
-import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
+from proc_helpers import OutputProcess
 from rcl_interfaces.msg import Parameter as ParameterMsg
 from rcl_interfaces.msg import ParameterType, ParameterValue
+from rcl_interfaces.srv import DescribeParameters, GetParameters, SetParameters
 from rclpy.executors import SingleThreadedExecutor
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+# A DDS test module's marks (``pytestmark = DDS_MARKS``): the ``ros`` marker, and a skip where
+# vision_msgs (detections, label_info) is not built.
+DDS_MARKS = [
+    pytest.mark.ros,
+    pytest.mark.skipif(
+        importlib.util.find_spec("vision_msgs") is None,
+        reason="vision_msgs not built (scripts/setup)",
+    ),
+]
 EXE = Path(sys.executable).parent / "panoptic_node"
 PARAMS = ROOT / "config" / "panoptic.yaml"
+# label_info's QoS (the node publishes it once, latched): a subscriber must ask for the same.
+LATCHED = QoSProfile(
+    depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL
+)
 
 
-class NodeProcess:
+class NodeProcess(OutputProcess):
     """``panoptic_node`` as launch_ros starts it, in a subprocess; output captured for assertions.
 
     Command: ``EXE --ros-args -r __ns:=<ns> --params-file config/panoptic.yaml -p backend:=onnxruntime
@@ -57,39 +80,11 @@ class NodeProcess:
             "backend:=onnxruntime",
             *ros_args,
         ]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0"),
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+        super().__init__(cmd)
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        self._reader.join(5)
-        return self.proc.returncode
+        """SIGINT (as launch and Ctrl-C send it); the exit status."""
+        return self.end(signal.SIGINT, timeout)
 
 
 class RosTester:
@@ -137,6 +132,101 @@ class RosTester:
         self._spin.join(2)
         self.executor.shutdown()
         self.node.destroy_node()
+
+
+class ModelNode:
+    """A running ``panoptic_node`` with a given model and a :class:`RosTester` wired to it; made by
+    :func:`model_node`. ``infos`` / ``dets`` fill with its label_info (latched) and detections."""
+
+    def __init__(self, ns: str, node: NodeProcess, tester: RosTester) -> None:
+        from vision_msgs.msg import Detection2DArray, LabelInfo
+
+        self.ns, self.node, self.tester = ns, node, tester
+        self.infos = tester.collect(LabelInfo, f"{ns}/label_info", LATCHED)
+        self.dets = tester.collect(Detection2DArray, f"{ns}/detections")
+        self.pub = tester.node.create_publisher(Image, f"{ns}_in/image_raw", 10)
+
+    def label_names(self) -> list[str]:
+        """The class names of the first label_info."""
+        return [c.class_name for c in self.infos[0].class_map]
+
+    def publish_until(self, rgb: np.ndarray, stamp: int, pred, timeout: float, what: str) -> None:
+        """Publish ``rgb`` (stamp ``stamp`` ns) every poll until ``pred()`` holds (frames are sent
+        until answered, so no wait on discovery can be too short)."""
+        self.tester.wait_for(
+            lambda: self.pub.publish(image_msg(rgb, stamp, "cam")) or pred(), timeout, what
+        )
+
+    def answer(self, stamp: int):
+        """The detections for the frame stamped ``stamp`` ns (None before it came): frames sent
+        every poll queue up, so the last message can answer an earlier frame."""
+        return next((d for d in list(self.dets) if stamp_ns(d) == stamp), None)
+
+    def service(self, name: str) -> str:
+        """The node's service ``name`` (``get_parameters``, ...)."""
+        return f"{self.ns}/panoptic_node/{name}"
+
+    def describe(self, *names: str) -> list:
+        """The node's ParameterDescriptors of ``names`` (its describe_parameters service)."""
+        req = DescribeParameters.Request(names=list(names))
+        return self.tester.call(
+            DescribeParameters, self.service("describe_parameters"), req
+        ).descriptors
+
+    def get(self, *names: str) -> list:
+        """The node's ParameterValues of ``names`` (its get_parameters service)."""
+        req = GetParameters.Request(names=list(names))
+        return self.tester.call(GetParameters, self.service("get_parameters"), req).values
+
+    def set(self, name: str, value):
+        """Set one parameter through the node's set_parameters service; its SetParametersResult."""
+        req = SetParameters.Request(parameters=[param_msg(name, value)])
+        return self.tester.call(SetParameters, self.service("set_parameters"), req).results[0]
+
+
+@contextmanager
+def model_node(ctx, name: str, model, *params: str, timeout: float = 90.0):
+    """``panoptic_node`` under ``/<name>`` with ``model:=<model>``, ``input_qos:=reliable`` and
+    ``params`` (``"key:=value"``, each passed with ``-p``); yields a :class:`ModelNode` once its
+    label_info arrived (within ``timeout`` s; the test fails with the node's output otherwise).
+    On exit the node is stopped with SIGINT and must exit 0."""
+    ns = f"/{name}"
+    args = ["-r", f"image:={ns}_in/image_raw", "-p", f"model:={model}"]
+    for p in params:
+        args += ["-p", p]
+    node = NodeProcess(ns, *args, "-p", "input_qos:=reliable")
+    tester = RosTester(ctx, f"{name}_tester")
+    try:
+        m = ModelNode(ns, node, tester)
+        tester.wait_for(lambda: m.infos or node.proc.poll() is not None, timeout, "label_info")
+        assert m.infos, node.output
+        yield m
+    finally:
+        tester.close()
+        assert node.stop() == 0
+
+
+def process_bag_outputs(tmp_path: Path, model, *extra: str, capsys) -> tuple[Path, dict]:
+    """``panoptic-ros process-bag --model <model> --backend onnxruntime <extra>`` over a 3-frame
+    96x128 synthetic bag (written to ``tmp_path/in``) into ``tmp_path/out``; it must exit 0 (else the
+    test fails with its stderr). Returns (the input bag, {"label_info" | "detections" | "panoptic":
+    the messages written on ``/camera/<that>``})."""
+    from panoptic_ros.bags.messages import deserialize
+    from panoptic_ros.bags.reader import BagReader
+    from panoptic_ros.bags.synthetic import write_synthetic_bag
+    from panoptic_ros.cli import main
+
+    bag = write_synthetic_bag(tmp_path / "in", frames=3, height=96, width=128).path
+    out = tmp_path / "out"
+    args = ["process-bag", str(bag), str(out), "--model", str(model), "--backend", "onnxruntime"]
+    rc = main(args + list(extra))
+    assert rc == 0, capsys.readouterr().err
+    leaves = ("label_info", "detections", "panoptic")
+    with BagReader(out) as r:
+        recs = list(r.messages([f"/camera/{leaf}" for leaf in leaves]))
+    return bag, {
+        leaf: [deserialize(x) for x in recs if x.topic == f"/camera/{leaf}"] for leaf in leaves
+    }
 
 
 @pytest.fixture(scope="module")

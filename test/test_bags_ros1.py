@@ -4,13 +4,12 @@ into rosbag2 and replayed over real DDS."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli, summary
 
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not built")
 
@@ -28,7 +27,6 @@ from panoptic_ros.cli import process_bag as pb  # noqa: E402
 
 H, W = 60, 80
 T0 = 1_600_000_000_000_000_000
-BIN = Path(sys.executable).parent
 
 
 def _ros1_store():
@@ -256,21 +254,9 @@ def test_process_ros1_bag_into_rosbag2(tmp_path, segmenter):
 def test_ros1_bag_through_the_cli(tmp_path):
     bag = tmp_path / "rec.bag"
     write_ros1_bag(bag)
-    proc = subprocess.run(
-        [
-            str(BIN / "panoptic-ros"),
-            "process-bag",
-            str(bag),
-            str(tmp_path / "out"),
-            "--backend",
-            "onnxruntime",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    proc = run_cli("process-bag", str(bag), str(tmp_path / "out"), "--backend", "onnxruntime")
     assert proc.returncode == 0, proc.stderr
-    kv = dict(x.split("=", 1) for x in proc.stdout.strip().splitlines()[-1].split())
+    kv = summary(proc.stdout)
     assert (kv["frames"], kv["skipped_topics"], kv["copied"]) == (
         "3",
         "/cam/depth/image_raw,/cam/image_raw/compressed",
@@ -279,16 +265,7 @@ def test_ros1_bag_through_the_cli(tmp_path):
     assert (tmp_path / "out" / "metadata.yaml").is_file()
 
 
-@pytest.fixture()
-def ros():
-    import rclpy
-
-    rclpy.init(args=[])
-    yield
-    rclpy.try_shutdown()
-
-
-def test_replay_ros1_bag(tmp_path, ros):
+def test_replay_ros1_bag(tmp_path, rclpy_global):
     """replay publishes a ROS 1 bag's camera images as ROS 2 messages with their stamps."""
     from panoptic_ros.bags.recorder import TopicRecorder
     from panoptic_ros.bags.writer import BagWriter
@@ -299,22 +276,17 @@ def test_replay_ros1_bag(tmp_path, ros):
     writer = BagWriter(tmp_path / "rec").open()
     rec = TopicRecorder(writer, {topic: IMAGE_TYPE}, node_name="t_replay_ros1_rec").start()
     try:
-        proc = subprocess.run(
-            [
-                str(BIN / "panoptic-ros"),
-                "replay",
-                str(bag),
-                "--topics",
-                "/cam/image_raw",
-                "--remap",
-                f"/cam/image_raw:={topic}",
-                "--rate",
-                "0",
-                "--wait-for-subscribers",
-                "20",
-            ],
-            capture_output=True,
-            text=True,
+        proc = run_cli(
+            "replay",
+            str(bag),
+            "--topics",
+            "/cam/image_raw",
+            "--remap",
+            f"/cam/image_raw:={topic}",
+            "--rate",
+            "0",
+            "--wait-for-subscribers",
+            "20",
             timeout=120,
         )
         assert proc.returncode == 0, proc.stderr

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
-
-EXE = Path(sys.executable).with_name("panoptic-ros")
+from cli_helpers import EXE, run_cli, summary
 
 #: one quick failure per command (bad arguments or a missing file)
 FAILURES = {
@@ -29,13 +26,6 @@ FAILURES = {
 }
 
 
-def _kv(stdout: str) -> dict[str, str]:
-    last = stdout.strip().splitlines()[-1]
-    pairs = [item.split("=", 1) for item in last.split()]
-    assert all(len(p) == 2 for p in pairs), last
-    return dict(pairs)
-
-
 def test_every_command_is_covered():
     from panoptic_ros.cli import COMMANDS
 
@@ -44,10 +34,10 @@ def test_every_command_is_covered():
 
 @pytest.mark.parametrize("case", sorted(FAILURES))
 def test_failure_prints_a_summary_line(case):
-    proc = subprocess.run([str(EXE), *FAILURES[case]], capture_output=True, text=True, timeout=120)
+    proc = run_cli(*FAILURES[case], timeout=120)
     assert proc.returncode in (1, 2), proc.stderr
     assert "Traceback" not in proc.stderr
-    kv = _kv(proc.stdout)
+    kv = summary(proc.stdout)
     assert kv.get("error") not in (None, "", "0"), proc.stdout
 
 
@@ -79,6 +69,6 @@ def test_sigterm_while_the_model_loads(tmp_path):
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "KeyboardInterrupt" not in err
-    assert _kv(out)["error"] == "interrupted"
+    assert summary(out)["error"] == "interrupted"
     assert not (tmp_path / "out").exists()
     assert [p.name for p in tmp_path.iterdir()] in (["in"], ["in", "out.partial"])

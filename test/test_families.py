@@ -18,6 +18,7 @@ from family_models import (  # noqa: E402
     COCO_80,
     coco_categories_json,
     detectron2_panoptic,
+    pdl19,  # noqa: F401  (module-scoped fixture)
     pdl_raw_export,
     raw_heads_onnx,
     segment_agreement,
@@ -37,15 +38,6 @@ CITYSCAPES = [c.name for c in load_preset("cityscapes.yaml")[0].classes]
 def default_raw(tmp_path_factory):
     """``panoptic-ros export --raw`` of models/default (its raw graph)."""
     return pdl_raw_export(tmp_path_factory.mktemp("raw") / "default_raw.onnx")
-
-
-@pytest.fixture(scope="module")
-def pdl19(tmp_path_factory):
-    """A random-init 19-class Panoptic-DeepLab network exported raw, with Cityscapes names."""
-    d = tmp_path_factory.mktemp("pdl19")
-    p = pdl_raw_export(d / "pdl19.onnx", num_classes=19, seed=3)
-    (d / "classes.yaml").write_text(yaml.safe_dump({"names": CITYSCAPES}))
-    return p
 
 
 def _scenes(n, h, w):

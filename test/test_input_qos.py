@@ -15,32 +15,24 @@ Figures: ``-s`` prints frames answered.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from proc_helpers import OutputProcess, child_env  # noqa: E402
 from rclpy.qos import ReliabilityPolicy  # noqa: E402
+from ros_helpers import DDS_MARKS, EXE, PARAMS, RosTester, ctx, stamp_ns  # noqa: E402,F401
 from sensor_msgs.msg import Image  # noqa: E402
 
 from panoptic_ros.ros import dds_profile, input_qos  # noqa: E402
 
-pytestmark = [
-    pytest.mark.ros,
-    pytest.mark.skipif(
-        importlib.util.find_spec("vision_msgs") is None,
-        reason="vision_msgs not built (scripts/setup)",
-    ),
-]
-
-from ros_helpers import EXE, PARAMS, RosTester, ctx, stamp_ns  # noqa: E402,F401
+pytestmark = DDS_MARKS
 
 TAG = f"iq{os.getpid()}"
 FRAMES, HZ = 10, 2.0
@@ -93,58 +85,25 @@ rclpy.shutdown()
 
 def clean_env() -> dict[str, str]:
     """This environment without a Fast DDS profile (the common case on a robot)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0")
+    env = child_env()
     for var in (dds_profile.FASTDDS_VAR, dds_profile.FASTRTPS_VAR):
         env.pop(var, None)
     return env
 
 
-class Proc:
-    """A child process with its output collected by a reader thread."""
+class Proc(OutputProcess):
+    """A child process without a Fast DDS profile, commands on its stdin, output collected."""
 
-    def __init__(self, cmd: list[str], **kw) -> None:
-        self.proc = subprocess.Popen(
-            cmd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=clean_env(),
-            **kw,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
-
-    def has(self, text: str) -> bool:
-        return any(text in ln for ln in list(self.lines))
+    def __init__(self, cmd: list[str]) -> None:
+        super().__init__(cmd, stdin=subprocess.PIPE, env=clean_env())
 
     def send(self, line: str) -> None:
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
 
     def stop(self, sig: int | None = None, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            if sig is None:
-                self.proc.stdin.close()
-            else:
-                self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        self._reader.join(5)
-        return self.proc.returncode
+        """``sig``, or end of input (the camera's way to stop); the exit status."""
+        return self.end(sig, timeout)
 
 
 def start_node(ns: str, image: str) -> Proc:

@@ -22,13 +22,13 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
+from proc_helpers import OutputProcess, child_env
 
 from panoptic_ros.ros import dds_profile, params
 
@@ -96,11 +96,7 @@ def prefix(tmp_path_factory) -> str:
 
 
 def launcher_env(prefix: str, **extra: str) -> dict[str, str]:
-    env = dict(
-        os.environ, AMENT_PREFIX_PATH=prefix, PYTHONUNBUFFERED="1", RCUTILS_COLORIZED_OUTPUT="0"
-    )
-    env.update(extra)
-    return env
+    return child_env(AMENT_PREFIX_PATH=prefix, **extra)
 
 
 def describe(path: Path, prefix: str) -> list:
@@ -115,31 +111,16 @@ def describe(path: Path, prefix: str) -> list:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-class Launch:
+class Launch(OutputProcess):
     """``ros2 launch FILE ARGS`` in its own process group; output collected by a thread."""
 
     def __init__(self, path: Path, prefix: str, args: dict[str, str], env: dict | None = None):
         cmd = [sys.executable, "-c", LAUNCHER, str(THIRDPARTY), "run", str(path)]
         cmd += [f"{k}:={v}" for k, v in args.items()]
-        self.proc = subprocess.Popen(
-            cmd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env=env or launcher_env(prefix),
-            start_new_session=True,
-        )
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(cmd, env=env or launcher_env(prefix), start_new_session=True)
 
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip())
-
-    @property
-    def output(self) -> str:
-        return "\n".join(self.lines)
+    def signal(self, sig: int) -> None:
+        os.killpg(self.proc.pid, sig)  # the whole group: launch and the node it started
 
     def node_pid(self) -> int | None:
         m = re.search(r"\[panoptic_node-\d+\]: process started with pid \[(\d+)\]", self.output)
@@ -147,16 +128,7 @@ class Launch:
 
     def ctrl_c(self, timeout: float = 60.0) -> int:
         """SIGINT to the process group, as a terminal's Ctrl-C; the exit status of launch."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-                raise
-        self._reader.join(5)
-        return self.proc.returncode
+        return self.end(signal.SIGINT, timeout)
 
 
 @needs_launch

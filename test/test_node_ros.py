@@ -8,7 +8,6 @@ process talks to them with plain rclpy pub/sub and the parameter services.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import time
 
@@ -19,17 +18,8 @@ rclpy = pytest.importorskip("rclpy")
 
 from rcl_interfaces.srv import GetParameters, SetParameters  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-
-pytestmark = [
-    pytest.mark.ros,
-    pytest.mark.skipif(
-        importlib.util.find_spec("vision_msgs") is None,
-        reason="vision_msgs not built (scripts/setup)",
-    ),
-]
-
 from ros_helpers import (  # noqa: E402
+    DDS_MARKS,
     NodeProcess,
     RosTester,
     ctx,  # noqa: E402,F401  (module-scoped fixture)
@@ -37,6 +27,9 @@ from ros_helpers import (  # noqa: E402
     param_msg,
     stamp_ns,
 )
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+pytestmark = DDS_MARKS
 
 OUTPUTS = ("semantic", "instance", "panoptic", "panoptic_rgb", "overlay", "detections")
 TAG = f"t{os.getpid()}"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import EXE, run_cli, summary
 
 pytest.importorskip("vision_msgs.msg", reason="vision_msgs not installed (scripts/setup)")
 
@@ -188,25 +188,17 @@ def test_truncated_input_cli(tmp_path):
     bag = write_synthetic_bag(tmp_path / "in", frames=6, height=480, width=640)
     f = next(bag.path.glob("*.mcap"))
     os.truncate(f, int(f.stat().st_size * 0.6))
-    exe = Path(sys.executable).with_name("panoptic-ros")
-    proc = subprocess.run(
-        [
-            str(exe),
-            "process-bag",
-            str(bag.path),
-            str(tmp_path / "out"),
-            "--backend",
-            "onnxruntime",
-            "--storage",
-            "sqlite3",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
+    proc = run_cli(
+        "process-bag",
+        str(bag.path),
+        str(tmp_path / "out"),
+        "--backend",
+        "onnxruntime",
+        "--storage",
+        "sqlite3",
     )
     assert proc.returncode == 1, proc.stderr
-    last = proc.stdout.strip().splitlines()[-1]
-    kv = dict(item.split("=", 1) for item in last.split())
+    kv = summary(proc.stdout)
     assert {"frames", "skipped", "seconds", "fps", "mean_ms", "p99_ms", "out"} <= set(kv)
     n = int(kv["frames"])
     assert 1 <= n < 6
@@ -302,9 +294,9 @@ def test_output_must_not_touch_the_input(tmp_path, segmenter):
         pb.process_bag(bag.path, tmp_path / "link", segmenter=segmenter, overwrite=True)
     assert _tree_digest(tmp_path / "d") == before
     # the CLI refuses before loading the model, with the summary line
-    proc = _cli("process-bag", str(bag.path), str(bag.path), "--overwrite")
+    proc = run_cli("process-bag", str(bag.path), str(bag.path), "--overwrite")
     assert proc.returncode == 2 and "is the input" in proc.stderr
-    kv = _last_kv(proc)
+    kv = summary(proc.stdout)
     assert (kv["error"], kv["frames"], kv["out"]) == ("input", "0", "-")
     assert "loading model" not in proc.stderr
     assert _tree_digest(tmp_path / "d") == before
@@ -330,15 +322,6 @@ def test_overwrite_replaces_a_previous_bag_only_when_done(tmp_path, segmenter):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in", "notes", "out"]
 
 
-def _cli(*args: str, **kw) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("panoptic-ros")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300, **kw)
-
-
-def _last_kv(proc) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in proc.stdout.strip().splitlines()[-1].split())
-
-
 def test_sigterm_mid_run_leaves_in_and_previous_out(tmp_path):
     """SIGTERM to a real CLI run in the middle of the frames: exit 130, summary line, IN and the
     previous OUT byte-identical, the processed part in OUT.partial."""
@@ -356,10 +339,9 @@ def test_sigterm_mid_run_leaves_in_and_previous_out(tmp_path):
     )
     write_synthetic_bag(tmp_path / "out", frames=2, height=16, width=16)
     before_in, before_out = _tree_digest(tmp_path / "in"), _tree_digest(tmp_path / "out")
-    exe = Path(sys.executable).with_name("panoptic-ros")
     proc = subprocess.Popen(
         [
-            str(exe),
+            str(EXE),
             "process-bag",
             str(bag.path),
             str(tmp_path / "out"),
@@ -387,7 +369,7 @@ def test_sigterm_mid_run_leaves_in_and_previous_out(tmp_path):
             proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    kv = dict(item.split("=", 1) for item in out.strip().splitlines()[-1].split())
+    kv = summary(out)
     assert kv["interrupted"] == "1" and kv["error"] == "interrupted"
     frames = int(kv["frames"])
     assert frames < n  # interrupted mid-run (usually some dozens of frames in)

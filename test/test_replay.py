@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_cli, summary
 
 from panoptic_ros.bags.messages import COMPRESSED_TYPE, IMAGE_TYPE, cdr_header_stamp
 from panoptic_ros.bags.reader import BagReader
@@ -16,32 +16,12 @@ from panoptic_ros.bags.recorder import TopicRecorder
 from panoptic_ros.bags.synthetic import write_synthetic_bag
 from panoptic_ros.bags.writer import BagWriter
 
-BIN = Path(sys.executable).parent
-
 
 def _replay_cli(bag: Path, *extra: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(BIN / "panoptic-ros"), "replay", str(bag), *extra],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_cli("replay", str(bag), *extra, timeout=timeout)
 
 
-def _summary(proc: subprocess.CompletedProcess) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in proc.stdout.strip().splitlines()[-1].split())
-
-
-@pytest.fixture()
-def ros():
-    import rclpy
-
-    rclpy.init(args=[])
-    yield
-    rclpy.try_shutdown()
-
-
-def test_replay_paced_with_clock(tmp_path, ros):
+def test_replay_paced_with_clock(tmp_path, rclpy_global):
     """Every frame arrives with its original stamp, paced by the recorded times; /clock follows the bag."""
     bag = write_synthetic_bag(
         tmp_path / "bag",
@@ -78,7 +58,7 @@ def test_replay_paced_with_clock(tmp_path, ros):
     finally:
         rec.stop()
         writer.close()
-    kv = _summary(proc)
+    kv = summary(proc.stdout)
     assert (kv["frames"], kv["topics"], kv["skipped"], kv["loops"]) == ("6", "1", "0", "1")
     # paced: 0.5 s of recording at rate 2 takes at least 0.25 s (sleeps only lengthen it, so the
     # bound holds on any machine; how fast replay is belongs to `panoptic-ros bench`)
@@ -101,7 +81,7 @@ def test_replay_errors(tmp_path):
     assert proc.returncode == 2 and "no such bag" in proc.stderr
 
 
-def test_replay_to_real_node_rate0(tmp_path, ros, record_property):
+def test_replay_to_real_node_rate0(tmp_path, rclpy_global, record_property):
     """Replay as fast as possible into panoptic_node: every stamp on `semantic` is a replayed frame's,
     in order, without duplicates; the last frame always arrives (latest-frame policy); the rest are
     the drops that policy implies (reported).
@@ -148,7 +128,7 @@ def test_replay_to_real_node_rate0(tmp_path, ros, record_property):
             "0.5",
         )
         assert proc.returncode == 0, proc.stderr
-        assert _summary(proc)["frames"] == str(n)
+        assert summary(proc.stdout)["frames"] == str(n)
         sent = [f.stamp for f in bag.frames]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -16,7 +16,6 @@ The counts (inputs tried, faults survived) are printed for docs/robustness.md.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import random
 import time
@@ -30,22 +29,16 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 cv2 = pytest.importorskip("cv2")
 
-from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
-
-pytestmark = [
-    pytest.mark.ros,
-    pytest.mark.skipif(
-        importlib.util.find_spec("vision_msgs") is None,
-        reason="vision_msgs not built (scripts/setup)",
-    ),
-]
-
 from ros_helpers import (  # noqa: E402
+    DDS_MARKS,
     NodeProcess,
     RosTester,
     ctx,  # noqa: E402,F401  (module-scoped fixture)
     stamp_ns,
 )
+from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
+
+pytestmark = DDS_MARKS
 
 TAG = f"ri{os.getpid()}"
 SEED = 8

@@ -7,7 +7,6 @@ back, and the node keeps publishing outputs for new frames. A good change afterw
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import time
@@ -18,17 +17,8 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from rcl_interfaces.srv import GetParameters, SetParameters, SetParametersAtomically  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
-
-pytestmark = [
-    pytest.mark.ros,
-    pytest.mark.skipif(
-        importlib.util.find_spec("vision_msgs") is None,
-        reason="vision_msgs not built (scripts/setup)",
-    ),
-]
-
 from ros_helpers import (  # noqa: E402
+    DDS_MARKS,
     NodeProcess,
     RosTester,
     ctx,  # noqa: E402,F401  (module-scoped fixture)
@@ -37,6 +27,9 @@ from ros_helpers import (  # noqa: E402
     param_msg,
     stamp_ns,
 )
+from sensor_msgs.msg import Image  # noqa: E402
+
+pytestmark = DDS_MARKS
 
 TAG = f"rp{os.getpid()}"
 CALL_TIMEOUT = 15.0  # parameter service calls
