@@ -7,37 +7,24 @@ Outputs: <namespace>/front/{semantic,instance,panoptic,overlay,detections,label_
 under rear/. dds_profile:=none keeps Fast DDS defaults (see panoptic.launch.py).
 """
 
-import os
-
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from panoptic_ros.ros import dds_profile
+from panoptic_ros.ros import launch_parts
 
 
 def _node(context):
-    """The node, with the profile variable for the dds_profile argument (dds_profile.launch_env)."""
-    profile = LaunchConfiguration("dds_profile").perform(context)
+    """The node (launch_parts.panoptic_node: params file, backend, namespace, DDS profile)."""
     return [
-        Node(
-            package="panoptic_ros",
-            executable="panoptic_node",
-            name="panoptic_node",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[
-                LaunchConfiguration("params_file"),
-                {"cameras": ["front", "rear"], "backend": LaunchConfiguration("backend")},
-            ],
-            remappings=[
+        launch_parts.panoptic_node(
+            context,
+            {"cameras": ["front", "rear"]},
+            [
                 ("front/image", LaunchConfiguration("front")),
                 ("rear/image", LaunchConfiguration("rear")),
             ],
-            additional_env=dds_profile.launch_env(profile),
-            output="screen",
-            emulate_tty=True,
         )
     ]
 
@@ -55,28 +42,7 @@ def generate_launch_description():
             default_value="/rear_camera/image_raw",
             description="Image topic of the rear camera.",
         ),
-        DeclareLaunchArgument(
-            "params_file",
-            default_value=os.path.join(share, "config", "panoptic.yaml"),
-            description="Node parameter file (keys under /** ros__parameters).",
-        ),
-        DeclareLaunchArgument(
-            "backend",
-            default_value="auto",
-            description="Inference backend: auto | onnxruntime | torch | tensorrt.",
-        ),
-        DeclareLaunchArgument(
-            "namespace",
-            default_value="panoptic",
-            description="Namespace of the node and its output topics.",
-        ),
-        DeclareLaunchArgument(
-            "dds_profile",
-            default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
-            description="Fast DDS profile file for the node: the shipped one has a 16 MiB "
-            "shared-memory segment so frames > 512 KiB are not lost over best effort; "
-            "dds_profile:=none = Fast DDS defaults (no profile). Ignored when "
-            "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already.",
-        ),
     ]
-    return LaunchDescription(args + [OpaqueFunction(function=_node)])
+    return LaunchDescription(
+        args + launch_parts.common_arguments(share) + [OpaqueFunction(function=_node)]
+    )

@@ -10,34 +10,21 @@ so camera frames > 512 KiB survive best effort) unless the environment names one
 dds_profile:=none keeps Fast DDS defaults. Give the camera driver the same profile.
 """
 
-import os
-
 from ament_index_python.packages import get_package_share_directory
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
 
 from launch import LaunchDescription
-from panoptic_ros.ros import dds_profile
+from panoptic_ros.ros import launch_parts
 
 
 def _node(context):
-    """The node, with the profile variable for the dds_profile argument (dds_profile.launch_env)."""
-    profile = LaunchConfiguration("dds_profile").perform(context)
+    """The node (launch_parts.panoptic_node: params file, backend, namespace, DDS profile)."""
     return [
-        Node(
-            package="panoptic_ros",
-            executable="panoptic_node",
-            name="panoptic_node",
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[
-                LaunchConfiguration("params_file"),
-                {"backend": LaunchConfiguration("backend"), "model": LaunchConfiguration("model")},
-            ],
-            remappings=[("image", LaunchConfiguration("image"))],
-            additional_env=dds_profile.launch_env(profile),
-            output="screen",
-            emulate_tty=True,
+        launch_parts.panoptic_node(
+            context,
+            {"model": LaunchConfiguration("model")},
+            [("image", LaunchConfiguration("image"))],
         )
     ]
 
@@ -52,32 +39,11 @@ def generate_launch_description():
             "is read as sensor_msgs/CompressedImage).",
         ),
         DeclareLaunchArgument(
-            "params_file",
-            default_value=os.path.join(share, "config", "panoptic.yaml"),
-            description="Node parameter file (keys under /** ros__parameters).",
-        ),
-        DeclareLaunchArgument(
-            "backend",
-            default_value="auto",
-            description="Inference backend: auto | onnxruntime | torch | tensorrt.",
-        ),
-        DeclareLaunchArgument(
             "model",
             default_value="default",
             description="Model directory, 'default', or an .onnx file.",
         ),
-        DeclareLaunchArgument(
-            "namespace",
-            default_value="panoptic",
-            description="Namespace of the node and its output topics.",
-        ),
-        DeclareLaunchArgument(
-            "dds_profile",
-            default_value=os.path.join(share, "config", "fastdds_large_frames.xml"),
-            description="Fast DDS profile file for the node: the shipped one has a 16 MiB "
-            "shared-memory segment so frames > 512 KiB are not lost over best effort; "
-            "dds_profile:=none = Fast DDS defaults (no profile). Ignored when "
-            "FASTDDS_/FASTRTPS_DEFAULT_PROFILES_FILE is set already.",
-        ),
     ]
-    return LaunchDescription(args + [OpaqueFunction(function=_node)])
+    return LaunchDescription(
+        args + launch_parts.common_arguments(share) + [OpaqueFunction(function=_node)]
+    )

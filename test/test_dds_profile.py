@@ -237,21 +237,27 @@ def test_commands_offer_dds_profile_option():
 
 
 def test_launch_files_default_to_the_shipped_profile_unless_the_user_set_one():
+    # the launch files take the argument and the node from ros/launch_parts.py (one copy)
     for path in sorted((ROOT / "launch").glob("*.launch.py")):
         text = path.read_text()
-        tree = ast.parse(text)
-        decl = [
-            n
-            for n in ast.walk(tree)
-            if isinstance(n, ast.Call)
-            and getattr(n.func, "id", None) == "DeclareLaunchArgument"
-            and ast.literal_eval(n.args[0]) == "dds_profile"
-        ]
-        assert len(decl) == 1, path.name
-        default = next(k.value for k in decl[0].keywords if k.arg == "default_value")
-        assert "fastdds_large_frames.xml" in ast.unparse(default), path.name
-        # the variable and the user's-profile rule live in dds_profile.launch_env (test_launch.py)
-        assert "additional_env=dds_profile.launch_env(" in text, path.name
+        assert "launch_parts.common_arguments(share)" in text, path.name
+        assert "launch_parts.panoptic_node(" in text, path.name
+        assert '"dds_profile"' not in text, path.name  # not declared twice
+    text = (ROOT / "panoptic_ros" / "ros" / "launch_parts.py").read_text()
+    tree = ast.parse(text)
+    decl = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and getattr(n.func, "id", None) == "DeclareLaunchArgument"
+        and ast.literal_eval(n.args[0]) == "dds_profile"
+    ]
+    assert len(decl) == 1
+    default = next(k.value for k in decl[0].keywords if k.arg == "default_value")
+    assert "dds_profile.PROFILE_FILE" in ast.unparse(default)
+    assert dds_profile.PROFILE_FILE == "fastdds_large_frames.xml"
+    # the variable and the user's-profile rule live in dds_profile.launch_env (test_launch.py)
+    assert "additional_env=dds_profile.launch_env(" in text
 
 
 # ---- real DDS -----------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
 
 from panoptic_ros.core.taxonomy import TaxonomyError  # noqa: E402
+from panoptic_ros.core.taxonomy_sources import build_taxonomy, parse_taxonomy  # noqa: E402
 from panoptic_ros.families import mask_classification as mc  # noqa: E402
 from panoptic_ros.families.base import OnnxSignature, TensorInfo  # noqa: E402
 from panoptic_ros.families.model_store import ModelError  # noqa: E402
@@ -65,10 +66,18 @@ def _session(folder) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+def _hf_taxonomy(config, stuff_ids=()):
+    """config.json ``id2label`` read as the runtime reads it (core/taxonomy_sources), with the
+    stuff classes given (HF configs do not say; without them every class is a thing, which is
+    HF's behaviour when ``label_ids_to_fuse`` is not given)."""
+    names = [
+        c.name for c in parse_taxonomy({"id2label": config["id2label"]}, "config.json").classes
+    ]
+    return build_taxonomy(names, [i not in stuff_ids for i in range(len(names))])
+
+
 def _taxonomy(card):
-    return mc.taxonomy_from_hf_config(
-        card["hf_config"], {i: i not in H.STUFF_IDS for i in H.ID2LABEL}
-    )
+    return _hf_taxonomy(card["hf_config"], H.STUFF_IDS)
 
 
 def _compare(ours, hf_result, hw, score_tol, iou_min=0.98, ious=None, decided=None):
@@ -180,7 +189,7 @@ def test_prepare_matches_hf_processor_for_dynamic_graphs(kind):
         ),
     )
     fam = mc.MaskClassificationFamily(
-        mc.taxonomy_from_hf_config({"id2label": H.ID2LABEL}),
+        _hf_taxonomy({"id2label": H.ID2LABEL}),
         sig,
         {"preprocessor": pre, "hf_config": {"model_type": kind, "id2label": H.ID2LABEL}},
     )
@@ -390,7 +399,7 @@ def test_signatures_recognised_and_refused():
 
 def test_class_count_mismatch_fails_loudly():
     sig = _sig([("class_queries_logits", (1, 12, 6)), ("masks_queries_logits", (1, 12, 16, 24))])
-    four = mc.taxonomy_from_hf_config({"id2label": {i: f"c{i}" for i in range(4)}})
+    four = _hf_taxonomy({"id2label": {i: f"c{i}" for i in range(4)}})
     with pytest.raises(ModelError, match=r"predicts 5 classes.*taxonomy has 4"):
         mc.MaskClassificationFamily(four, sig, {})
     # a dynamic class axis is checked per frame
@@ -406,7 +415,7 @@ def test_class_count_mismatch_fails_loudly():
 
 
 def test_void_is_minus_one_never_class_zero():
-    tax = mc.taxonomy_from_hf_config({"id2label": H.ID2LABEL})
+    tax = _hf_taxonomy({"id2label": H.ID2LABEL})
     # every query says "no object": HF returns -1 everywhere
     logits = np.zeros((12, 6), np.float32)
     logits[:, -1] = 10
@@ -428,13 +437,15 @@ def test_void_is_minus_one_never_class_zero():
     assert tax.num_classes == 5
 
 
-def test_taxonomy_from_hf_config():
-    tax = mc.taxonomy_from_hf_config({"id2label": {"1": "b", "0": "a"}}, {1: False})
+def test_taxonomy_from_hf_id2label():
+    tax = _hf_taxonomy({"id2label": {"1": "b", "0": "a"}}, stuff_ids=(1,))
     assert [c.name for c in tax.classes] == ["a", "b"] and tax.stuff_ids == (1,)
+    tax = parse_taxonomy({"id2label": {"0": "LABEL_0", "1": "LABEL_0"}}, "config.json")
+    assert [c.name for c in tax.classes] == ["LABEL_0", "LABEL_0_1"]
     with pytest.raises(TaxonomyError, match="id2label"):
-        mc.taxonomy_from_hf_config({"num_labels": 3})
+        parse_taxonomy({"num_labels": 3}, "config.json")
     with pytest.raises(TaxonomyError, match="0..1"):
-        mc.taxonomy_from_hf_config({"id2label": {"0": "a", "2": "c"}})
+        parse_taxonomy({"id2label": {"0": "a", "2": "c"}}, "config.json")
 
 
 def test_thresholds_are_node_parameters():
@@ -442,7 +453,7 @@ def test_thresholds_are_node_parameters():
     assert names == ["mask_score_threshold", "mask_threshold", "overlap_area_threshold"]
     sig = _sig([("class_queries_logits", (1, 12, 6)), ("masks_queries_logits", (1, 12, 16, 24))])
     fam = mc.MaskClassificationFamily(
-        mc.taxonomy_from_hf_config({"id2label": H.ID2LABEL}),
+        _hf_taxonomy({"id2label": H.ID2LABEL}),
         sig,
         {"thresholds": {"mask_score_threshold": 0.7}},
     )
@@ -453,7 +464,7 @@ def test_thresholds_are_node_parameters():
 
 def test_generic_card_keys_when_there_is_no_preprocessor_config():
     sig = _sig([("class_queries_logits", (1, 12, 6)), ("masks_queries_logits", (1, 12, 16, 24))])
-    tax = mc.taxonomy_from_hf_config({"id2label": H.ID2LABEL})
+    tax = _hf_taxonomy({"id2label": H.ID2LABEL})
     card = {"scale": 1 / 255, "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     fam = mc.MaskClassificationFamily(tax, sig, card)
     img = np.full((64, 96, 3), 255, np.uint8)

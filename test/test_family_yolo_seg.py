@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from panoptic_ros.core.taxonomy import TaxonomyError
+from panoptic_ros.core.taxonomy_sources import build_taxonomy, parse_names, parse_taxonomy
 from panoptic_ros.families.base import OnnxSignature, TensorInfo
 from panoptic_ros.families.yolo_seg import (
     YoloDetections,
@@ -24,8 +25,6 @@ from panoptic_ros.families.yolo_seg import (
     is_end2end,
     letterbox,
     letterbox_params,
-    parse_ultralytics_names,
-    taxonomy_from_ultralytics_names,
 )
 
 FRAME_SIZES = [(240, 400), (481, 321), (320, 320), (97, 703), (37, 53), (720, 1280)]
@@ -34,6 +33,13 @@ FRAME_SIZES = [(240, 400), (481, 321), (320, 320), (97, 703), (37, 53), (720, 12
 # ------------------------------------------------------------------------------------------------
 # Without ultralytics: names, recognition, errors
 # ------------------------------------------------------------------------------------------------
+def _names_taxonomy(names):
+    """Ultralytics ``names`` read as the runtime reads them (core/taxonomy_sources), every class
+    a thing as the factory makes them for YoloSegFamily (ALL_THINGS)."""
+    labels = parse_names(names, "Ultralytics names")
+    return build_taxonomy(labels, [True] * len(labels))
+
+
 def _signature(nc=80, nm=32, hw=(640, 640), meta=None, e2e=False, k=300):
     n = sum((hw[0] // s) * (hw[1] // s) for s in (8, 16, 32))
     out0 = (1, k, 6 + nm) if e2e else (1, 4 + nc + nm, n)
@@ -48,10 +54,10 @@ def _signature(nc=80, nm=32, hw=(640, 640), meta=None, e2e=False, k=300):
 
 
 def test_names_from_metadata_string_dict_and_list():
-    assert parse_ultralytics_names("{0: 'person', 1: 'bicycle'}") == ["person", "bicycle"]
-    assert parse_ultralytics_names({1: "b", 0: "a"}) == ["a", "b"]
-    assert parse_ultralytics_names(["x", "y"]) == ["x", "y"]
-    tax = taxonomy_from_ultralytics_names("{0: 'car', 1: 'car', 2: 'bus'}")
+    assert parse_names("{0: 'person', 1: 'bicycle'}") == ["person", "bicycle"]
+    assert parse_names({1: "b", 0: "a"}) == ["a", "b"]
+    assert parse_names(["x", "y"]) == ["x", "y"]
+    tax = parse_taxonomy({"names": "{0: 'car', 1: 'car', 2: 'bus'}"}, "Ultralytics names")
     assert [c.name for c in tax.classes] == ["car", "car_1", "bus"]
     assert all(c.is_thing for c in tax.classes)
 
@@ -62,7 +68,7 @@ def test_names_from_metadata_string_dict_and_list():
 )
 def test_bad_names_fail_clearly(bad):
     with pytest.raises(TaxonomyError, match="Ultralytics names"):
-        taxonomy_from_ultralytics_names(bad)
+        parse_taxonomy({"names": bad}, "Ultralytics names")
 
 
 def test_matches_only_ultralytics_segment_layouts():
@@ -80,13 +86,13 @@ def test_matches_only_ultralytics_segment_layouts():
 
 
 def test_class_count_mismatch_names_both_counts():
-    tax = taxonomy_from_ultralytics_names([f"c{i}" for i in range(19)])
+    tax = _names_taxonomy([f"c{i}" for i in range(19)])
     with pytest.raises(YoloSegError, match=r"nc = 80 classes, but the taxonomy has 19"):
         YoloSegFamily(tax, _signature(nc=80))
 
 
 def test_parameters_are_ultralytics_predict_defaults():
-    fam = YoloSegFamily(taxonomy_from_ultralytics_names([str(i) for i in range(80)]), _signature())
+    fam = YoloSegFamily(_names_taxonomy([str(i) for i in range(80)]), _signature())
     assert fam.config == {"yolo_conf": 0.25, "yolo_iou": 0.7, "yolo_max_det": 300}
     with pytest.raises(ValueError, match="yolo_iou must be in"):
         fam.update_config(yolo_iou=1.5)
@@ -171,7 +177,7 @@ def _family_for(path):
         {p.key: p.value for p in model.metadata_props},
     )
     assert YoloSegFamily.matches(sig, {})
-    tax = taxonomy_from_ultralytics_names(sig.metadata["names"])
+    tax = _names_taxonomy(sig.metadata["names"])
     return YoloSegFamily(tax, sig, source=path)
 
 

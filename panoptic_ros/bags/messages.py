@@ -164,31 +164,26 @@ def deserialize(record: BagRecord, path: str | Path = "") -> Any:
     """The rclpy message in ``record``; BagMessageError naming file/topic/index/time if unusable."""
     from rclpy.serialization import deserialize_message
 
-    if record.error:
-        raise BagMessageError(
-            f"{path}: {record.where()}: {record.error}",
+    def error(detail: str) -> BagMessageError:
+        return BagMessageError(
+            f"{path}: {record.where()}: {detail}",
             topic=record.topic,
             index=record.index,
             log_time=record.log_time,
         )
+
+    if record.error:
+        raise error(record.error)
     try:
         cls = message_class(record.msgtype)
     except BagError as exc:
-        raise BagMessageError(
-            f"{path}: {record.where()}: {exc}",
-            topic=record.topic,
-            index=record.index,
-            log_time=record.log_time,
-        ) from None
+        raise error(str(exc)) from None
     try:
         return deserialize_message(record.data, cls)
     except Exception as exc:  # rclpy raises RMWError (Fast CDR exception) on malformed CDR
         detail = str(exc).split(", at ")[0]
-        raise BagMessageError(
-            f"{path}: {record.where()}: corrupt {record.msgtype} payload ({len(record.data)} bytes): {detail}",
-            topic=record.topic,
-            index=record.index,
-            log_time=record.log_time,
+        raise error(
+            f"corrupt {record.msgtype} payload ({len(record.data)} bytes): {detail}"
         ) from None
 
 

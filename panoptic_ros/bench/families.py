@@ -242,9 +242,10 @@ def yolo_raw_outputs(
 
 
 def build_yolo(seed: int, objects: int, input_hw: tuple[int, int] = (640, 640), nc: int = 80):
+    from panoptic_ros.core.taxonomy_sources import build_taxonomy
     from panoptic_ros.families import yolo_seg as ys
 
-    tax = ys.taxonomy_from_ultralytics_names([f"c{i}" for i in range(nc)])
+    tax = build_taxonomy([f"c{i}" for i in range(nc)])  # Ultralytics classes: all things
     outs = yolo_raw_outputs(input_hw, nc, objects=objects, seed=seed)
     sig = _sig([(ys.INPUT_NAME, (1, 3, *input_hw))], outs, {"task": "segment"})
     fam = ys.YoloSegFamily(tax, sig)

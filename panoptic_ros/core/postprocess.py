@@ -195,6 +195,43 @@ def instance_records(
     return tuple(out)
 
 
+def _gather_tables(
+    sem_tab: np.ndarray,
+    ins_tab: np.ndarray,
+    area: np.ndarray,
+    key: np.ndarray,
+    hw: tuple[int, int],
+    taxonomy: Taxonomy,
+    cfg: PostprocessConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The last decisions on the (k, c) tables, then one gather each through the key map.
+
+    sem_tab / ins_tab: (K + 1, C + 1) class (C = unlabeled while deciding) and instance id per
+    (k, c); area: pixels per (k, c); key: (h, w) index ``k * (C + 1) + c``. Decides the stuff area
+    filter (per class, like Panoptic-DeepLab's stuff_area), the unlabeled value and the panoptic
+    encoding (VOID where unlabeled) -> (semantic, instance, panoptic) maps of shape ``hw``. Shared
+    by ``build_result`` and ``result_from_segments`` so both encode a frame the same way."""
+    C = taxonomy.num_classes
+    if cfg.stuff_area_min > 0:
+        total = np.bincount(sem_tab.ravel(), weights=area.ravel(), minlength=C + 1)
+        drop = np.zeros(C + 1, bool)
+        stuff = np.asarray(taxonomy.stuff_ids, np.int64)
+        drop[stuff] = total[stuff] < cfg.stuff_area_min
+        if drop.any():
+            sem_tab = np.where(drop[sem_tab], C, sem_tab)
+    void = sem_tab == C
+    pan_tab = (sem_tab * taxonomy.label_divisor + ins_tab).astype(np.int32)
+    pan_tab[void] = VOID
+    sem_tab[void] = unlabeled_value(taxonomy)
+    ins_tab[void] = 0
+    h, w = hw
+    return (
+        sem_tab.astype(semantic_dtype(taxonomy)).ravel().take(key).reshape(h, w),
+        ins_tab.astype(np.uint16).ravel().take(key).reshape(h, w),
+        pan_tab.ravel().take(key).reshape(h, w),
+    )
+
+
 def build_result(
     semantic: np.ndarray,
     instance: np.ndarray,
@@ -227,7 +264,6 @@ def build_result(
     if H < 1 or W < 1:
         raise ValueError(f"input_hw must be >= (1, 1), got {input_hw}")
     h, w = semantic.shape
-    unl = unlabeled_value(taxonomy)
     C = taxonomy.num_classes
     K = int(center_score.shape[0])
     # per-pixel work: the (k, c) key, C = "unlabeled" class while processing
@@ -258,21 +294,9 @@ def build_result(
     k_eff = np.where(is_thing[None, :], np.arange(K + 1)[:, None], 0)  # (K + 1, C + 1)
     ins_tab = new_id[k_eff]
     sem_tab = np.where(is_thing[None, :], class_of_k[k_eff], np.arange(C + 1)[None, :])
-    if cfg.stuff_area_min > 0:  # stuff area filter (per class, like Panoptic-DeepLab's stuff_area)
-        counts = np.bincount(sem_tab.ravel(), weights=votes.ravel(), minlength=C + 1)
-        drop = np.zeros(C + 1, bool)
-        stuff = np.asarray(taxonomy.stuff_ids, np.int64)
-        drop[stuff] = counts[stuff] < cfg.stuff_area_min
-        if drop.any():
-            sem_tab = np.where(drop[sem_tab], C, sem_tab)
-    void = sem_tab == C
-    pan_tab = (sem_tab * taxonomy.label_divisor + ins_tab).astype(np.int32)
-    pan_tab[void] = VOID
-    sem_tab[void] = unl
-
-    semantic_small = sem_tab.astype(semantic_dtype(taxonomy)).ravel().take(key).reshape(h, w)
-    instance_small = ins_tab.astype(np.uint16).ravel().take(key).reshape(h, w)
-    panoptic_small = pan_tab.ravel().take(key).reshape(h, w)
+    semantic_small, instance_small, panoptic_small = _gather_tables(
+        sem_tab, ins_tab, votes, key, (h, w), taxonomy, cfg
+    )
     records = instance_records(instance_small, cls_of_new, score_of_new, (H, W))
     return PanopticResult(
         semantic=labels_to_input(semantic_small, (H, W)),
@@ -321,7 +345,6 @@ def result_from_segments(
     H, W = sem.shape
     C = taxonomy.num_classes
     N = int(classes.size)
-    unl = unlabeled_value(taxonomy)
     # void -> C (the "unlabeled" column); instance ids outside 1..N -> 0
     key = np.clip(ins, np.int32(-1), np.int32(N + 1)).astype(np.intp)
     key[(key < 0) | (key > N)] = 0
@@ -351,22 +374,9 @@ def result_from_segments(
     sem_tab[1:] = cls_row[1:, None]
     ins_tab = np.zeros((N + 1, C + 1), np.int64)
     ins_tab[1:] = new_id[1:, None]
-    if cfg.stuff_area_min > 0:
-        total = np.bincount(sem_tab.ravel(), weights=counts.ravel(), minlength=C + 1)
-        drop = np.zeros(C + 1, bool)
-        stuff = np.asarray(taxonomy.stuff_ids, np.int64)
-        drop[stuff] = total[stuff] < cfg.stuff_area_min
-        if drop.any():
-            sem_tab = np.where(drop[sem_tab], C, sem_tab)
-    void = sem_tab == C
-    pan_tab = (sem_tab * taxonomy.label_divisor + ins_tab).astype(np.int32)
-    pan_tab[void] = VOID
-    sem_tab[void] = unl
-    ins_tab[void] = 0
-
-    semantic_out = sem_tab.astype(semantic_dtype(taxonomy)).ravel().take(key).reshape(H, W)
-    instance_out = ins_tab.astype(np.uint16).ravel().take(key).reshape(H, W)
-    panoptic_out = pan_tab.ravel().take(key).reshape(H, W)
+    semantic_out, instance_out, panoptic_out = _gather_tables(
+        sem_tab, ins_tab, counts, key, (H, W), taxonomy, cfg
+    )
     cls_of_new = np.concatenate([[-1], cls_k[kept]])
     score_of_new = np.concatenate([[0.0], scores[kept - 1]])
     records = instance_records(instance_out, cls_of_new, score_of_new)

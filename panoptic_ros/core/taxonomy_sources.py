@@ -7,6 +7,7 @@ Accepted (``parse_taxonomy``; docs/models.md "Taxonomy"):
 * Hugging Face ``config.json``: ``id2label`` ({"0": "person", ...});
 * Ultralytics: ``names`` as a list or an {id: name} dict (data YAML, or the ``names``
   metadata_prop of an exported ONNX, which is the dict's Python repr);
+  in these two a repeated name gets its index appended (``unique_names``);
 * COCO ``categories`` ([{id, name, isthing, color}], e.g. panoptic_coco_categories.json); the
   categories' order is the model's class order (COCO ids are not contiguous);
 * a bare list of names, or an {id: name} mapping.
@@ -130,11 +131,44 @@ def _names_from_mapping(m: Mapping[Any, Any], what: str) -> list[str]:
     return [v for _, v in items]
 
 
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Repeats renamed with their index appended ("car", "car_7"); an empty name too ("_3").
+
+    Why: Ultralytics ``names`` and HF ``id2label`` allow repeats (e.g. a duplicated "LABEL_x"),
+    a Taxonomy does not; the class order (what the model predicts) must stay as it is."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        name = name if name and name not in seen else f"{name}_{i}"
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def parse_names(names: Any, where: str = "names") -> list[str]:
+    """Ultralytics ``names``: the metadata_prop string, an {id: name} dict or a list -> class
+    names in class order, repeats made unique; TaxonomyError naming ``where`` otherwise."""
+    if isinstance(names, str):
+        out = parse_names_repr(names)
+    elif isinstance(names, Mapping):
+        out = _names_from_mapping(names, where)
+    elif isinstance(names, (list, tuple)):
+        out = [str(n) for n in names]
+    else:
+        raise TaxonomyError(
+            f"{where}: expected a dict or list of names, got {type(names).__name__}"
+        )
+    if not out:
+        raise TaxonomyError(f"{where}: empty")
+    return unique_names(out)
+
+
 def parse_names_repr(text: str) -> list[str]:
-    """Ultralytics' ``names`` metadata_prop (``"{0: 'person', 1: 'bicycle'}"``) -> names."""
+    """Ultralytics' ``names`` metadata_prop (``"{0: 'person', 1: 'bicycle'}"``) -> names,
+    read with ``ast.literal_eval`` (never ``eval``)."""
     try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError) as exc:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
         raise TaxonomyError(f"ONNX metadata 'names' is not a dict literal: {exc}") from exc
     if isinstance(value, Mapping):
         return _names_from_mapping(value, "ONNX metadata 'names'")
@@ -180,16 +214,10 @@ def _parse(data: Any, where: str) -> Taxonomy:
             label_divisor=divisor,
         )
     if "id2label" in data:
-        return build_taxonomy(
-            _names_from_mapping(data["id2label"], f"{where}: id2label"), label_divisor=divisor
-        )
+        names = unique_names(_names_from_mapping(data["id2label"], f"{where}: id2label"))
+        return build_taxonomy(names, label_divisor=divisor)
     if "names" in data:
-        names = data["names"]
-        if isinstance(names, str):
-            names = parse_names_repr(names)
-        elif isinstance(names, Mapping):
-            names = _names_from_mapping(names, f"{where}: names")
-        return build_taxonomy([str(n) for n in names], label_divisor=divisor)
+        return build_taxonomy(parse_names(data["names"], f"{where}: names"), label_divisor=divisor)
     if "categories" in data:
         cats = list(data["categories"])
         isthing = [None if c.get("isthing") is None else bool(c["isthing"]) for c in cats]

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from panoptic_ros.core.postprocess import PostprocessConfig, result_from_segments
+from panoptic_ros.core.postprocess import PostprocessConfig, build_result, result_from_segments
 from panoptic_ros.core.taxonomy import Taxonomy
 from panoptic_ros.core.types import (  # noqa: F401 (defined in core: the Segmenter uses them)
     PanopticResult,
@@ -172,3 +172,35 @@ def segments_from_result(result: PanopticResult, taxonomy: Taxonomy) -> Segments
     classes = np.array([i.class_id for i in result.instances], np.int32)
     scores = np.array([i.score for i in result.instances], np.float32)
     return Segments(sem, result.instance.astype(np.int32), classes, scores)
+
+
+class CentreMapsFamily(ModelFamily):
+    """A family whose outputs give per frame head-resolution semantic and instance maps and centre
+    scores (this project's contract, Panoptic-DeepLab). Why a class: ``build_result`` turns those
+    maps into the result in one pass, so ``to_result`` skips Segments, and ``decode`` (for
+    callers that want Segments) is that result read back; subclasses give ``instance_maps``."""
+
+    @abstractmethod
+    def instance_maps(
+        self, outputs: Mapping[str, np.ndarray], index: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Frame ``index``: semantic (h, w) class ids, instance (h, w: 0 or k + 1 for centre k)
+        and centre scores (K,)."""
+
+    def to_result(
+        self,
+        outputs: Mapping[str, np.ndarray],
+        prepared: Prepared,
+        index: int,
+        config: PostprocessConfig,
+    ) -> PanopticResult:
+        semantic, instance, scores = self.instance_maps(outputs, index)
+        if scores.size == 0:
+            scores = np.zeros(1, np.float32)  # build_result needs K >= 1; no pixel refers to it
+        return build_result(
+            semantic, instance, scores, prepared.image_hw[index], self.taxonomy, config
+        )
+
+    def decode(self, outputs: Mapping[str, np.ndarray], prepared: Prepared, index: int) -> Segments:
+        r = self.to_result(outputs, prepared, index, PostprocessConfig(1.0, 0, 0))
+        return segments_from_result(r, self.taxonomy)

@@ -43,7 +43,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from panoptic_ros.core.taxonomy import ClassInfo, Taxonomy, TaxonomyError
+from panoptic_ros.core.taxonomy import Taxonomy
 from panoptic_ros.families.base import (
     ModelFamily,
     OnnxSignature,
@@ -138,41 +138,6 @@ def card_from_hf_folder(folder: str | Path) -> dict[str, Any]:
             except (OSError, ValueError) as exc:
                 raise ModelError(f"{path}: not readable JSON ({exc}); see {DOCS}") from exc
     return card
-
-
-def _palette(i: int) -> tuple[int, int, int]:
-    """A fixed, well spread colour per class index (golden-ratio hue walk)."""
-    h = (i * 0.618033988749895) % 1.0
-    hsv = np.array([[[h * 179, 200, 230]]], dtype=np.uint8)
-    r, g, b = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0]
-    return int(r), int(g), int(b)
-
-
-def taxonomy_from_hf_config(
-    config: Mapping[str, Any], is_thing: Mapping[int, bool] | None = None
-) -> Taxonomy:
-    """Taxonomy from config.json ``id2label`` (keys are strings "0".."C-1" in HF files).
-
-    HF configs do not say which classes are things; ``is_thing`` (class id -> bool) supplies it.
-    Without it every class is a thing, which is exactly HF's behaviour when
-    ``label_ids_to_fuse`` is not given (no class is fused)."""
-    id2label = config.get("id2label")
-    if not isinstance(id2label, Mapping) or not id2label:
-        raise TaxonomyError("config.json has no id2label mapping; cannot name the model's classes")
-    try:
-        items = sorted((int(k), str(v)) for k, v in id2label.items())
-    except (TypeError, ValueError) as exc:
-        raise TaxonomyError(f"config.json id2label keys must be integers, got {exc}") from exc
-    ids = [i for i, _ in items]
-    if ids != list(range(len(ids))):
-        raise TaxonomyError(f"config.json id2label ids must be 0..{len(ids) - 1}, got {ids[:10]}")
-    names: list[str] = []
-    for _, name in items:  # HF ids are unique, names not always (e.g. duplicated "LABEL_x")
-        names.append(name if name not in names else f"{name}_{len(names)}")
-    things = dict(is_thing or {})
-    return Taxonomy(
-        tuple(ClassInfo(i, n, bool(things.get(i, True)), _palette(i)) for i, n in enumerate(names))
-    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from panoptic_ros.families.model_store import (
     ModelError,
     ModelInfo,
     load_model_info,
+    load_onnx_graph,
 )
 
 CARD_SUFFIX = ".card.yaml"
@@ -122,14 +123,7 @@ _ONNX_DTYPES = {
 
 def read_signature(path: Path) -> OnnxSignature:
     """Inputs (initializers excluded), outputs and metadata_props of an ONNX file, without its weights."""
-    try:
-        import onnx
-    except ImportError as exc:
-        raise ModelError("reading an ONNX model needs the 'onnx' package") from exc
-    try:
-        m = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # onnx raises DecodeError and friends
-        raise ModelError(f"{path}: not a readable ONNX model: {exc}") from exc
+    m = load_onnx_graph(path)
 
     def info(vi) -> TensorInfo:
         tt = vi.type.tensor_type

@@ -191,16 +191,23 @@ def _check_safetensors_header(path: Path) -> None:
         )
 
 
-def _load_onnx(path: Path) -> ModelInfo:
-    """A user .onnx: check the contract's input/output names and static shapes."""
+def load_onnx_graph(path: Path, doing: str = "reading") -> Any:
+    """The ``onnx.ModelProto`` of ``path`` without its external weights (graph and metadata
+    only); ModelError naming the file when it is not ONNX, or what needed the missing package."""
     try:
         import onnx
     except ImportError as exc:
-        raise ModelError("checking an ONNX model needs the 'onnx' package") from exc
+        raise ModelError(f"{doing} an ONNX model needs the 'onnx' package") from exc
     try:
-        m = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # onnx raises DecodeError and friends
         raise ModelError(f"{path}: not a readable ONNX model: {exc}") from exc
+
+
+def _load_onnx(path: Path) -> ModelInfo:
+    """A user .onnx: check the contract's input/output names and static shapes."""
+    m = load_onnx_graph(path, "checking")
+    from onnx import TensorProto  # present: load_onnx_graph imported onnx
 
     def dims(vi) -> list[int]:
         return [
@@ -226,7 +233,7 @@ def _load_onnx(path: Path) -> ModelInfo:
         raise ModelError(
             f"{path}: ONNX input 'image' has shape {shape}, contract needs static [B,3,H,W] with H,W >= 16"
         )
-    if inputs["image"].type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+    if inputs["image"].type.tensor_type.elem_type != TensorProto.FLOAT:
         raise ModelError(f"{path}: ONNX input 'image' must be float32")
     ks = dims(outputs["center_score"])
     top_k = ks[1] if len(ks) == 2 and ks[1] > 0 else DEFAULT_TOP_K

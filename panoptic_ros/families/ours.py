@@ -4,9 +4,9 @@
       -> semantic int32 [B,H,W], instance int32 [B,H,W] (0 or k + 1), center_score float32 [B,K]
 
 The graph already did argmax, centre NMS / TopK and grouping; the host step is
-``postprocess.build_result`` on the network-resolution maps (``to_result`` keeps that fast path;
-``decode`` exists for callers that want Segments). Preprocessing: stretch resize to the graph's
-static input size (core/preprocess.py).
+``postprocess.build_result`` on the network-resolution maps (base.CentreMapsFamily: ``to_result``
+keeps that fast path; ``decode`` exists for callers that want Segments). Preprocessing: stretch
+resize to the graph's static input size (core/preprocess.py).
 """
 
 from __future__ import annotations
@@ -16,23 +16,19 @@ from typing import Any
 
 import numpy as np
 
-from panoptic_ros.core.postprocess import PostprocessConfig, build_result
 from panoptic_ros.core.preprocess import Preprocessor
-from panoptic_ros.core.types import PanopticResult
 from panoptic_ros.families.base import (
-    ModelFamily,
+    CentreMapsFamily,
     OnnxSignature,
     ParamSpec,
     Prepared,
-    Segments,
-    segments_from_result,
 )
 
 INPUTS = ("image", "center_threshold")
 OUTPUTS = ("semantic", "instance", "center_score")
 
 
-class OursFamily(ModelFamily):
+class OursFamily(CentreMapsFamily):
     name = "ours"
     PARAMETERS = (
         ParamSpec(
@@ -77,22 +73,11 @@ class OursFamily(ModelFamily):
         thr = np.array([self.config["center_threshold"]], np.float32)
         return Prepared({"image": x, "center_threshold": thr}, [im.shape[:2] for im in images], [])
 
-    def to_result(
-        self,
-        outputs: Mapping[str, np.ndarray],
-        prepared: Prepared,
-        index: int,
-        config: PostprocessConfig,
-    ) -> PanopticResult:
-        return build_result(
+    def instance_maps(
+        self, outputs: Mapping[str, np.ndarray], index: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (
             outputs["semantic"][index],
             outputs["instance"][index],
             outputs["center_score"][index],
-            prepared.image_hw[index],
-            self.taxonomy,
-            config,
         )
-
-    def decode(self, outputs: Mapping[str, np.ndarray], prepared: Prepared, index: int) -> Segments:
-        r = self.to_result(outputs, prepared, index, PostprocessConfig(1.0, 0, 0))
-        return segments_from_result(r, self.taxonomy)

@@ -33,15 +33,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from panoptic_ros.core.postprocess import PostprocessConfig, build_result
-from panoptic_ros.core.types import PanopticResult
 from panoptic_ros.families.base import (
-    ModelFamily,
+    CentreMapsFamily,
     OnnxSignature,
     ParamSpec,
     Prepared,
-    Segments,
-    segments_from_result,
 )
 from panoptic_ros.families.image_input import ImageInput, image_input
 
@@ -98,7 +94,7 @@ def group_pixels(
     return out
 
 
-class PanopticDeepLabFamily(ModelFamily):
+class PanopticDeepLabFamily(CentreMapsFamily):
     name = "panoptic_deeplab"
     PARAMETERS = (
         ParamSpec(
@@ -192,21 +188,3 @@ class PanopticDeepLabFamily(ModelFamily):
             instance[thing] = rank[nearest] + 1
             scores = scores[order]
         return semantic, instance, scores.astype(np.float32)
-
-    def to_result(
-        self,
-        outputs: Mapping[str, np.ndarray],
-        prepared: Prepared,
-        index: int,
-        config: PostprocessConfig,
-    ) -> PanopticResult:
-        semantic, instance, scores = self.instance_maps(outputs, index)
-        if scores.size == 0:
-            scores = np.zeros(1, np.float32)  # build_result needs K >= 1; no pixel refers to it
-        return build_result(
-            semantic, instance, scores, prepared.image_hw[index], self.taxonomy, config
-        )
-
-    def decode(self, outputs: Mapping[str, np.ndarray], prepared: Prepared, index: int) -> Segments:
-        r = self.to_result(outputs, prepared, index, PostprocessConfig(1.0, 0, 0))
-        return segments_from_result(r, self.taxonomy)

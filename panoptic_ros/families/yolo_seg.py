@@ -36,7 +36,6 @@ Pure numpy + cv2 at run time; torch / ultralytics are only used by the parity te
 from __future__ import annotations
 
 import ast
-import colorsys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,7 +44,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from panoptic_ros.core.taxonomy import ClassInfo, Taxonomy, TaxonomyError
+from panoptic_ros.core.taxonomy import TaxonomyError
+from panoptic_ros.core.taxonomy_sources import parse_names
 from panoptic_ros.families.base import (
     ModelFamily,
     OnnxSignature,
@@ -67,67 +67,6 @@ OUTPUT_PROTOS = "output1"
 
 class YoloSegError(ValueError):
     """The model or its outputs do not fit the Ultralytics YOLO-seg export layout."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Class names
-# ------------------------------------------------------------------------------------------------
-def parse_ultralytics_names(names: str | Mapping[Any, Any] | Sequence[str]) -> list[str]:
-    """Ultralytics ``names`` -> list of class names in index order.
-
-    Accepts the ONNX metadata string (a Python dict repr such as "{0: 'person', 1: 'bicycle'}",
-    parsed with ``ast.literal_eval``, never ``eval``), a dict {index: name} or a list. Indices must
-    be 0..n-1 without gaps (a dict with gaps would shift every class after the gap)."""
-    if isinstance(names, str):
-        try:
-            names = ast.literal_eval(names.strip())
-        except (ValueError, SyntaxError, MemoryError, RecursionError) as exc:
-            raise TaxonomyError(
-                f"Ultralytics names: not a Python dict/list literal ({exc.__class__.__name__})"
-            ) from exc
-    if isinstance(names, Mapping):
-        try:
-            items = {int(k): str(v) for k, v in names.items()}
-        except (TypeError, ValueError) as exc:
-            raise TaxonomyError(f"Ultralytics names: keys must be integers ({exc})") from exc
-        if sorted(items) != list(range(len(items))):
-            raise TaxonomyError(
-                f"Ultralytics names: indices must be 0..{len(items) - 1} without gaps, "
-                f"got {sorted(items)[:10]}{'...' if len(items) > 10 else ''}"
-            )
-        out = [items[i] for i in range(len(items))]
-    elif isinstance(names, (list, tuple)):
-        out = [str(v) for v in names]
-    else:
-        raise TaxonomyError(
-            f"Ultralytics names: expected a dict or list, got {type(names).__name__}"
-        )
-    if not out:
-        raise TaxonomyError("Ultralytics names: empty")
-    return out
-
-
-def _palette(n: int) -> list[tuple[int, int, int]]:
-    """n distinct, deterministic colours (golden-ratio hue steps)."""
-    cols = []
-    for i in range(n):
-        r, g, b = colorsys.hsv_to_rgb((i * 0.618033988749895) % 1.0, 0.65, 0.95)
-        cols.append((int(r * 255), int(g * 255), int(b * 255)))
-    return cols
-
-
-def taxonomy_from_ultralytics_names(names: str | Mapping[Any, Any] | Sequence[str]) -> Taxonomy:
-    """A Taxonomy from Ultralytics ``names`` (metadata string, dict or list): every class is a
-    thing (YOLO-seg detects objects; it has no stuff). Duplicate names, which Ultralytics allows,
-    get their index appended ("car", "car_7") because the taxonomy needs unique names."""
-    labels = parse_ultralytics_names(names)
-    seen: set[str] = set()
-    classes = []
-    for i, (name, color) in enumerate(zip(labels, _palette(len(labels)), strict=True)):
-        name = name if name and name not in seen else f"{name}_{i}"
-        seen.add(name)
-        classes.append(ClassInfo(i, name, True, color))
-    return Taxonomy(tuple(classes))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -576,7 +515,7 @@ class YoloSegFamily(ModelFamily):
                 return rows - 4 - nm
         if "names" in signature.metadata:
             try:
-                return len(parse_ultralytics_names(signature.metadata["names"]))
+                return len(parse_names(signature.metadata["names"]))
             except TaxonomyError:
                 return None
         return None
