@@ -127,24 +127,37 @@ def _assert_clean(rc: int, err: str) -> None:
     assert not bad, "\n".join(bad)
 
 
+def _publishers(topics: list[str]) -> list[subprocess.Popen]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, t],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for t in topics
+    ]
+
+
+def _stop_publishers(pubs: list[subprocess.Popen]) -> None:
+    for pub in pubs:
+        pub.send_signal(signal.SIGINT)
+    for pub in pubs:
+        try:
+            pub.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pub.kill()
+            pub.wait()
+
+
 @pytest.fixture
 def frames():
     """(namespace, publisher process) sending frames to <ns>/image."""
     ns = f"/signals_{os.getpid()}_{time.monotonic_ns()}"
-    pub = subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER, f"{ns}/image"],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    pubs = _publishers([f"{ns}/image"])
     yield ns
-    pub.send_signal(signal.SIGINT)
-    try:
-        pub.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        pub.kill()
-        pub.wait()
+    _stop_publishers(pubs)
 
 
 @pytest.mark.parametrize(
@@ -170,3 +183,26 @@ def test_sigint_during_start_up(ignored):
     node.wait_for("best-effort input and no")  # the hint, logged just before configure
     time.sleep(0.2)
     _assert_clean(*node.stop(signal.SIGINT))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_sigint_with_two_cameras_mid_inference(backend):
+    """Two cameras streaming, a batch of two in the worker (torch: the slower backend, so the
+    signal lands mid-inference), the diagnostics timer and input_qos auto's re-check timer
+    running: SIGINT then the second one launch forwards; exit 0, stderr clean."""
+    ns = f"/signals_two_{os.getpid()}_{backend}"
+    pubs = _publishers([f"{ns}/front/image", f"{ns}/rear/image"])
+    try:
+        node = Node(
+            ns,
+            _env(),
+            False,
+            "cameras:=['front','rear']",
+            f"backend:={backend}",
+            "diagnostics_period:=0.2",
+        )
+        node.wait_for("camera 'rear'")
+        time.sleep(2.0)
+        _assert_clean(*node.stop(signal.SIGINT, signal.SIGINT, gap=0.2))
+    finally:
+        _stop_publishers(pubs)
