@@ -206,3 +206,42 @@ def test_sigint_with_two_cameras_mid_inference(backend):
         _assert_clean(*node.stop(signal.SIGINT, signal.SIGINT, gap=0.2))
     finally:
         _stop_publishers(pubs)
+
+
+@pytest.mark.parametrize("during", ["configure", "deactivate"])
+def test_sigint_during_a_lifecycle_transition(frames, during):
+    """autostart:=false, driven over ``change_state`` as a lifecycle manager does; SIGINT lands
+    while a requested transition runs in the executor (configure: the model load; deactivate:
+    frames in flight, the worker being joined): exit 0, stderr clean."""
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from ros_helpers import RosTester
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    tester = RosTester(ctx, f"signals_lc_{os.getpid()}")
+    client = tester.node.create_client(ChangeState, f"{frames}/panoptic_node/change_state")
+    try:
+        node = Node(frames, _env(), False, "autostart:=false")
+        assert client.wait_for_service(timeout_sec=60), "no change_state service"
+
+        def change(tid: int):
+            return client.call_async(ChangeState.Request(transition=Transition(id=tid)))
+
+        if during == "deactivate":
+            for tid in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+                fut = change(tid)
+                tester.wait_for(fut.done, 90, f"transition {tid}")
+                assert fut.result().success, tid
+            node.wait_for("camera ''")
+            time.sleep(1.5)  # frames in flight
+            change(Transition.TRANSITION_DEACTIVATE)
+        else:
+            change(Transition.TRANSITION_CONFIGURE)
+            time.sleep(0.3)  # the model is loading
+        _assert_clean(*node.stop(signal.SIGINT))
+    finally:
+        tester.node.destroy_client(client)
+        tester.close()
+        rclpy.try_shutdown(context=ctx)
