@@ -4,7 +4,11 @@ Real processes: the installed ``panoptic_node`` (default model, ONNX Runtime) an
 must be in flight, a publisher process sending 480x640 rgb8 frames best effort at 30 Hz. The
 signal lands (a) while frames are being processed, (b) during start-up (model load / configure:
 rclpy's own handler would shut the context down under the transitions), (c) as SIGTERM, and
-(d) twice in a row (launch forwards Ctrl-C to a node that got it from the terminal already).
+(d) twice in a row (launch forwards Ctrl-C to a node that got it from the terminal already),
+(e) with two cameras streaming, mid-inference (onnxruntime and the slower torch), diagnostics and
+input_qos auto's re-check timers running, (f) while a lifecycle transition requested over
+``change_state`` runs (autostart:=false, as under a lifecycle manager). Ctrl-C under the real
+launch system is in test_launch.py.
 What stderr must not show: ``terminate called`` (a C++ thread still joinable at exit), a Python
 traceback, or rcl errors about an invalid context.
 """
