@@ -4,7 +4,11 @@ Real processes: the installed ``panoptic_node`` (default model, ONNX Runtime) an
 must be in flight, a publisher process sending 480x640 rgb8 frames best effort at 30 Hz. The
 signal lands (a) while frames are being processed, (b) during start-up (model load / configure:
 rclpy's own handler would shut the context down under the transitions), (c) as SIGTERM, and
-(d) twice in a row (launch forwards Ctrl-C to a node that got it from the terminal already).
+(d) twice in a row (launch forwards Ctrl-C to a node that got it from the terminal already),
+(e) with two cameras streaming, mid-inference (onnxruntime and the slower torch), diagnostics and
+input_qos auto's re-check timers running, (f) while a lifecycle transition requested over
+``change_state`` runs (autostart:=false, as under a lifecycle manager). Ctrl-C under the real
+launch system is in test_launch.py.
 What stderr must not show: ``terminate called`` (a C++ thread still joinable at exit), a Python
 traceback, or rcl errors about an invalid context.
 """
@@ -127,24 +131,37 @@ def _assert_clean(rc: int, err: str) -> None:
     assert not bad, "\n".join(bad)
 
 
+def _publishers(topics: list[str]) -> list[subprocess.Popen]:
+    return [
+        subprocess.Popen(
+            [sys.executable, "-c", PUBLISHER, t],
+            env=_env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for t in topics
+    ]
+
+
+def _stop_publishers(pubs: list[subprocess.Popen]) -> None:
+    for pub in pubs:
+        pub.send_signal(signal.SIGINT)
+    for pub in pubs:
+        try:
+            pub.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pub.kill()
+            pub.wait()
+
+
 @pytest.fixture
 def frames():
     """(namespace, publisher process) sending frames to <ns>/image."""
     ns = f"/signals_{os.getpid()}_{time.monotonic_ns()}"
-    pub = subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER, f"{ns}/image"],
-        env=_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    pubs = _publishers([f"{ns}/image"])
     yield ns
-    pub.send_signal(signal.SIGINT)
-    try:
-        pub.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        pub.kill()
-        pub.wait()
+    _stop_publishers(pubs)
 
 
 @pytest.mark.parametrize(
@@ -170,3 +187,65 @@ def test_sigint_during_start_up(ignored):
     node.wait_for("best-effort input and no")  # the hint, logged just before configure
     time.sleep(0.2)
     _assert_clean(*node.stop(signal.SIGINT))
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
+def test_sigint_with_two_cameras_mid_inference(backend):
+    """Two cameras streaming, a batch of two in the worker (torch: the slower backend, so the
+    signal lands mid-inference), the diagnostics timer and input_qos auto's re-check timer
+    running: SIGINT then the second one launch forwards; exit 0, stderr clean."""
+    ns = f"/signals_two_{os.getpid()}_{backend}"
+    pubs = _publishers([f"{ns}/front/image", f"{ns}/rear/image"])
+    try:
+        node = Node(
+            ns,
+            _env(),
+            False,
+            "cameras:=['front','rear']",
+            f"backend:={backend}",
+            "diagnostics_period:=0.2",
+        )
+        node.wait_for("camera 'rear'")
+        time.sleep(2.0)
+        _assert_clean(*node.stop(signal.SIGINT, signal.SIGINT, gap=0.2))
+    finally:
+        _stop_publishers(pubs)
+
+
+@pytest.mark.parametrize("during", ["configure", "deactivate"])
+def test_sigint_during_a_lifecycle_transition(frames, during):
+    """autostart:=false, driven over ``change_state`` as a lifecycle manager does; SIGINT lands
+    while a requested transition runs in the executor (configure: the model load; deactivate:
+    frames in flight, the worker being joined): exit 0, stderr clean."""
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+    from ros_helpers import RosTester
+
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    tester = RosTester(ctx, f"signals_lc_{os.getpid()}")
+    client = tester.node.create_client(ChangeState, f"{frames}/panoptic_node/change_state")
+    try:
+        node = Node(frames, _env(), False, "autostart:=false")
+        assert client.wait_for_service(timeout_sec=60), "no change_state service"
+
+        def change(tid: int):
+            return client.call_async(ChangeState.Request(transition=Transition(id=tid)))
+
+        if during == "deactivate":
+            for tid in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
+                fut = change(tid)
+                tester.wait_for(fut.done, 90, f"transition {tid}")
+                assert fut.result().success, tid
+            node.wait_for("camera ''")
+            time.sleep(1.5)  # frames in flight
+            change(Transition.TRANSITION_DEACTIVATE)
+        else:
+            change(Transition.TRANSITION_CONFIGURE)
+            time.sleep(0.3)  # the model is loading
+        _assert_clean(*node.stop(signal.SIGINT))
+    finally:
+        tester.node.destroy_client(client)
+        tester.close()
+        rclpy.try_shutdown(context=ctx)

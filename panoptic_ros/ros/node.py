@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -546,22 +547,33 @@ class PanopticNode(LifecycleNode):
         self._diag_pub.publish(arr)
 
 
+#: set by the first SIGINT/SIGTERM; ends main()'s spin loop even where a library swallowed the
+#: KeyboardInterrupt (e.g. raised inside a callback's try/except)
+_STOP = threading.Event()
+
+#: how long the spin loop waits for work before it looks at ``_STOP`` (bounds the stop latency)
+SPIN_POLL_S = 0.1
+
+
 def _interrupt(signum: int, frame: Any) -> None:
+    _STOP.set()
     raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(args: list[str] | None = None) -> int:
     """Entry point of ``panoptic_node``: SIGINT/SIGTERM -> exit 0 with the worker joined and backend closed.
 
-    Signals: rclpy's own handler shuts the context down from a separate thread. During start-up
-    (model load, configure, activate: seconds) that makes every rcl call that follows fail and log
-    ("context is invalid", "Failed to publish log message to rosout", a transition left in
-    errorprocessing, an exit 1 when it hits the node's constructor). So rclpy starts without its
-    handlers; until the node spins, SIGINT/SIGTERM raise KeyboardInterrupt in this thread (a clean
-    stop with a valid context), and rclpy's handlers are installed only for the spin, where they
-    are needed to wake the executor. ``finally`` releases the node and shuts rclpy down (which
-    joins rclpy's signal thread) on every path."""
-    from rclpy.signals import SignalHandlerOptions, install_signal_handlers
+    Signals: rclpy's own handler shuts the context down from a separate thread, under whatever
+    the node is doing: model load, configure, activate at start-up, or a transition a lifecycle
+    manager requested over ``change_state`` while spinning. Every rcl call that follows fails and
+    logs ("context is invalid", "Failed to publish log message to rosout", a transition left in
+    errorprocessing, an exit 1 when it hits the node's constructor). So rclpy's handlers are never
+    installed: SIGINT/SIGTERM raise KeyboardInterrupt in this thread (a clean stop with a valid
+    context) and set ``_STOP``; the spin waits at most ``SPIN_POLL_S`` per round, so the signal is
+    seen without rclpy's wake-up. ``finally`` releases the node and shuts rclpy down (which joins
+    rclpy's signal thread) on every path."""
+    from rclpy.executors import SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     try:  # rcl reads --params-file (any file it accepts); values are validated once declared
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
@@ -570,6 +582,7 @@ def main(args: list[str] | None = None) -> int:
         return 2
     node = None
     rc = 0
+    _STOP.clear()
     try:
         signal.signal(signal.SIGINT, _interrupt)
         signal.signal(signal.SIGTERM, _interrupt)
@@ -585,8 +598,10 @@ def main(args: list[str] | None = None) -> int:
                 node.get_logger().error("autostart failed (see the error above); exiting")
                 rc = 1
         if rc == 0:
-            install_signal_handlers(SignalHandlerOptions.ALL)  # chains to _interrupt
-            rclpy.spin(node)
+            executor = SingleThreadedExecutor(context=node.context)
+            executor.add_node(node)
+            while not _STOP.is_set() and rclpy.ok(context=node.context):
+                executor.spin_once(timeout_sec=SPIN_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # bad parameter override etc.: one clear line, non-zero exit
