@@ -33,7 +33,7 @@ setup(
     tests_require=["pytest"],
     entry_points={
         "console_scripts": [
-            "panoptic_node = panoptic_ros.ros.node:main",
+            "panoptic_node = panoptic_ros.ros.node_main:main",
             "panoptic-ros = panoptic_ros.cli:main",
         ],
     },

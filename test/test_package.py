@@ -239,7 +239,7 @@ def test_console_scripts_declared():
     scripts = {
         s.split("=")[0].strip(): s.split("=")[1].strip() for s in entry_points["console_scripts"]
     }
-    assert scripts.get("panoptic_node") == "panoptic_ros.ros.node:main"
+    assert scripts.get("panoptic_node") == "panoptic_ros.ros.node_main:main"
     assert scripts.get("panoptic-ros") == "panoptic_ros.cli:main"
 
 
