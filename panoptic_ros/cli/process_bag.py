@@ -331,16 +331,19 @@ def process_bag(
                     want_panoptic_rgb=panoptic_rgb,
                 )
                 ns = stats.namespaces[rec.topic]
-                if ns not in label_done:
-                    writer.write(
-                        f"{ns}/label_info",
-                        rec.log_time,
-                        serialize(label_info_msg(taxonomy, msg.header)),
-                    )
-                    label_done.add(ns)
-                for name in out_names:
-                    writer.write(f"{ns}/{name}", rec.log_time, serialize(getattr(out, name)))
-                stats.frames += 1
+                # a frame's outputs and its count go in together: an interrupt between two of its
+                # topics would leave a partial frame and a summary that disagrees with the bag
+                with signals_held():
+                    if ns not in label_done:
+                        writer.write(
+                            f"{ns}/label_info",
+                            rec.log_time,
+                            serialize(label_info_msg(taxonomy, msg.header)),
+                        )
+                        label_done.add(ns)
+                    for name in out_names:
+                        writer.write(f"{ns}/{name}", rec.log_time, serialize(getattr(out, name)))
+                    stats.frames += 1
                 bar.update(1)
                 if max_frames and stats.frames >= max_frames:
                     break
