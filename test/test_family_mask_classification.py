@@ -364,6 +364,19 @@ def test_gridsample_fixup_makes_the_torchscript_mask2former_export_load():
 
 
 @needs_transformers
+def test_check_onnx_reports_the_fixup_the_node_applies(capsys):
+    """check-onnx opens what the family makes runnable, as the factory does: the raw
+    TorchScript Mask2Former fails in ONNX Runtime as written and loads after the fix-up."""
+    from panoptic_ros.cli import main
+
+    rc = main(["check-onnx", str(H.model_folder("mask2former"))])
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    assert "cannot load" in out.err and "GridSample" in out.err
+    assert out.out.strip().splitlines()[-1].endswith("ort=ok-fixed family=mask_classification")
+
+
+@needs_transformers
 def test_runnable_onnx_path_caches_the_fixed_copy(tmp_path):
     raw = H.model_folder("mask2former") / "model.onnx"
     fixed = mc.runnable_onnx_path(raw, tmp_path)

@@ -10,6 +10,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from panoptic_ros.families.base import ModelFamily
 
 HELP = "list the operators of an ONNX file (with counts) and flag those outside TensorRT's ONNX support"
 
@@ -36,17 +41,17 @@ def _resolve(target: str, batch: int) -> str:
     return str(resolve_onnx(src.info, batch=batch))
 
 
-def _family(target: str) -> tuple[str, str]:
-    """(family name or 'none', one line on the family and taxonomy, or why none)."""
+def _family(target: str) -> tuple[ModelFamily | None, str]:
+    """(the recognised family or None, one line on the family and taxonomy, or why none)."""
     from panoptic_ros.families.factory import make_family
     from panoptic_ros.families.model_card import resolve_model
 
     try:
         fam = make_family(resolve_model(target))
     except Exception as exc:  # ModelError listing every family's violations, TaxonomyError, ...
-        return "none", f"no family: {exc}"
+        return None, f"no family: {exc}"
     tax = fam.taxonomy
-    return fam.name, (
+    return fam, (
         f"family {fam.name}: {tax.num_classes} classes ({len(tax.thing_ids)} things), "
         f"e.g. {', '.join(tax.names()[:5])}"
     )
@@ -72,23 +77,21 @@ def run(args: argparse.Namespace) -> int:
         print(f"check-onnx: {p}", file=sys.stderr)
     from panoptic_ros.backends.onnx_ops import ort_load_error
 
+    fam, about = _family(args.onnx)
+    family = fam.name if fam is not None else "none"
     ort_err = ort_load_error(path)
     ort_state = "ok"
     if ort_err:
         print(f"check-onnx: ONNX Runtime cannot load {path}: {ort_err}", file=sys.stderr)
         ort_state = "fail"
-        from panoptic_ros.families.mask_classification import runnable_onnx_path
-
-        fixed = runnable_onnx_path(path)
+        # the node and every command open what the family makes runnable (families/factory.py)
+        fixed = fam.runnable_onnx(Path(path)) if fam is not None else Path(path)
         if str(fixed) != str(path) and ort_load_error(fixed) is None:
-            # the node and every command apply the same fix-up (families/factory.py)
             print(
-                f"check-onnx: loads after the float64-grid GridSample fix-up the node applies "
-                f"({fixed})",
+                f"check-onnx: loads after the fix-up the node applies for {family} ({fixed})",
                 file=sys.stderr,
             )
             ort_err, ort_state = None, "ok-fixed"
-    family, about = _family(args.onnx)
     print(f"check-onnx: {about}", file=sys.stderr)
     bad = len(report.unsupported) + len(report.problems)
     print(f"ops={report.n_ops} unsupported={bad} ort={ort_state} family={family}")

@@ -135,6 +135,13 @@ class ModelFamily(ABC):
         refuses a taxonomy of another size, naming both counts and the file consulted."""
         return None
 
+    def runnable_onnx(self, path: Path) -> Path:
+        """The ONNX file the backend should open for ``path``: ``path`` itself, unless the family
+        knows an export of its kind that the runtime cannot load as written (mask classification:
+        TorchScript's float64 GridSample grid) and returns a fixed copy. Only such a family pays
+        for reading the graph again."""
+        return path
+
     def to_result(
         self,
         outputs: Mapping[str, np.ndarray],

@@ -19,7 +19,6 @@ from panoptic_ros.core.postprocess import PostprocessConfig
 from panoptic_ros.core.taxonomy import Taxonomy
 from panoptic_ros.core.taxonomy_sources import FORMATS
 from panoptic_ros.families.base import ModelFamily
-from panoptic_ros.families.mask_classification import runnable_onnx_path
 from panoptic_ros.families.model_card import ModelSource, resolve_model
 from panoptic_ros.families.model_store import ModelError
 from panoptic_ros.families.registry import recognise
@@ -102,9 +101,7 @@ def build_segmenter(
             raise ModelError(
                 f"{describe(source)}: ONNX has a static batch of {b}, {batch} requested"
             )
-        # a TorchScript-exported Mask2Former needs its float64 GridSample grid cast (ORT has no
-        # kernel for it); every other graph is returned as is
-        target = runnable_onnx_path(source.onnx_path)
+        target = family.runnable_onnx(source.onnx_path)
     be = create_backend(backend, target, batch=batch, **backend_options)
     be.open()
     seg = Segmenter(family, be, config)

@@ -468,6 +468,11 @@ class MaskClassificationFamily(ModelFamily):
     )
 
     # -- recognition -------------------------------------------------------------------------
+    def runnable_onnx(self, path: Path) -> Path:
+        """A TorchScript-exported Mask2Former needs its float64 GridSample grid cast
+        (``runnable_onnx_path``); every other graph is returned as is."""
+        return runnable_onnx_path(path)
+
     @classmethod
     def violations(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> list[str]:
         """Every way the graph breaks this family's contract (empty: recognised)."""
