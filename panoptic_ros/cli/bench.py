@@ -26,6 +26,7 @@ Modes (one run each; ratios are always computed within the run):
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -61,6 +62,8 @@ STAGES = (
     "messages",
     "publish",
     "e2e",
+    "messages_msg",
+    "publish_msg",
 )
 
 
@@ -97,6 +100,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="auto",
         help="publish stage: real DDS publish with a subscriber process (auto/dds), "
         "rclpy serialization only, or skip",
+    )
+    p.add_argument(
+        "--publish-form",
+        choices=("serialized", "message", "both"),
+        default="serialized",
+        help="label images as serialized CDR bytes (what the node publishes), as sensor_msgs/Image "
+        "messages (the path before issue 17), or both: the message path is also timed per frame "
+        "(stages messages_msg, publish_msg; not part of e2e) for the publish_ratio of one run",
     )
     p.add_argument(
         "--overlay",
@@ -219,11 +230,13 @@ class Publish:
         qos = QoSProfile(
             depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
         )
+        from sensor_msgs.msg import Image
+
         specs = []
         for k, m in msgs.items():
+            t = Image if isinstance(m, bytes) else type(m)  # serialized images (cdr_image.py)
             if k not in self._pubs:
-                self._pubs[k] = self._node.create_publisher(type(m), f"{self.ns}/{k}", qos)
-            t = type(m)
+                self._pubs[k] = self._node.create_publisher(t, f"{self.ns}/{k}", qos)
             specs.append(f"{self.ns}/{k}={t.__module__}:{t.__name__}")
         self._stop_sink()
         from panoptic_ros.bench.loadgen import REPO_DIR, ros_env
@@ -252,7 +265,8 @@ class Publish:
                 self._pubs[k].publish(m)
         elif self.mode == "serialize":
             for m in msgs.values():
-                self._serialize(m)
+                if not isinstance(m, bytes):  # bytes: serialized already
+                    self._serialize(m)
 
     def _stop_sink(self) -> None:
         if self._sink is not None and self._sink.poll() is None:
@@ -362,14 +376,21 @@ def bench_frames(
     publish: Publish,
     overlay: bool = False,
     header_frame: str = "camera",
+    form: str = "serialized",
 ) -> StageTimer:
-    """The per-frame loop; returns a StageTimer with every stage (warm-up frames excluded)."""
+    """The per-frame loop; returns a StageTimer with every stage (warm-up frames excluded).
+
+    ``form``: label images as serialized bytes, as messages, or ``both`` (the message path
+    timed after the serialized one on the same result, same topics, outside e2e)."""
     from panoptic_ros.bench.loadgen import make_image_msg, set_stamp, synthetic_frames
 
     rgbs = synthetic_frames(height, width, 4)
     in_msgs = [make_image_msg(f, encoding, header_frame) for f in rgbs]
     dec_name, decode = make_decoder()
     build, why = make_message_builder()
+    build_msg = build
+    if build is not None and form != "message":
+        build = functools.partial(build, serialized=True)
     taxonomy = seg.taxonomy
     timer = StageTimer(warmup=warmup)
     clock = time.perf_counter
@@ -395,6 +416,12 @@ def bench_frames(
             timer.add(k, float(tm.get(k, math.nan)))
         known = sum(float(tm.get(k, 0.0)) for k in ("preprocess", "infer", "postprocess"))
         timer.add("segment_other", max(0.0, (t2 - t1) * 1e3 - known))
+        skipped = 0.0
+        both = form == "both" and build_msg is not None
+        if both and i % 2:  # odd frames: the message path first (its time is left out of e2e)
+            _time_message_path(timer, build_msg, publish, result, msg.header, rgb, taxonomy, overlay)
+            skipped = clock() - t2
+            t2 += skipped
         if build is not None:
             out = _as_msg_dict(
                 build(
@@ -412,10 +439,29 @@ def bench_frames(
         t4 = clock()
         timer.add("messages", (t3 - t2) * 1e3 if build is not None else math.nan)
         timer.add("publish", (t4 - t3) * 1e3 if (out and publish.mode != "none") else math.nan)
-        timer.add("e2e", (t4 - t0) * 1e3)
+        timer.add("e2e", (t4 - t0 - skipped) * 1e3)
+        if both and not i % 2:  # even frames: the message path after the serialized one
+            _time_message_path(timer, build_msg, publish, result, msg.header, rgb, taxonomy, overlay)
     timer.decoder = dec_name  # type: ignore[attr-defined]
     timer.note = why  # type: ignore[attr-defined]
     return timer
+
+
+def _time_message_path(
+    timer: StageTimer, build_msg, publish: Publish, result, header, rgb, taxonomy, overlay: bool
+) -> None:
+    """``--publish-form both``: the Image-message path (before issue 17) for a frame's result,
+    timed as messages_msg and publish_msg (outside e2e), to the same topics."""
+    t0 = time.perf_counter()
+    out = _as_msg_dict(
+        build_msg(
+            result, header, taxonomy, image_rgb=rgb if overlay else None, want_overlay=overlay
+        )
+    )
+    t1 = time.perf_counter()
+    publish(out)
+    timer.add("messages_msg", (t1 - t0) * 1e3)
+    timer.add("publish_msg", (time.perf_counter() - t1) * 1e3 if publish.mode != "none" else math.nan)
 
 
 def stage_rows(timer: StageTimer) -> list[tuple]:
@@ -471,6 +517,7 @@ def run_single(args, publish: Publish, report: dict) -> str:
             encoding=args.encoding,
             publish=publish,
             overlay=args.overlay,
+            form=args.publish_form,
         )
     finally:
         _close(seg)
@@ -482,7 +529,30 @@ def run_single(args, publish: Publish, report: dict) -> str:
         f"end-to-end {r['fps']:.1f} frames/s; overhead (e2e - infer) / e2e = {r['overhead_ratio']:.3f}"
     )
     report["single"] = {"args": _args_json(args), "stages": _stats_json(timer), **r}
-    return format_kv(e2e_ms=r["e2e_ms"], infer_ms=r["infer_ms"], overhead_ratio=r["overhead_ratio"])
+    extra = {}
+    if "publish_msg" in timer.names:
+        extra["publish_ratio"] = publish_ratio(timer)
+        log(
+            "messages + publish: serialized images "
+            f"{_out_ms(timer, 'messages', 'publish'):.2f} ms, Image messages "
+            f"{_out_ms(timer, 'messages_msg', 'publish_msg'):.2f} ms "
+            f"(message / serialized = {extra['publish_ratio']:.2f})"
+        )
+    return format_kv(
+        e2e_ms=r["e2e_ms"], infer_ms=r["infer_ms"], overhead_ratio=r["overhead_ratio"], **extra
+    )
+
+
+def _out_ms(timer: StageTimer, *stages: str) -> float:
+    st = timer.stats()
+    return sum(st[s].mean for s in stages if s in st and math.isfinite(st[s].mean))
+
+
+def publish_ratio(timer: StageTimer) -> float:
+    """(messages + publish) of the Image-message path / the same of the serialized path, from
+    one ``--publish-form both`` run (> 1: serialized is faster)."""
+    new = _out_ms(timer, "messages", "publish")
+    return _out_ms(timer, "messages_msg", "publish_msg") / new if new > 0 else math.nan
 
 
 def _gpu_backends() -> list[tuple[str, str, str]]:
@@ -538,6 +608,7 @@ def run_compare(args, publish: Publish, report: dict) -> str:
                 encoding=args.encoding,
                 publish=publish,
                 overlay=args.overlay,
+                form=args.publish_form,
             )
         except Exception as exc:
             log(f"{label}: failed ({type(exc).__name__}: {exc})")
@@ -598,6 +669,7 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
                 encoding=args.encoding,
                 publish=publish,
                 overlay=args.overlay,
+                form=args.publish_form,
             )
             st, r = timer.stats(), result_of(timer)
             rows.append(

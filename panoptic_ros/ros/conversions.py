@@ -37,6 +37,7 @@ from panoptic_ros.core.taxonomy import Taxonomy
 from panoptic_ros.core.types import UNLABELED, PanopticResult
 from panoptic_ros.core.visualize import overlay as make_overlay
 from panoptic_ros.core.visualize import panoptic_to_rgb
+from panoptic_ros.ros.cdr_image import image_cdr
 
 __all__ = [
     "ImageDecodeError",
@@ -48,6 +49,7 @@ __all__ = [
     "image_msg_to_array",
     "image_to_array",
     "label_info_msg",
+    "image_cdr",
     "result_to_messages",
 ]
 
@@ -135,14 +137,16 @@ LABEL_OUTPUTS = ("semantic", "instance", "panoptic", "detections")
 
 @dataclass
 class OutputMessages:
-    """Messages for one frame; ``None`` where not requested."""
+    """Messages for one frame; ``None`` where not requested. Images are ``bytes`` (serialized
+    sensor_msgs/Image, see cdr_image.py) when ``result_to_messages`` was asked for
+    ``serialized=True``; ``Publisher.publish`` takes either form."""
 
-    semantic: Image | None
-    instance: Image | None
-    panoptic: Image | None
+    semantic: Image | bytes | None
+    instance: Image | bytes | None
+    panoptic: Image | bytes | None
     detections: Any  # vision_msgs/Detection2DArray, or None
-    panoptic_rgb: Image | None = None
-    overlay: Image | None = None
+    panoptic_rgb: Image | bytes | None = None
+    overlay: Image | bytes | None = None
 
 
 def _semantic_image(semantic: np.ndarray, taxonomy: Taxonomy) -> tuple[np.ndarray, str]:
@@ -230,6 +234,7 @@ def result_to_messages(
     want_panoptic_rgb: bool = False,
     overlay_alpha: float = 0.5,
     outputs: Collection[str] = LABEL_OUTPUTS,
+    serialized: bool = False,
 ) -> OutputMessages:
     """Output messages of one frame (see the module docstring for the contract).
 
@@ -242,7 +247,11 @@ def result_to_messages(
     ``want_overlay`` without it raises ValueError. Maps must share the input resolution.
     Each image message is one copy of its array (``array_to_image_msg``; no copy at all for the
     dtype conversions when the result already has the contract's dtypes, as Segmenter's does).
+    ``serialized=True``: every image is its serialized form instead (``bytes`` from
+    ``cdr_image.image_cdr``, the same bytes rclpy would serialize the message to, one copy of
+    the pixels and no Python message); what the node publishes. Detections stay a message.
     """
+    to_image = image_cdr if serialized else array_to_image_msg
     unknown = set(outputs) - set(LABEL_OUTPUTS)
     if unknown:
         raise ValueError(f"unknown output(s) {sorted(unknown)}; known: {list(LABEL_OUTPUTS)}")
@@ -255,19 +264,19 @@ def result_to_messages(
     msgs = OutputMessages(semantic=None, instance=None, panoptic=None, detections=None)
     if "semantic" in outputs:
         sem, sem_enc = _semantic_image(result.semantic, taxonomy)
-        msgs.semantic = array_to_image_msg(sem, sem_enc, header)
+        msgs.semantic = to_image(sem, sem_enc, header)
     if "instance" in outputs:
-        msgs.instance = array_to_image_msg(
+        msgs.instance = to_image(
             _as_dtype(result.instance, np.uint16, "instance"), "16UC1", header
         )
     if "panoptic" in outputs or want_panoptic_rgb:
         panoptic = _as_dtype(result.panoptic, np.int32, "panoptic")
         if "panoptic" in outputs:
-            msgs.panoptic = array_to_image_msg(panoptic, "32SC1", header)
+            msgs.panoptic = to_image(panoptic, "32SC1", header)
     if "detections" in outputs:
         msgs.detections = detections_msg(result, header)
     if want_panoptic_rgb:
-        msgs.panoptic_rgb = array_to_image_msg(panoptic_to_rgb(panoptic), "rgb8", header)
+        msgs.panoptic_rgb = to_image(panoptic_to_rgb(panoptic), "rgb8", header)
     if want_overlay:
         if image_rgb is None:
             raise ValueError("want_overlay needs image_rgb (the decoded input frame)")
@@ -276,7 +285,7 @@ def result_to_messages(
         ov = make_overlay(
             image_rgb, result.semantic, result.instance, taxonomy, alpha=overlay_alpha
         )
-        msgs.overlay = array_to_image_msg(ov, "rgb8", header)
+        msgs.overlay = to_image(ov, "rgb8", header)
     return msgs
 
 
