@@ -220,6 +220,12 @@ class Capture:
         self.subscribers = subscribers
 
     def publish(self, msg) -> None:
+        """Keep the message; serialized images (bytes, as the node publishes them) are
+        deserialized as a subscriber would."""
+        if isinstance(msg, bytes):
+            from rclpy.serialization import deserialize_message
+
+            msg = deserialize_message(msg, Image)
         self.msgs.append(msg)
 
     def get_subscription_count(self) -> int:
@@ -259,5 +265,47 @@ def test_published_messages_follow_the_contract(ctx):
     node.worker.process(node.worker.slots.take(1, timeout=0))
     assert len(caps["overlay"].msgs) == 1 and caps["overlay"].msgs[0].encoding == "rgb8"
     node._pubs[""] = real
+    assert node.trigger_deactivate() == SUCCESS and node.trigger_cleanup() == SUCCESS
+    node.destroy_node()
+
+
+@needs_conversions
+def test_published_images_over_dds_equal_the_result(ctx):
+    """The node's serialized semantic / instance / panoptic (cdr_image.py) cross real DDS to a
+    typed subscription and decode to exactly the arrays of the Segmenter's result."""
+    from rclpy.executors import SingleThreadedExecutor
+
+    node, seg = make_node(ctx)
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    node.worker.stop()
+    node.worker.slots.reopen()
+    sub = rclpy.create_node(f"panoptic_test_sub_{len(_made)}", context=ctx)
+    names = ("semantic", "instance", "panoptic")
+    got: dict[str, list] = {n: [] for n in names}
+    for n in names:
+        sub.create_subscription(Image, node._pubs[""][n].topic_name, got[n].append, 10)
+    ex = SingleThreadedExecutor(context=ctx)
+    ex.add_node(sub)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not all(
+        node._pubs[""][n].get_subscription_count() for n in names
+    ):
+        ex.spin_once(timeout_sec=0.05)
+    msg = Image(height=5, width=7, encoding="rgb8", step=21, data=bytes(range(105)))
+    msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec = "cam_x", 3, 4
+    node._on_image("", msg)
+    node.worker.process(node.worker.slots.take(1, timeout=0))
+    while time.monotonic() < deadline and not all(got.values()):
+        ex.spin_once(timeout_sec=0.05)
+    (want,) = seg["seg"].segment_batch([np.zeros((5, 7, 3), np.uint8)])
+    dtypes = {"semantic": np.uint8, "instance": np.uint16, "panoptic": np.int32}
+    for n in names:
+        assert got[n], f"no {n} arrived"
+        m = got[n][0]
+        assert (m.header.frame_id, m.header.stamp.sec, m.header.stamp.nanosec) == ("cam_x", 3, 4)
+        arr = np.frombuffer(bytes(m.data), dtypes[n]).reshape(m.height, m.width)
+        assert np.array_equal(arr, getattr(want, n)), n
+    ex.shutdown()
+    sub.destroy_node()
     assert node.trigger_deactivate() == SUCCESS and node.trigger_cleanup() == SUCCESS
     node.destroy_node()

@@ -419,7 +419,9 @@ def bench_frames(
         skipped = 0.0
         both = form == "both" and build_msg is not None
         if both and i % 2:  # odd frames: the message path first (its time is left out of e2e)
-            _time_message_path(timer, build_msg, publish, result, msg.header, rgb, taxonomy, overlay)
+            _time_message_path(
+                timer, build_msg, publish, result, msg.header, rgb, taxonomy, overlay
+            )
             skipped = clock() - t2
             t2 += skipped
         if build is not None:
@@ -441,7 +443,9 @@ def bench_frames(
         timer.add("publish", (t4 - t3) * 1e3 if (out and publish.mode != "none") else math.nan)
         timer.add("e2e", (t4 - t0 - skipped) * 1e3)
         if both and not i % 2:  # even frames: the message path after the serialized one
-            _time_message_path(timer, build_msg, publish, result, msg.header, rgb, taxonomy, overlay)
+            _time_message_path(
+                timer, build_msg, publish, result, msg.header, rgb, taxonomy, overlay
+            )
     timer.decoder = dec_name  # type: ignore[attr-defined]
     timer.note = why  # type: ignore[attr-defined]
     return timer
@@ -461,7 +465,9 @@ def _time_message_path(
     t1 = time.perf_counter()
     publish(out)
     timer.add("messages_msg", (t1 - t0) * 1e3)
-    timer.add("publish_msg", (time.perf_counter() - t1) * 1e3 if publish.mode != "none" else math.nan)
+    timer.add(
+        "publish_msg", (time.perf_counter() - t1) * 1e3 if publish.mode != "none" else math.nan
+    )
 
 
 def stage_rows(timer: StageTimer) -> list[tuple]:

@@ -266,9 +266,7 @@ def result_to_messages(
         sem, sem_enc = _semantic_image(result.semantic, taxonomy)
         msgs.semantic = to_image(sem, sem_enc, header)
     if "instance" in outputs:
-        msgs.instance = to_image(
-            _as_dtype(result.instance, np.uint16, "instance"), "16UC1", header
-        )
+        msgs.instance = to_image(_as_dtype(result.instance, np.uint16, "instance"), "16UC1", header)
     if "panoptic" in outputs or want_panoptic_rgb:
         panoptic = _as_dtype(result.panoptic, np.int32, "panoptic")
         if "panoptic" in outputs:

@@ -424,7 +424,9 @@ class PanopticNode(LifecycleNode):
         rclpy serialises every published message even without a subscriber, so an output with
         no subscription is neither built nor published (as the overlay always was). Everything
         published for a frame comes from the same ``result`` with the input header, so
-        ``instance`` ids and ``detections`` always agree for a stamp.
+        ``instance`` ids and ``detections`` always agree for a stamp. Images go out serialized
+        (``bytes`` from ros/cdr_image.py: one copy of the pixels, no Python message; the same
+        bytes rclpy would serialize the Image to), which ``Publisher.publish`` accepts.
         """
         pubs = self._pubs.get(frame.camera)
         if pubs is None:
@@ -446,6 +448,7 @@ class PanopticNode(LifecycleNode):
                 want_panoptic_rgb=want_rgb,
                 overlay_alpha=self.cfg["overlay_alpha"],
                 outputs=outputs,
+                serialized=True,
             )
             for name in outputs:
                 pubs[name].publish(getattr(out, name))
