@@ -373,3 +373,31 @@ def test_bench_families_table_has_every_case(tmp_path):
         assert math.isfinite(float(kv[f"{fam}_ms"])), last
         assert math.isfinite(float(kv[f"{fam}_cpu_ms"])), last
     assert int(kv["cases"]) == len(expected) and 0 <= int(kv["over_goal"]) <= len(expected)
+
+
+@pytest.mark.ros
+def test_bench_times_both_publish_forms(tiny_model):
+    """--publish-form both: the Image-message path is timed on the same frames (its own stages,
+    outside e2e) and the last line carries publish_ratio = message path / serialized path."""
+    pytest.importorskip("rclpy")
+    p = bench(
+        tiny_model,
+        "--height",
+        32,
+        "--width",
+        48,
+        "--frames",
+        4,
+        "--warmup",
+        1,
+        "--publish",
+        "dds",
+        "--publish-form",
+        "both",
+    )
+    assert p.returncode == 0, p.stderr
+    last = p.stdout.strip().splitlines()[-1]
+    assert SINGLE_LINE.match(last.rsplit(" publish_ratio=", 1)[0]), last
+    assert float(re.search(r"publish_ratio=([0-9.]+)", last).group(1)) > 0
+    for stage in ("messages_msg", "publish_msg"):
+        assert re.search(rf"^{stage}\s", p.stderr, re.M), p.stderr
