@@ -397,7 +397,8 @@ def test_bench_times_both_publish_forms(tiny_model):
     )
     assert p.returncode == 0, p.stderr
     last = p.stdout.strip().splitlines()[-1]
-    assert SINGLE_LINE.match(last.rsplit(" publish_ratio=", 1)[0]), last
+    assert SINGLE_LINE.match(last.split(" publish_ratio=", 1)[0]), last
+    assert re.search(r" overhead_ratio_message=[0-9.]+$", last), last
     assert float(re.search(r"publish_ratio=([0-9.]+)", last).group(1)) > 0
     for stage in ("messages_msg", "publish_msg"):
         assert re.search(rf"^{stage}\s", p.stderr, re.M), p.stderr
