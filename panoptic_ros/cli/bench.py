@@ -7,7 +7,10 @@ Modes (one run each; ratios are always computed within the run):
   timings), message build (``result_to_messages``), publish (real rclpy publish to local
   topics with a subscriber process attached; serialization only when DDS is unavailable)
   and end-to-end (wall clock around all of it). Table on stderr; last stdout line
-  ``e2e_ms=<float> infer_ms=<float> overhead_ratio=<float>``.
+  ``e2e_ms=<float> infer_ms=<float> overhead_ratio=<float>``. Label images go out serialized
+  (ros/cdr_image.py), as the node sends them; ``--publish-form both`` also times the Image-message
+  path on the same frames and appends ``publish_ratio=<message / serialized>
+  overhead_ratio_message=<float>`` (``message`` times only that path).
 * ``--compare``: the same loop for every backend usable here (onnxruntime and torch on CPU;
   torch-cuda fp16 and tensorrt when a GPU is present).
 * ``--sizes 240x320,480x640,...``: the same loop for several input sizes.
