@@ -99,13 +99,18 @@ def test_rules_catch_what_tensorrt_refuses(info, tmp_path):
     assert any("per channel on axis 0" in p for p in q.check_qdq_rules(m))
 
 
-def test_shipped_recipe_regenerates_the_same_structure(info, shipped, tmp_path):
-    """The recipe recorded in metadata.json (and in the graph) rebuilds a graph of the same
-    structure with nearly the same scales: the shipped file is reproducible."""
+def test_shipped_recipe_regenerates_the_same_structure(info, shipped, tmp_path, capsys):
+    """``panoptic-ros export --int8`` with the recipe recorded in metadata.json (and in the graph)
+    rebuilds a graph of the same structure with the same scales: the shipped file is reproducible."""
+    from panoptic_ros.cli import main
+
     recipe = q.model_recipe(info)
     assert q.graph_recipe(shipped) == recipe.to_dict()
-    assert info.metadata["int8"]["eval"]["pq_fp32"] - info.metadata["int8"]["eval"]["pq"] <= 0.01
-    again = q.quantize_model(info, tmp_path / "again.onnx", recipe=recipe)
+    ev = info.metadata["int8"]["eval"]
+    assert ev["scenes"] == 200 and ev["pq_fp32"] - ev["pq"] <= 0.01
+    again = tmp_path / "again.onnx"
+    assert main(["export", "--int8", "--out", str(again)]) == 0
+    assert "tensorrt_rules=ok" in capsys.readouterr().out.strip().splitlines()[-1]
     assert q.structure(again) == q.structure(shipped)
     a, b = onnx.load(str(again)), onnx.load(str(shipped))
     sa = {i.name: onnx.numpy_helper.to_array(i) for i in a.graph.initializer}
@@ -165,6 +170,29 @@ def test_int8_qdq_onnx_file_runs_as_given(info, shipped, tmp_path):
         }
         out = be.infer(x)
     assert out["semantic"].shape == (1, 240, 320)
+
+
+def test_bench_and_eval_select_precision(capsys):
+    """``bench --precisions fp32,int8`` reports both and their ratio from one interleaved run;
+    ``eval --precision int8`` scores the int8 graph."""
+    from panoptic_ros.cli import main
+
+    argv = ["bench", "--precisions", "fp32,int8", "--frames", "4", "--turn", "2", "--warmup", "1"]
+    assert main(argv) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    kv = dict(part.split("=") for part in line.split())
+    assert set(kv) == {
+        "infer_ms_fp32",
+        "segment_ms_fp32",
+        "infer_ms_int8",
+        "segment_ms_int8",
+        "infer_speedup_int8",
+    }
+    assert float(kv["infer_speedup_int8"]) > 0
+    assert main(["eval", "--synthetic", "3", "--precision", "int8", "--quiet"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("PQ=")
+    assert main(["eval", "--synthetic", "1", "--precision", "int4", "--quiet"]) == 1
+    assert "choose one of fp32, fp16, int8" in capsys.readouterr().err
 
 
 # -- TensorRT: everything but the GPU ---------------------------------------------------------

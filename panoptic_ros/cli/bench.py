@@ -997,12 +997,12 @@ def run(args: argparse.Namespace) -> int:
             line = run_overload_mode(args, report)
         elif args.families:
             line = run_families_mode(args, report)
+        elif args.precisions:  # the backend call and segment() only: no messages, no DDS
+            line = run_precisions(args, report)
         else:
             publish = Publish(args.publish)
             try:
-                if args.precisions:
-                    line = run_precisions(args, report)
-                elif args.compare:
+                if args.compare:
                     line = run_compare(args, publish, report)
                 elif args.sizes:
                     line = run_sizes(args, publish, report)
