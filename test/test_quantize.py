@@ -21,7 +21,7 @@ from panoptic_ros.core import synthetic
 from panoptic_ros.evaluation.coco_panoptic import PanopticAnnotation, score_image
 from panoptic_ros.evaluation.metrics import PanopticQuality
 from panoptic_ros.families import quantize as q
-from panoptic_ros.families.factory import build_segmenter
+from panoptic_ros.families.factory import build_segmenter, segmenter_from_settings
 from panoptic_ros.families.model_store import load_model_info, resolve_onnx
 
 
@@ -59,6 +59,13 @@ def test_int8_runs_through_the_factory_with_sane_pq(info, shipped):
         assert not has_qdq(seg32.backend.model_path)
         pq32 = _pq(seg32, seeds)
     assert pq32 > 0.6 and abs(pq32 - pq8) < 0.05, (pq32, pq8)
+    # the node's path: its parameters (precision: int8) through segmenter_from_settings
+    cfg = {"model": "default", "backend": "onnxruntime", "precision": "int8", "device": ""}
+    seg = segmenter_from_settings(cfg)
+    try:
+        assert seg.backend.model_path == shipped
+    finally:
+        seg.close()
 
 
 def test_shipped_graph_meets_tensorrt_rules(shipped):
