@@ -167,6 +167,20 @@ def test_precision_errors_name_the_allowed_values(info, tmp_path):
         create_backend("onnxruntime", fp32, precision="int8")
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None, reason="auto would pick tensorrt here"
+)
+def test_auto_int8_on_cpu(info, shipped):
+    """auto without a GPU: onnxruntime runs the model's QDQ graph; a plain fp32 .onnx falls back
+    to fp32 and says so."""
+    logs: list[str] = []
+    be = create_backend("auto", info, precision="int8", device="cpu", logger=logs.append)
+    assert be.name == "onnxruntime" and be.model_path == shipped
+    be = create_backend("auto", resolve_onnx(info, 1), precision="int8", logger=logs.append)
+    assert be.name == "onnxruntime" and not has_qdq(be.model_path)
+    assert "int8: this .onnx has no Q/DQ nodes: using fp32" in logs[-1]
+
+
 def test_int8_qdq_onnx_file_runs_as_given(info, shipped, tmp_path):
     """A user's already quantized .onnx runs with precision int8 (and fp32: it is just a graph)."""
     be = create_backend("onnxruntime", shipped, precision="int8")

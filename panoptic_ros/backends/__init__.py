@@ -216,6 +216,10 @@ def _choose_auto(avail, info, device, precision, log) -> tuple[str, str | None, 
             if cand == "onnxruntime" and precision not in (None, "fp32", "int8"):
                 skipped.append(f"precision {precision} not supported by onnxruntime: using fp32")
                 precision = None
+            if cand == "onnxruntime" and precision == "int8" and is_onnx:
+                if not has_qdq(_onnx_path(info, 1)):
+                    skipped.append("int8: this .onnx has no Q/DQ nodes: using fp32")
+                    precision = None
             if cand == "onnxruntime" and device is None:
                 device = "cpu"
             msg = f"backend auto -> {chosen}" + (f" ({why})" if cand != "onnxruntime" else "")
@@ -346,6 +350,12 @@ def _make_tensorrt(
             "tensorrt backend: create one backend per camera (they share the engine) instead of contexts=N"
         )
     path = _onnx_path(info, batch, precision)
+    explicit = precision == "int8" and has_qdq(path)
+    if explicit and calibration is not None:
+        raise BackendError(
+            f"tensorrt backend: {path.name} is already quantized (Q/DQ nodes carry the scales); "
+            "calibration applies only to int8 of a plain fp32 .onnx"
+        )
     return TensorRTBackend(
         path,
         model_name=_model_name(info),
@@ -355,6 +365,6 @@ def _make_tensorrt(
         cache_dir=cache_dir,
         workspace_mb=workspace_mb or DEFAULT_WORKSPACE_MB,
         calibration=calibration,
-        explicit_quantization=precision == "int8" and has_qdq(path),
+        explicit_quantization=explicit,
         log=log,
     )
