@@ -258,7 +258,7 @@ def test_bad_inputs_raise_backend_error(model_info, backend):
 
 
 def test_option_errors(model_info, tmp_path):
-    with pytest.raises(BackendError, match="fp32 ONNX graph only"):
+    with pytest.raises(BackendError, match="runs fp32 or int8"):
         create_backend("onnxruntime", model_info, precision="fp16")
     with pytest.raises(BackendError, match="fp16 needs a CUDA device"):
         create_backend("torch", model_info, precision="fp16")

@@ -62,10 +62,12 @@ def test_blocker_blocks_torch():
 def test_default_model_ships_its_onnx():
     """The shipped export matches the weights + metadata (else the store would need torch)."""
     from panoptic_ros.families.model_store import load_model_info, shipped_onnx_name
+    from panoptic_ros.families.quantize import int8_onnx_name
 
     info = load_model_info("default")
     shipped = info.directory / shipped_onnx_name(info)
-    stale = sorted(p.name for p in info.directory.glob("model-*.onnx") if p != shipped)
+    int8 = info.directory / int8_onnx_name(info)  # precision int8 (test/test_quantize.py)
+    stale = sorted(p.name for p in info.directory.glob("model-*.onnx") if p not in (shipped, int8))
     assert shipped.is_file(), (
         f"{shipped.name} missing (weights, metadata or exporter changed): "
         "run `panoptic-ros export --ship --parity 20` and commit it"
@@ -87,6 +89,8 @@ def test_segmenter_runs_default_model_without_torch():
         assert res.semantic.shape == (240, 320), res.semantic.shape
         agree = float((res.semantic == scene.semantic).mean())
         assert agree > 0.5, agree  # the trained model, not garbage
+        seg8 = build_segmenter("default", "onnxruntime", precision="int8")  # shipped QDQ graph
+        assert seg8.segment(scene.image).semantic.shape == (240, 320)
         assert not [m for m in sys.modules if m.split(".")[0] == "torch"]
         print("OK", agree)
         """

@@ -89,13 +89,32 @@ def _working_alternatives(avail: dict[str, tuple[bool, str]], exclude: str) -> s
     )
 
 
-def _onnx_path(info: Any, batch: int) -> Path:
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def has_qdq(path: str | Path) -> bool:
+    """True when the ONNX graph at ``path`` is already quantized (QuantizeLinear/DequantizeLinear
+    nodes): such a graph runs as is for int8 (ONNX Runtime; TensorRT explicit quantization)."""
+    from panoptic_ros.backends.onnx_ops import load_model
+
+    try:
+        model = load_model(Path(path))
+    except ValueError as exc:
+        raise BackendError(str(exc)) from exc
+    return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
+
+
+def _onnx_path(info: Any, batch: int, precision: str | None = None) -> Path:
+    """The graph a backend opens: the fp32 export, or with ``precision="int8"`` the model's QDQ
+    graph (a bare .onnx is taken as given: the caller checks whether it is quantized)."""
     if isinstance(info, (str, Path)):
         p = Path(info)
         if p.suffix.lower() != ".onnx":
             raise BackendError(f"expected a ModelInfo or an .onnx file, got {p}")
         return p
     try:
+        if precision == "int8":
+            return Path(info.onnx_file(batch, precision="int8"))
         return Path(info.onnx_file(batch))
     except BackendError:
         raise
@@ -139,7 +158,8 @@ def create_backend(
       batch        static batch of the model input (cameras per ``infer``)
       device       "cpu" | "cuda" | "cuda:N"; default cpu for onnxruntime/torch, cuda:0 for tensorrt
       threads      intra-op CPU threads (0 = library default)
-      precision    "fp32" (default) | "fp16" (torch on CUDA, tensorrt) | "int8" (tensorrt)
+      precision    "fp32" (default) | "fp16" (torch on CUDA, tensorrt) | "int8" (onnxruntime and
+                   tensorrt: the model's QDQ graph, families/quantize.py)
       cache_dir    tensorrt engine cache (default: <engine_cache.default_cache_dir()>/engines)
       workspace_mb tensorrt builder workspace limit
       cuda_graph   torch on CUDA: capture one CUDA graph for the static shape
@@ -153,8 +173,10 @@ def create_backend(
         raise BackendError(f"batch must be >= 1, got {batch}")
     if precision is not None:
         precision = str(precision).strip().lower()
-        if precision not in ("fp32", "fp16", "int8"):
-            raise BackendError(f"unknown precision {precision!r}; choose fp32, fp16 or int8")
+        if precision not in PRECISIONS:
+            raise BackendError(
+                f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}"
+            )
     avail = availability(probe_cuda=name != "onnxruntime")
     if name == "auto":
         name, device, precision = _choose_auto(avail, info, device, precision, log)
@@ -186,14 +208,18 @@ def _choose_auto(avail, info, device, precision, log) -> tuple[str, str | None, 
         if cand != "onnxruntime" and device == "cpu":
             ok, why = False, "device 'cpu' was requested"
         if cand == "torch-cuda" and ok and precision == "int8":
-            ok, why = False, "int8 is only supported by tensorrt"
+            ok, why = False, "int8 runs on tensorrt or onnxruntime (QDQ graph), not torch"
         if ok:
             chosen = "torch" if cand == "torch-cuda" else cand
             if cand == "torch-cuda" and device is None:
                 device = "cuda"
-            if cand == "onnxruntime" and precision not in (None, "fp32"):
+            if cand == "onnxruntime" and precision not in (None, "fp32", "int8"):
                 skipped.append(f"precision {precision} not supported by onnxruntime: using fp32")
                 precision = None
+            if cand == "onnxruntime" and precision == "int8" and is_onnx:
+                if not has_qdq(_onnx_path(info, 1)):
+                    skipped.append("int8: this .onnx has no Q/DQ nodes: using fp32")
+                    precision = None
             if cand == "onnxruntime" and device is None:
                 device = "cpu"
             msg = f"backend auto -> {chosen}" + (f" ({why})" if cand != "onnxruntime" else "")
@@ -231,15 +257,21 @@ def _make_onnxruntime(
         raise BackendError(
             f"onnxruntime backend needs the 'onnxruntime' package (pip install onnxruntime); {_working_alternatives(avail, 'onnxruntime')}"  # noqa: E501
         )
-    if precision not in (None, "fp32"):
+    if precision not in (None, "fp32", "int8"):
         raise BackendError(
-            f"onnxruntime backend runs the fp32 ONNX graph only (precision {precision!r}); use tensorrt or torch for fp16"  # noqa: E501
+            f"onnxruntime backend runs fp32 or int8 (precision {precision!r}); use tensorrt or torch for fp16"  # noqa: E501
         )
     if cuda_graph:
         raise BackendError("onnxruntime backend: cuda_graph is a torch-backend option")
     from panoptic_ros.backends.onnxruntime import OnnxRuntimeBackend
 
-    return OnnxRuntimeBackend(_onnx_path(info, batch), threads=threads, device=device or "cpu")
+    path = _onnx_path(info, batch, precision)
+    if precision == "int8" and _is_onnx_only(info) and not has_qdq(path):
+        raise BackendError(
+            f"onnxruntime int8 needs a quantized (QDQ) graph: {path.name} has no QuantizeLinear "
+            "nodes; give a model directory (its int8 graph is shipped or generated) or a QDQ .onnx"
+        )
+    return OnnxRuntimeBackend(path, threads=threads, device=device or "cpu")
 
 
 def _make_torch(
@@ -317,8 +349,15 @@ def _make_tensorrt(
         raise BackendError(
             "tensorrt backend: create one backend per camera (they share the engine) instead of contexts=N"
         )
+    path = _onnx_path(info, batch, precision)
+    explicit = precision == "int8" and has_qdq(path)
+    if explicit and calibration is not None:
+        raise BackendError(
+            f"tensorrt backend: {path.name} is already quantized (Q/DQ nodes carry the scales); "
+            "calibration applies only to int8 of a plain fp32 .onnx"
+        )
     return TensorRTBackend(
-        _onnx_path(info, batch),
+        path,
         model_name=_model_name(info),
         info=None if isinstance(info, (str, Path)) else info,
         device=device or "cuda:0",
@@ -326,5 +365,6 @@ def _make_tensorrt(
         cache_dir=cache_dir,
         workspace_mb=workspace_mb or DEFAULT_WORKSPACE_MB,
         calibration=calibration,
+        explicit_quantization=explicit,
         log=log,
     )

@@ -42,8 +42,9 @@ class ModelSource(Protocol):
     name: str
     onnx_path: Path | None  # set for a user ONNX file (no torch weights)
 
-    def onnx_file(self, batch: int = 1) -> Path:
-        """An ONNX file of the model with static batch ``batch``."""
+    def onnx_file(self, batch: int = 1, precision: str = "fp32") -> Path:
+        """An ONNX file of the model with static batch ``batch``; ``precision="int8"``: its
+        quantized (QDQ) graph, which ONNX Runtime and TensorRT both run."""
         ...
 
     def torch_module(self) -> Any:

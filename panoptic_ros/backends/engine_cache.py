@@ -353,7 +353,10 @@ class BuilderSettings:
     """What tensorrt.py applies to an IBuilderConfig, as names of TensorRT enums.
 
     ``flags`` are ``trt.BuilderFlag`` member names; ``memory_pools`` maps ``trt.MemoryPoolType``
-    member names to bytes; ``calibrate`` says an INT8 calibrator is needed.
+    member names to bytes; ``calibrate`` says an INT8 calibrator is needed (implicit
+    quantization); ``strongly_typed`` says the network is created with
+    ``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (explicit quantization on TensorRT 10: the
+    graph's Q/DQ nodes and tensor types decide every layer's precision).
     """
 
     precision: str
@@ -361,6 +364,8 @@ class BuilderSettings:
     memory_pools: tuple[tuple[str, int], ...]
     calibrate: bool
     calibration_batches: int
+    strongly_typed: bool = False
+    explicit_quantization: bool = False
 
 
 def normalize_precision(precision: str) -> str:
@@ -373,20 +378,40 @@ def normalize_precision(precision: str) -> str:
 
 
 def builder_settings(
-    precision: str = "fp16", workspace_mb: int = DEFAULT_WORKSPACE_MB, calibration_batches: int = 16
+    precision: str = "fp16",
+    workspace_mb: int = DEFAULT_WORKSPACE_MB,
+    calibration_batches: int = 16,
+    *,
+    explicit_quantization: bool = False,
+    tensorrt_major: int = 10,
 ) -> BuilderSettings:
-    """Map a precision + workspace to TensorRT builder flags (fp32: none; fp16: FP16;
-    int8: INT8 + FP16 so layers without INT8 kernels fall back to FP16 rather than FP32)."""
+    """Map a precision + workspace to TensorRT builder flags (fp32: none; fp16: FP16).
+
+    int8 has two forms (TensorRT developer guide, "Explicit Quantization"):
+    * ``explicit_quantization`` (the ONNX graph carries Q/DQ nodes, families/quantize.py): no
+      calibrator, the scales come from the graph. TensorRT >= 10: a strongly typed network and no
+      precision flags ("Use explicit quantization with Strong Typing. Precision-control build
+      flags are not required and should not be specified"); TensorRT 8.x: the INT8 flag (+ FP16
+      so unquantized layers may run in half precision), as 8.x requires for Q/DQ networks.
+    * implicit (a plain fp32 graph): INT8 + FP16 and an entropy calibrator over generated scenes
+      (deprecated in TensorRT 10, kept for user graphs that are not quantized).
+    """
     p = normalize_precision(precision)
     if int(workspace_mb) <= 0:
         raise EngineCacheError(f"workspace_mb must be positive, got {workspace_mb}")
+    explicit = p == "int8" and bool(explicit_quantization)
+    strongly_typed = explicit and int(tensorrt_major) >= 10
     flags = {"fp32": (), "fp16": ("FP16",), "int8": ("INT8", "FP16")}[p]
+    if strongly_typed:
+        flags = ()
     return BuilderSettings(
         precision=p,
         flags=flags,
         memory_pools=(("WORKSPACE", int(workspace_mb) << 20),),
-        calibrate=p == "int8",
-        calibration_batches=int(calibration_batches) if p == "int8" else 0,
+        calibrate=p == "int8" and not explicit,
+        calibration_batches=int(calibration_batches) if p == "int8" and not explicit else 0,
+        strongly_typed=strongly_typed,
+        explicit_quantization=explicit,
     )
 
 

@@ -7,6 +7,9 @@ module is the thin layer over the TensorRT Python API (TensorRT 8.6 / 10.x):
   build:  trt.Builder -> create_network -> OnnxParser.parse_from_file -> IBuilderConfig
           (set_memory_pool_limit(WORKSPACE), set_flag(FP16/INT8), int8_calibrator,
           create_timing_cache/set_timing_cache) -> build_serialized_network
+  int8:   from the model's QDQ graph (families/quantize.py) by explicit quantization: TensorRT
+          10 builds a STRONGLY_TYPED network without precision flags or calibrator (8.x: INT8
+          flag); a plain fp32 user graph still gets the implicit entropy calibrator
   run:    trt.Runtime.deserialize_cuda_engine -> create_execution_context ->
           set_tensor_address(name, torch_tensor.data_ptr()) -> execute_async_v3(stream.cuda_stream)
 
@@ -86,6 +89,8 @@ def build_serialized_engine(
     builder = trt.Builder(trt_log)
     major = int(trt.__version__.split(".")[0])
     flags = 0 if major >= 10 else 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    if settings.strongly_typed:
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, trt_log)
     if not parser.parse_from_file(str(onnx_path)):
@@ -226,6 +231,7 @@ class TensorRTBackend(Backend):
         cache_dir: str | Path | None = None,
         workspace_mb: int = ec.DEFAULT_WORKSPACE_MB,
         calibration: Iterable[Mapping[str, np.ndarray]] | None = None,
+        explicit_quantization: bool = False,
         log: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
@@ -233,7 +239,10 @@ class TensorRTBackend(Backend):
         self.model_name = model_name
         self.info = info
         self._device_str = device
-        self.settings = ec.builder_settings(precision, workspace_mb)
+        self.explicit_quantization = bool(explicit_quantization)
+        self.settings = ec.builder_settings(
+            precision, workspace_mb, explicit_quantization=self.explicit_quantization
+        )
         self.cache_dir = Path(cache_dir) if cache_dir else default_engine_dir()
         self.calibration = calibration
         self.log = log or _log.info
@@ -284,6 +293,12 @@ class TensorRTBackend(Backend):
         import tensorrt as trt
 
         self._trt = trt
+        self.settings = ec.builder_settings(  # the Q/DQ build mode depends on the major version
+            self.settings.precision,
+            self.settings.memory_pools[0][1] >> 20,
+            explicit_quantization=self.explicit_quantization,
+            tensorrt_major=int(trt.__version__.split(".")[0]),
+        )
         shapes = self._onnx_input_shapes()
         meta = self.current_meta(trt, shapes[image_input_name(shapes)])
         cache_dir = ec.ensure_cache_dir(self.cache_dir)

@@ -55,7 +55,10 @@ class TorchBackend(Backend):
         self.cuda_graph = bool(cuda_graph)
         self.warmup = int(warmup)
         if self.precision == "int8":
-            raise BackendError("torch backend: int8 is only supported by the tensorrt backend")
+            raise BackendError(
+                "torch backend: int8 is only supported by the tensorrt backend and onnxruntime "
+                "(the model's QDQ graph)"
+            )
         if self.precision not in _PRECISIONS:
             raise BackendError(
                 f"torch backend: unknown precision {precision!r}; choose fp32 or fp16"

@@ -14,6 +14,11 @@ Modes (one run each; ratios are always computed within the run):
 * ``--compare``: the same loop for every backend usable here (onnxruntime and torch on CPU;
   torch-cuda fp16 and tensorrt when a GPU is present).
 * ``--sizes 240x320,480x640,...``: the same loop for several input sizes.
+* ``--precisions fp32,int8``: one Segmenter per precision on ``--backend``, run in turns of
+  ``--turn`` frames (interleaved, so a noisy shared machine slows all alike), timing the backend
+  call alone (infer) and the whole ``segment`` (preprocess + infer + postprocess) on the same
+  synthetic frame. Last stdout line ``infer_ms_<p>=... segment_ms_<p>=...
+  infer_speedup_<p>=<first precision's median infer / this one's>``.
 * ``--families``: no model, no network: each model family's decode + host post-processing
   (``family.to_result``) for a 480x640 frame on seeded synthetic raw outputs, per case
   (``panoptic_ros.bench.families``). Table on stderr; last stdout line
@@ -86,7 +91,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=0, help="CPU inference threads (0 = runtime default)"
     )
     p.add_argument(
-        "--precision", default="", help="fp32 | fp16 (GPU backends; '' = backend default)"
+        "--precision",
+        default="",
+        help="fp32 | fp16 (GPU backends) | int8 (QDQ graph; onnxruntime, tensorrt); '' = backend default",
     )
     p.add_argument("--height", type=int, default=480)
     p.add_argument("--width", type=int, default=640)
@@ -125,6 +132,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--backends",
         default="",
         help="comma list for --compare (default: onnxruntime,torch + GPU ones if present)",
+    )
+    g.add_argument(
+        "--precisions",
+        default="",
+        help="comma list, e.g. fp32,int8: interleaved inference timing of each on --backend",
+    )
+    g.add_argument(
+        "--turn", type=int, default=10, help="frames per precision per turn for --precisions"
     )
     g.add_argument(
         "--families",
@@ -670,6 +685,65 @@ def run_compare(args, publish: Publish, report: dict) -> str:
     )
 
 
+def run_precisions(args, report: dict) -> str:
+    """``--precisions``: interleaved turns per precision (module docstring)."""
+    from panoptic_ros.core.synthetic import generate_scene
+
+    precs = [p.strip().lower() for p in args.precisions.split(",") if p.strip()]
+    if not precs or len(set(precs)) != len(precs):
+        raise ValueError(f"--precisions needs distinct values, got {args.precisions!r}")
+    frame = generate_scene(1, args.height, args.width).image
+    segs: dict[str, Any] = {}
+    try:
+        for p in precs:
+            segs[p] = open_segmenter(args, args.backend, precision=p)
+        feeds = {}
+        for p, seg in segs.items():
+            prepared = seg.family.prepare([frame], seg.batch_size)
+            feeds[p] = {k: np.array(v, copy=True) for k, v in prepared.feeds.items()}
+            for _ in range(max(1, args.warmup)):
+                seg.backend.infer(feeds[p])
+                seg.segment(frame)
+        infer: dict[str, list[float]] = {p: [] for p in precs}
+        whole: dict[str, list[float]] = {p: [] for p in precs}
+        turn = max(1, int(args.turn))
+        log(
+            f"{args.backend}: {args.frames} frames per precision ({', '.join(precs)}) at "
+            f"{args.height}x{args.width}, interleaved in turns of {turn} ..."
+        )
+        for _ in range(max(1, args.frames // turn)):
+            for p, seg in segs.items():
+                for _ in range(turn):
+                    t0 = time.perf_counter()
+                    seg.backend.infer(feeds[p])
+                    t1 = time.perf_counter()
+                    seg.segment(frame)
+                    t2 = time.perf_counter()
+                    infer[p].append((t1 - t0) * 1e3)
+                    whole[p].append((t2 - t1) * 1e3)
+    finally:
+        for seg in segs.values():
+            _close(seg)
+    base = float(np.median(infer[precs[0]]))
+    rows, out, kv = [], {}, {}
+    for p in precs:
+        i_med, s_med = float(np.median(infer[p])), float(np.median(whole[p]))
+        i_p90 = float(np.percentile(infer[p], 90))
+        speed = base / i_med if i_med > 0 else math.nan
+        rows.append((p, i_med, i_p90, s_med, speed))
+        out[p] = {"infer_ms": i_med, "infer_p90_ms": i_p90, "segment_ms": s_med, "speedup": speed}
+        kv[f"infer_ms_{p}"], kv[f"segment_ms_{p}"] = i_med, s_med
+    for p in precs[1:]:
+        kv[f"infer_speedup_{p}"] = out[p]["speedup"]
+    log(
+        format_table(
+            ["precision", "infer ms", "infer p90", "segment ms", f"speed-up vs {precs[0]}"], rows, 2
+        )
+    )
+    report["precisions"] = {"backend": args.backend, "turn": turn, **out}
+    return format_kv(**kv)
+
+
 def run_sizes(args, publish: Publish, report: dict) -> str:
     sizes = parse_sizes(args.sizes)
     seg = open_segmenter(args, args.backend)
@@ -1012,6 +1086,8 @@ def run(args: argparse.Namespace) -> int:
             line = run_overload_mode(args, report)
         elif args.families:
             line = run_families_mode(args, report)
+        elif args.precisions:  # the backend call and segment() only: no messages, no DDS
+            line = run_precisions(args, report)
         else:
             publish = Publish(args.publish)
             try:

@@ -79,6 +79,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--backend", default="onnxruntime", help="inference backend (default: %(default)s)"
     )
     p.add_argument(
+        "--precision",
+        default="fp32",
+        help="fp32 | fp16 (GPU backends) | int8 (the model's QDQ graph; default: %(default)s)",
+    )
+    p.add_argument(
         "--taxonomy",
         type=Path,
         metavar="FILE",
@@ -147,7 +152,12 @@ def _open_segmenter(args: argparse.Namespace):
             f"cannot load the inference pipeline ({exc}); evaluate COCO predictions with --pred-json"
         ) from exc
     try:
-        return build_segmenter(args.model, args.backend, params=parse_params(args.param))
+        return build_segmenter(
+            args.model,
+            args.backend,
+            params=parse_params(args.param),
+            precision=getattr(args, "precision", "fp32") or "fp32",
+        )
     except (OSError, ValueError, RuntimeError, ImportError) as exc:
         raise EvalError(
             f"cannot open model {args.model!r} with backend {args.backend!r}: {exc}"

@@ -55,6 +55,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "without torch (instead of --out; model's own size and top_k, opset 17, parity required)",
     )
     p.add_argument(
+        "--int8",
+        action="store_true",
+        help="write the model's INT8 (QDQ) graph, quantized with its recipe (metadata.json "
+        "'int8', families/quantize.py), instead of the fp32 export; with --ship into the model "
+        "directory under the name precision=int8 looks for",
+    )
+    p.add_argument(
         "--center-threshold",
         type=float,
         default=0.1,
@@ -62,7 +69,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _export_int8(args: argparse.Namespace) -> int:
+    """``--int8``: quantize (the fp32 graph comes from the shipped file or the export cache)."""
+    from panoptic_ros.families import quantize as q
+    from panoptic_ros.families.model_store import ModelError, load_model_info
+
+    try:
+        info = load_model_info(args.model)
+        recipe = q.model_recipe(info)
+        out = info.directory / q.int8_onnx_name(info, args.batch) if args.ship else args.out
+        print(f"quantizing {info.directory} (recipe {recipe.to_dict()}) -> {out}", file=sys.stderr)
+        q.quantize_model(info, out, batch=args.batch, recipe=recipe)
+    except (ModelError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    problems = q.check_qdq_rules(out)
+    for problem in problems:
+        print(f"TensorRT explicit-quantization rule broken: {problem}", file=sys.stderr)
+    if args.ship and not problems:
+        h, w = info.input_size
+        for p in info.directory.glob(f"model-int8-{h}x{w}-b{args.batch}-*.onnx"):
+            if p != out:
+                p.unlink()
+    print(
+        f"onnx={out} precision=int8 batch={args.batch} bytes={out.stat().st_size} "
+        f"tensorrt_rules={'ok' if not problems else len(problems)}"
+    )
+    return 3 if problems else 0
+
+
 def run(args: argparse.Namespace) -> int:
+    if getattr(args, "int8", False):
+        return _export_int8(args)
     import numpy as np
 
     from panoptic_ros.backends.onnx_ops import load_model, op_counts

@@ -34,6 +34,9 @@ from panoptic_ros.core.taxonomy import Taxonomy
 
 #: first validation seed; training seeds are always below it
 VALIDATION_SEED_START = 10_000_000
+#: INT8 calibration scenes (families/quantize.py): beyond any validation run, so the PQ of a
+#: quantized model is measured on scenes its calibration never saw
+CALIBRATION_SEED_START = 20_000_000
 #: visible pixels (relative to a 240x320 image, scaled with area) under which an instance becomes void
 MIN_VISIBLE_AREA = 20
 #: class names the generator draws (must exist in the taxonomy)
@@ -78,6 +81,11 @@ class Scene:
 def validation_seeds(n: int, start: int = 0) -> list[int]:
     """The ``n`` validation seeds (disjoint from every training seed)."""
     return [VALIDATION_SEED_START + start + i for i in range(n)]
+
+
+def calibration_seeds(n: int, start: int = 0) -> list[int]:
+    """The ``n`` INT8 calibration seeds (disjoint from training and the first 10 M validation seeds)."""
+    return [CALIBRATION_SEED_START + start + i for i in range(n)]
 
 
 def training_seed(i: int, base: int = 0) -> int:

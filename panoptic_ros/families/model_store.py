@@ -60,7 +60,11 @@ class ModelInfo:
         return self.onnx_path.name if self.onnx_path is not None else self.directory.name
 
     # backends.base.ModelSource: how a backend gets this model without importing the store
-    def onnx_file(self, batch: int = 1) -> Path:
+    def onnx_file(self, batch: int = 1, precision: str = "fp32") -> Path:
+        if precision == "int8":  # the QDQ graph (families/quantize.py: shipped or generated)
+            from panoptic_ros.families.quantize import resolve_int8_onnx
+
+            return resolve_int8_onnx(self, batch=batch)
         return resolve_onnx(self, batch=batch)
 
     def torch_module(self):

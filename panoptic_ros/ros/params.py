@@ -69,7 +69,11 @@ _SPECS: tuple[ParamSpec, ...] = (
         "device", STRING, "Inference device, e.g. cpu or cuda:0; empty = backend default.", True
     ),
     ParamSpec(
-        "precision", STRING, "Inference precision (GPU backends).", True, choices=("fp32", "fp16")
+        "precision",
+        STRING,
+        "Inference precision: fp16 on GPU backends; int8 runs the model's QDQ graph (onnxruntime, tensorrt).",
+        True,
+        choices=("fp32", "fp16", "int8"),
     ),
     ParamSpec("threads", INTEGER, "CPU inference threads; 0 = runtime default.", True, 0, 256),
     ParamSpec("max_batch", INTEGER, "Frames per inference call; 0 = one per camera.", True, 0, 64),
