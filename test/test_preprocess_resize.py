@@ -195,3 +195,28 @@ def test_image_input_card_paths_use_the_staged_resize():
     }
     got = ImageInput(sig, card)([im], 1)[0]
     np.testing.assert_allclose(got, (r[..., ::-1] / 255 - 0.5) / 0.25, rtol=0, atol=1e-5)
+
+
+def test_eval_single_resize_switch_is_scoped(monkeypatch):
+    """``panoptic-ros eval --single-resize`` scores with the single cv2 call (preprocess.STAGED
+    False while it runs) and leaves the process default as it was, also when it fails."""
+    import argparse
+
+    from panoptic_ros.cli import evaluate
+    from panoptic_ros.core import preprocess
+
+    seen: list[bool] = []
+
+    def fake_evaluate(args):
+        seen.append(preprocess.STAGED)
+        raise evaluate.EvalError("stop here")
+
+    monkeypatch.setattr(evaluate, "_evaluate", fake_evaluate)
+    p = argparse.ArgumentParser()
+    evaluate.add_arguments(p)
+    assert evaluate.run(p.parse_args(["--synthetic", "1", "--single-resize"])) == 1
+    assert evaluate.run(p.parse_args(["--synthetic", "1"])) == 1
+    assert seen == [False, True] and preprocess.STAGED is True
+    im = _noise((1024, 2048))
+    monkeypatch.setattr(preprocess, "STAGED", False)
+    assert np.array_equal(Preprocessor(NET)([im])[0], _direct(im).transpose(2, 0, 1))

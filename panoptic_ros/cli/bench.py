@@ -10,7 +10,10 @@ Modes (one run each; ratios are always computed within the run):
   ``e2e_ms=<float> infer_ms=<float> overhead_ratio=<float>``.
 * ``--compare``: the same loop for every backend usable here (onnxruntime and torch on CPU;
   torch-cuda fp16 and tensorrt when a GPU is present).
-* ``--sizes 240x320,480x640,...``: the same loop for several input sizes.
+* ``--sizes 240x320,480x640,...``: the same loop for several input sizes. Per size also old vs
+  new preprocess in the same run (``bench/preprocess_ab.py``): ``pre 1call`` is the median ms
+  of one cv2.resize per frame, ``pre x`` its ratio to the staged resize's median on the same
+  frames (interleaved); the last line adds ``pre_ms_<size>`` and ``pre_speedup_<size>``.
 * ``--families``: no model, no network: each model family's decode + host post-processing
   (``family.to_result``) for a 480x640 frame on seeded synthetic raw outputs, per case
   (``panoptic_ros.bench.families``). Table on stderr; last stdout line
@@ -583,8 +586,12 @@ def run_compare(args, publish: Publish, report: dict) -> str:
 
 
 def run_sizes(args, publish: Publish, report: dict) -> str:
+    from panoptic_ros.bench import preprocess_ab
+    from panoptic_ros.bench.loadgen import synthetic_frames
+
     sizes = parse_sizes(args.sizes)
     seg = open_segmenter(args, args.backend)
+    net_hw = preprocess_ab.network_input_size(seg)
     rows, results = [], {}
     try:
         for h, w in sizes:
@@ -600,11 +607,19 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
                 overlay=args.overlay,
             )
             st, r = timer.stats(), result_of(timer)
+            # old (one cv2.resize) vs new (staged) preprocess, interleaved on the same frames
+            ab = (
+                preprocess_ab.compare(synthetic_frames(h, w, 4), net_hw, args.frames)
+                if net_hw
+                else dict.fromkeys(("pre_ms", "pre_single_ms", "pre_speedup"), math.nan)
+            )
             rows.append(
                 (
                     f"{h}x{w}",
                     st["decode"].mean,
                     st["preprocess"].mean,
+                    ab["pre_single_ms"],
+                    ab["pre_speedup"],
                     st["infer"].mean,
                     st["postprocess"].mean,
                     st["messages"].mean,
@@ -615,7 +630,7 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
                     r["overhead_ratio"],
                 )
             )
-            results[f"{h}x{w}"] = {"stages": _stats_json(timer), **r}
+            results[f"{h}x{w}"] = {"stages": _stats_json(timer), **r, "preprocess_ab": ab}
     finally:
         _close(seg)
     log(
@@ -624,6 +639,8 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
                 "size",
                 "decode",
                 "pre",
+                "pre 1call",
+                "pre x",
                 "infer",
                 "post",
                 "msgs",
@@ -640,6 +657,9 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
     report["sizes"] = results
     first = next(iter(results.values()))
     extra = {f"e2e_ms_{k}": v["e2e_ms"] for k, v in results.items()}
+    for k, v in results.items():
+        extra[f"pre_ms_{k}"] = v["preprocess_ab"]["pre_ms"]
+        extra[f"pre_speedup_{k}"] = v["preprocess_ab"]["pre_speedup"]
     return format_kv(
         e2e_ms=first["e2e_ms"],
         infer_ms=first["infer_ms"],

@@ -45,6 +45,11 @@ def check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+#: Process-wide default for ``staged``: ``panoptic-ros eval --single-resize`` sets it False to
+#: score the same scenes with the single cv2 call (the PQ effect in docs/performance.md).
+STAGED = True
+
+
 def interpolation(src_hw: tuple[int, int], dst_hw: tuple[int, int]) -> int:
     """The cv2 flag for resizing src_hw -> dst_hw: INTER_AREA when shrinking both axes, else INTER_LINEAR."""
     shrink = src_hw[0] >= dst_hw[0] and src_hw[1] >= dst_hw[1]
@@ -77,17 +82,20 @@ def resize_image(
     dst_hw: tuple[int, int],
     dst: np.ndarray | None = None,
     scratch: dict[tuple[int, int], np.ndarray] | None = None,
+    staged: bool | None = None,
 ) -> np.ndarray:
     """(h, w, C) uint8 -> (H, W, C): the staged resize of the module docstring.
 
     ``dst`` (H, W, C) receives the result when given; ``scratch`` maps intermediate (h, w) to
     reusable arrays (filled on first use) so a steady stream of frames allocates nothing.
-    Returns ``image`` itself when the sizes are already equal.
+    ``staged=False`` (default: ``STAGED``): always the single cv2 call. Returns ``image``
+    itself when the sizes are already equal.
     """
     H, W = int(dst_hw[0]), int(dst_hw[1])
-    steps = resize_steps(image.shape[:2], (H, W))
-    if not steps:
+    if image.shape[:2] == (H, W):
         return image
+    steps = resize_steps(image.shape[:2], (H, W)) if (STAGED if staged is None else staged) else []
+    steps = steps or [(H, W)]
     flag = interpolation(image.shape[:2], (H, W))
     cur = image
     for h, w in steps[:-1]:
@@ -123,9 +131,9 @@ class Preprocessor:
 
     Per frame: ``resize_image`` (INTER_AREA down, staged for large fractional factors /
     INTER_LINEAR up, as the model was trained; ``staged=False``: always one ``cv2.resize``,
-    the reference the benchmark and tests compare with), one ``cv2.split`` into three uint8
-    planes and one uint8 -> float32 copy per plane into the network input buffer. Every
-    destination is preallocated: fresh 0.2-0.9 MB arrays per frame cost more in page faults
+    the reference the benchmark and tests compare with; None: the module's ``STAGED``), one
+    ``cv2.split`` into three uint8 planes and one uint8 -> float32 copy per plane into the
+    network input buffer. Every destination is preallocated: fresh 0.2-0.9 MB arrays per frame cost more in page faults
     than the copies themselves (0.26 ms vs 0.55 ms per VGA frame with fresh arrays here).
 
     The returned array is reused: it stays valid until the next call **from the same thread**
@@ -133,9 +141,9 @@ class Preprocessor:
     input within ``infer``, so the Segmenter never holds it longer.
     """
 
-    def __init__(self, input_size: tuple[int, int], staged: bool = True) -> None:
+    def __init__(self, input_size: tuple[int, int], staged: bool | None = None) -> None:
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.staged = bool(staged)
+        self.staged = staged  # None: the module's STAGED at each call
         self._local = threading.local()
 
     def _buffers(self, n: int) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
@@ -170,11 +178,9 @@ class Preprocessor:
             im = check_image(im)
             if im.shape[:2] == (h, w):
                 src = im
-            elif self.staged:
-                src = resize_image(im, (h, w), dst=resized, scratch=self._scratch())
             else:
-                src = cv2.resize(
-                    im, (w, h), dst=resized, interpolation=interpolation(im.shape[:2], (h, w))
+                src = resize_image(
+                    im, (h, w), dst=resized, scratch=self._scratch(), staged=self.staged
                 )
             cv2.split(src, planes)
             for c in range(3):
