@@ -220,3 +220,25 @@ def test_eval_single_resize_switch_is_scoped(monkeypatch):
     im = _noise((1024, 2048))
     monkeypatch.setattr(preprocess, "STAGED", False)
     assert np.array_equal(Preprocessor(NET)([im])[0], _direct(im).transpose(2, 0, 1))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.int32, np.float32, np.int64])
+def test_labels_to_input_separable_equals_one_nearest_resize(dtype):
+    """The separable label upsampling (cv2 columns, np.take rows) is bit-identical to one
+    cv2.resize(INTER_NEAREST) (int64, which cv2 cannot resize: to the int32 result), for the
+    camera sizes of the bench and odd / one-axis / downscaling cases."""
+    from panoptic_ros.core.preprocess import labels_to_input
+
+    rng = np.random.default_rng(1)
+    small = [(240, 320), (60, 80), (7, 5)]
+    big = [(1024, 2048), (1080, 1920), (480, 640), (1023, 2047), (240, 1000), (999, 320),
+           (100, 100), (3, 2), (1, 1)]  # fmt: skip
+    for sh in small:
+        lab = rng.integers(0, 30000, sh).astype(dtype)
+        ref_src = lab.astype(np.int32) if dtype == np.int64 else lab
+        for hw in big:
+            got = labels_to_input(lab, hw)
+            want = cv2.resize(ref_src, hw[::-1], interpolation=cv2.INTER_NEAREST)
+            assert got.dtype == lab.dtype and got.shape == hw and got.flags.c_contiguous
+            assert np.array_equal(got, want), (sh, hw)
+            assert not np.shares_memory(got, lab)
