@@ -13,7 +13,8 @@ Modes (one run each; ratios are always computed within the run):
 * ``--sizes 240x320,480x640,...``: the same loop for several input sizes. Per size also old vs
   new preprocess in the same run (``bench/preprocess_ab.py``): ``pre 1call`` is the median ms
   of one cv2.resize per frame, ``pre x`` its ratio to the staged resize's median on the same
-  frames (interleaved); the last line adds ``pre_ms_<size>`` and ``pre_speedup_<size>``.
+  frames (interleaved); likewise the label maps' upsampling (a log line per size); the last
+  line adds ``pre_ms_<size>``, ``pre_speedup_<size>`` and ``up_speedup_<size>``.
 * ``--families``: no model, no network: each model family's decode + host post-processing
   (``family.to_result``) for a 480x640 frame on seeded synthetic raw outputs, per case
   (``panoptic_ros.bench.families``). Table on stderr; last stdout line
@@ -613,6 +614,13 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
                 if net_hw
                 else dict.fromkeys(("pre_ms", "pre_single_ms", "pre_speedup"), math.nan)
             )
+            if net_hw:
+                log(
+                    f"  {h}x{w} same-run A/B: preprocess staged {ab['pre_ms']:.2f} ms vs one "
+                    f"cv2.resize {ab['pre_single_ms']:.2f} ms (x{ab['pre_speedup']:.2f}); label "
+                    f"upsampling separable {ab['up_ms']:.2f} ms vs one INTER_NEAREST "
+                    f"{ab['up_single_ms']:.2f} ms (x{ab['up_speedup']:.2f})"
+                )
             rows.append(
                 (
                     f"{h}x{w}",
@@ -660,6 +668,7 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
     for k, v in results.items():
         extra[f"pre_ms_{k}"] = v["preprocess_ab"]["pre_ms"]
         extra[f"pre_speedup_{k}"] = v["preprocess_ab"]["pre_speedup"]
+        extra[f"up_speedup_{k}"] = v["preprocess_ab"].get("up_speedup", math.nan)
     return format_kv(
         e2e_ms=first["e2e_ms"],
         infer_ms=first["infer_ms"],
