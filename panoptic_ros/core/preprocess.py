@@ -9,20 +9,21 @@ camera aspect ratios (4:3, 16:9, 16:10, 3:2, 5:4) stretched to its input size, s
 this distortion. Downscaling uses INTER_AREA (anti-aliased), upscaling INTER_LINEAR.
 
 Staged downscale (``resize_image``): OpenCV's INTER_AREA is fast only for integer factors (2x2 is
-a SIMD special case: 0.3 ms for a 1024x2048 frame) and slow for the general fractional case it
-needs for 1024x2048 -> 240x320 (4.27 x 6.4: 7-9 ms, a scalar loop over every source pixel). So
-a frame that is not an integer multiple of the network size is first halved (2x2 INTER_AREA,
-exact box means) while both sides stay even and at least twice the target, and only the last,
-small step (scale < 2) is a general INTER_AREA. That is not bit-identical to one INTER_AREA
-call: the composite kernel is a 2^k box followed by a short area kernel, slightly wider than the
-single area kernel (at 1024x2048 mean |difference| 0.3-1.5 grey levels, edges up to ~40; 98.5 %
-of output labels equal). Its effect on PQ is measured in docs/performance.md (within 0.0011
-on 200 synthetic scenes at 1024x2048 and 1080x1920). Integer factors (480x640, 720x1280,
-960x1280, 4K UHD), odd sizes and upscaling take the single cv2 call as before, so their
-outputs are unchanged.
+a SIMD special case: ~0.3 ms for a 1024x2048 frame) and slow for the general fractional case
+that 1024x2048 -> 240x320 needs (4.27 x 6.4: 7-9 ms, a scalar loop over every source pixel).
+So a frame that is not an integer multiple of the network size is first halved (2x2
+INTER_AREA: rounded box means) while both sides stay even and at least twice the target, and
+only the last, small step (scale < 2) is a general INTER_AREA. That is not bit-identical to
+one INTER_AREA call: the composite kernel (a 2^k box, then a short area kernel) is slightly
+wider. test/test_preprocess_resize.py bounds the difference (smooth content: max 2 grey
+levels, mean < 0.5; synthetic scenes: mean < 2, single edge pixels more); the PQ effect, with
+its command, is in docs/performance.md ("High resolution"). Integer factors (480x640,
+720x1280, 960x1280, 4K UHD), odd sides and upscaling take the single cv2 call as before, so
+their outputs are unchanged. ``STAGED = False`` (``panoptic-ros eval --single-resize``)
+restores the single call everywhere.
 
-Label maps go back with ``cv2.resize(..., INTER_NEAREST)`` (exact: every output pixel copies one
-network pixel; no class mixing) — fast even at 1080p.
+Label maps go back by nearest neighbour (exact: every output pixel copies one network pixel;
+no class mixing), separably (``labels_to_input``), bit-identical to ``cv2.resize(INTER_NEAREST)``.
 """
 
 from __future__ import annotations
