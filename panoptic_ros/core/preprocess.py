@@ -204,8 +204,8 @@ def labels_to_input(label: np.ndarray, input_hw: tuple[int, int]) -> np.ndarray:
 
     Separable, and equal to one ``cv2.resize(INTER_NEAREST)``: the columns at the network's
     height (cv2, small), then whole rows copied by ``np.take`` (memcpy per row). One cv2 call
-    gathers every output pixel on its own: 3.1 ms vs 1.2 ms for the three maps of a 1024x2048
-    frame here.
+    gathers every output pixel on its own: 1.4-4.1x slower for the three maps of a 1024x2048
+    frame (``bench --sizes``, docs/performance.md "High resolution").
     """
     H, W = int(input_hw[0]), int(input_hw[1])
     if label.shape == (H, W):
