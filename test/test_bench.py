@@ -245,10 +245,13 @@ def test_bench_sizes_and_json(tiny_model, tmp_path):
     assert p.returncode == 0, p.stderr
     last = p.stdout.strip().splitlines()[-1]
     assert last.startswith("e2e_ms=") and "e2e_ms_32x48=" in last and "e2e_ms_48x64=" in last
+    assert "pre_speedup_32x48=" in last and "up_speedup_48x64=" in last  # old vs new, same run
     import json
 
     data = json.loads(out.read_text())
     assert set(data["sizes"]) == {"32x48", "48x64"}
+    ab = data["sizes"]["48x64"]["preprocess_ab"]
+    assert ab["pre_ms"] > 0 and ab["pre_single_ms"] > 0 and ab["up_speedup"] > 0
     assert data["machine"]["nproc"] >= 1
 
 

@@ -13,7 +13,11 @@ Modes (one run each; ratios are always computed within the run):
   overhead_ratio_message=<float>`` (``message`` times only that path).
 * ``--compare``: the same loop for every backend usable here (onnxruntime and torch on CPU;
   torch-cuda fp16 and tensorrt when a GPU is present).
-* ``--sizes 240x320,480x640,...``: the same loop for several input sizes.
+* ``--sizes 240x320,480x640,...``: the same loop for several input sizes. Per size also old vs
+  new preprocess in the same run (``bench/preprocess_ab.py``): ``pre 1call`` is the median ms
+  of one cv2.resize per frame, ``pre x`` its ratio to the staged resize's median on the same
+  frames (interleaved); likewise the label maps' upsampling (a log line per size); the last
+  line adds ``pre_ms_<size>``, ``pre_speedup_<size>`` and ``up_speedup_<size>``.
 * ``--precisions fp32,int8``: one Segmenter per precision on ``--backend``, run in turns of
   ``--turn`` frames (interleaved, so a noisy shared machine slows all alike), timing the backend
   call alone (infer) and the whole ``segment`` (preprocess + infer + postprocess) on the same
@@ -745,8 +749,12 @@ def run_precisions(args, report: dict) -> str:
 
 
 def run_sizes(args, publish: Publish, report: dict) -> str:
+    from panoptic_ros.bench import preprocess_ab
+    from panoptic_ros.bench.loadgen import synthetic_frames
+
     sizes = parse_sizes(args.sizes)
     seg = open_segmenter(args, args.backend)
+    net_hw = preprocess_ab.network_input_size(seg)
     rows, results = [], {}
     try:
         for h, w in sizes:
@@ -763,11 +771,26 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
                 form=args.publish_form,
             )
             st, r = timer.stats(), result_of(timer)
+            # old (one cv2.resize) vs new (staged) preprocess, interleaved on the same frames
+            ab = (
+                preprocess_ab.compare(synthetic_frames(h, w, 4), net_hw, args.frames)
+                if net_hw
+                else dict.fromkeys(("pre_ms", "pre_single_ms", "pre_speedup"), math.nan)
+            )
+            if net_hw:
+                log(
+                    f"  {h}x{w} same-run A/B: preprocess staged {ab['pre_ms']:.2f} ms vs one "
+                    f"cv2.resize {ab['pre_single_ms']:.2f} ms (x{ab['pre_speedup']:.2f}); label "
+                    f"upsampling separable {ab['up_ms']:.2f} ms vs one INTER_NEAREST "
+                    f"{ab['up_single_ms']:.2f} ms (x{ab['up_speedup']:.2f})"
+                )
             rows.append(
                 (
                     f"{h}x{w}",
                     st["decode"].mean,
                     st["preprocess"].mean,
+                    ab["pre_single_ms"],
+                    ab["pre_speedup"],
                     st["infer"].mean,
                     st["postprocess"].mean,
                     st["messages"].mean,
@@ -778,7 +801,7 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
                     r["overhead_ratio"],
                 )
             )
-            results[f"{h}x{w}"] = {"stages": _stats_json(timer), **r}
+            results[f"{h}x{w}"] = {"stages": _stats_json(timer), **r, "preprocess_ab": ab}
     finally:
         _close(seg)
     log(
@@ -787,6 +810,8 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
                 "size",
                 "decode",
                 "pre",
+                "pre 1call",
+                "pre x",
                 "infer",
                 "post",
                 "msgs",
@@ -803,6 +828,10 @@ def run_sizes(args, publish: Publish, report: dict) -> str:
     report["sizes"] = results
     first = next(iter(results.values()))
     extra = {f"e2e_ms_{k}": v["e2e_ms"] for k, v in results.items()}
+    for k, v in results.items():
+        extra[f"pre_ms_{k}"] = v["preprocess_ab"]["pre_ms"]
+        extra[f"pre_speedup_{k}"] = v["preprocess_ab"]["pre_speedup"]
+        extra[f"up_speedup_{k}"] = v["preprocess_ab"].get("up_speedup", math.nan)
     return format_kv(
         e2e_ms=first["e2e_ms"],
         infer_ms=first["infer_ms"],

@@ -114,6 +114,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="with --images: also write the predictions as COCO panoptic "
         "(DIR/predictions.json + DIR/predictions/*.png)",
     )
+    p.add_argument(
+        "--single-resize",
+        action="store_true",
+        help="downscale frames with one cv2 INTER_AREA call instead of the staged resize "
+        "(core/preprocess.py), to measure the staged resize's PQ effect",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or table on stderr")
     add_param_argument(p)
 
@@ -385,15 +391,20 @@ def report_to_dict(report) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from panoptic_ros.core import preprocess
     from panoptic_ros.core.taxonomy import TaxonomyError
     from panoptic_ros.evaluation.coco_panoptic import CocoPanopticError
     from panoptic_ros.evaluation.metrics import format_report
 
+    staged = preprocess.STAGED
+    preprocess.STAGED = staged and not getattr(args, "single_resize", False)
     try:
         report, taxonomy, extra = _evaluate(args)
     except (EvalError, CocoPanopticError, TaxonomyError, ValueError, OSError) as exc:
         print(f"panoptic-ros eval: error: {exc}", file=sys.stderr)
         return 1
+    finally:  # in-process callers (tests) keep the default
+        preprocess.STAGED = staged
     _log(args, format_report(report, taxonomy))
     if args.report_json is not None:
         try:

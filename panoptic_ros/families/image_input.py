@@ -12,7 +12,8 @@ The model card (docs/models.md "Model card") says how the graph wants its pixels
 
 Defaults are this project's raw export (``panoptic-ros export --raw``): raw RGB 0..255 in NCHW,
 normalisation inside the graph. Resize: stretch (core/preprocess.py explains why), INTER_AREA
-down / INTER_LINEAR up, the same as the node's own model.
+down (staged for large fractional factors: ``preprocess.resize_image``) / INTER_LINEAR up, the
+same as the node's own model.
 """
 
 from __future__ import annotations
@@ -20,10 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import cv2
 import numpy as np
 
-from panoptic_ros.core.preprocess import Preprocessor, check_image, interpolation
+from panoptic_ros.core.preprocess import Preprocessor, check_image, resize_image
 from panoptic_ros.families.base import OnnxSignature, TensorInfo
 
 
@@ -92,8 +92,7 @@ class ImageInput:
         out = np.zeros((n, 3, h, w) if self.layout == "NCHW" else (n, h, w, 3), np.float32)
         for b, im in enumerate(images):
             im = check_image(im)
-            if im.shape[:2] != (h, w):
-                im = cv2.resize(im, (w, h), interpolation=interpolation(im.shape[:2], (h, w)))
+            im = resize_image(im, (h, w))
             if self.bgr:
                 im = im[..., ::-1]
             x = im.astype(np.float32)
