@@ -82,7 +82,7 @@ def config_problems(cfg: TrackerConfig) -> list[str]:
     if cfg.assignment not in ASSIGNMENTS:
         out.append(f"assignment must be one of {list(ASSIGNMENTS)}, got {cfg.assignment!r}")
     elif cfg.assignment == "hungarian" and not _have_scipy():
-        out.append("assignment 'hungarian' needs scipy (pip install scipy); use 'greedy'")
+        out.append("assignment must be 'greedy' here: 'hungarian' needs scipy (pip install scipy)")
     if cfg.similarity not in SIMILARITIES:
         out.append(f"similarity must be one of {list(SIMILARITIES)}, got {cfg.similarity!r}")
     vs = cfg.velocity_smoothing
