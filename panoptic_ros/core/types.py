@@ -23,6 +23,9 @@ class Instance:
 
     ``bbox`` is ``(x0, y0, x1, y1)`` in input-image pixels, x1/y1 exclusive, so
     ``width = x1 - x0``; ``centroid`` is ``(x, y)`` of the mask's pixel centres.
+    With tracking (core/tracking.py) ``id`` is the track id, stable over frames; ``age`` is
+    the frames since the track was created (0 on its first frame) and ``hits`` the frames it
+    was detected in. Untracked results keep the defaults (a new object: 0 and 1).
     """
 
     id: int
@@ -31,6 +34,8 @@ class Instance:
     bbox: tuple[int, int, int, int]
     area: int
     centroid: tuple[float, float]
+    age: int = 0
+    hits: int = 1
 
 
 @dataclass(frozen=True)
