@@ -627,3 +627,21 @@ def test_bare_mcap_written_by_mcap_ros2(tmp_path, segmenter):
     assert conns["/acme/blob"].digest.startswith("RIHS01_")
     assert conns["/acme/blob"].msgdef.data.startswith("uint8[] blob")
     assert len(got["/cam/semantic"]) == 3
+
+
+def test_tracking_parameters_on_the_command_line(tmp_path, capsys):
+    """--param tracking*=... are the node's tracking parameters (checked like the node's);
+    tracking=false writes per-frame ids 1..N, in the order of the detections."""
+    from panoptic_ros.cli import main
+
+    bag = write_synthetic_bag(tmp_path / "in", frames=2, height=H, width=W).path
+    base = ["process-bag", str(bag), "--model", "default", "--backend", "onnxruntime"]
+    assert main(base + [str(tmp_path / "o1"), "--param", "tracking_min_iou=0"]) == 2
+    assert "tracking_min_iou" in capsys.readouterr().err
+    assert main(base + [str(tmp_path / "o2"), "--param", "tracking=false"]) == 0
+    with BagReader(tmp_path / "o2") as r:
+        dets = [deserialize(x) for x in r.messages(["/camera/detections"])]
+    assert len(dets) == 2
+    for d in dets:
+        assert [x.id for x in d.detections] == [str(k) for k in range(1, len(d.detections) + 1)]
+        assert all(x.results[0].pose.covariance[:2].tolist() == [0.0, 1.0] for x in d.detections)
