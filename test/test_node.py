@@ -343,7 +343,7 @@ def test_track_ids_parameters_and_resets(ctx):
     assert node._trackers[""].stamp_resets == 1
     # tracking off: per-frame ids in the segmenter's order (odd frame: moving object first)
     assert node.set_parameters([Parameter("tracking", value=False)])[0].successful
-    assert feed(3, 20) == {"moving": (1, 0, 1), "static": (2, 0, 1)}
+    assert feed(3, 20) == {"moving": (1, 0, 0), "static": (2, 0, 0)}  # hits 0: untracked
     assert node.set_parameters([Parameter("tracking", value=True)])[0].successful
     feed(4, 21)
     assert node._trackers[""].live_ids

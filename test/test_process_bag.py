@@ -383,13 +383,17 @@ def test_sigterm_mid_run_leaves_in_and_previous_out(tmp_path):
 
 
 def test_offline_equals_direct_pipeline(tmp_path, segmenter):
-    """The bag holds exactly what Segmenter + result_to_messages produce (equal messages; the raw
+    """The bag holds exactly what Segmenter + Tracker + result_to_messages produce (equal messages; the raw
     CDR may differ only in alignment padding, which Fast CDR leaves uninitialised)."""
     from panoptic_ros.ros.conversions import result_to_messages
 
     bag = write_synthetic_bag(tmp_path / "in", frames=1, height=H, width=W, keep_images=True)
     pb.process_bag(bag.path, tmp_path / "out", segmenter=segmenter, log=lambda s: None)
-    result = segmenter.segment(bag.frames[0].image)
+    from panoptic_ros.core.tracking import Tracker
+    from panoptic_ros.ros import params as P
+
+    tracker = Tracker(P.tracker_config(P.defaults()), segmenter.taxonomy.label_divisor)
+    result = tracker.update(segmenter.segment(bag.frames[0].image), bag.frames[0].stamp)
     from std_msgs.msg import Header
 
     out = result_to_messages(
@@ -644,4 +648,5 @@ def test_tracking_parameters_on_the_command_line(tmp_path, capsys):
     assert len(dets) == 2
     for d in dets:
         assert [x.id for x in d.detections] == [str(k) for k in range(1, len(d.detections) + 1)]
-        assert all(x.results[0].pose.covariance[:2].tolist() == [0.0, 1.0] for x in d.detections)
+        # untracked: the pose stays all zero, as before tracking existed
+        assert all(not x.results[0].pose.covariance.any() for x in d.detections)
