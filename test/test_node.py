@@ -174,6 +174,7 @@ def test_lifecycle_and_batched_cameras(ctx):
     assert s.config["center_threshold"] == P.defaults()["center_threshold"]
     assert node.trigger_activate() == SUCCESS
     assert node.worker.running and node.worker.max_batch == 2
+    assert set(node._trackers) == {"a", "b"}  # one tracker per camera
     node.worker.stop()  # drive the worker by hand for a deterministic batch
     node.worker.slots.reopen()
     for cam in ("a", "b"):
