@@ -43,6 +43,10 @@ from panoptic_ros.core.types import Instance, PanopticResult
 MAX_TRACK_ID = 65535
 ASSIGNMENTS = ("greedy", "hungarian")
 SIMILARITIES = ("mask", "box")
+#: similarity taken off per frame a track was unseen or partly hidden (only breaks ties)
+TIE_BREAK = 1e-6
+#: most consecutive frames a partly hidden track keeps its full mask (see Tracker._continue)
+MAX_COAST = 10
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,8 @@ class TrackerConfig:
     similarity: "mask" (IoU of motion-shifted masks) or "box" (IoU of motion-shifted bboxes).
     motion: predict each track with its constant-velocity estimate (False: where last seen).
     velocity_smoothing: weight of the newest displacement in the velocity estimate (0..1].
+    occlusion_ratio: a detection smaller than this fraction of its track's area is taken as
+        partly hidden: the track keeps its mask and velocity and coasts (0 = never) [0..1).
     """
 
     enabled: bool = True
@@ -65,6 +71,7 @@ class TrackerConfig:
     similarity: str = "mask"
     motion: bool = True
     velocity_smoothing: float = 0.5
+    occlusion_ratio: float = 0.7
 
     def __post_init__(self) -> None:
         problems = config_problems(self)
@@ -88,6 +95,9 @@ def config_problems(cfg: TrackerConfig) -> list[str]:
     vs = cfg.velocity_smoothing
     if not isinstance(vs, (int, float)) or not 0.0 < float(vs) <= 1.0:
         out.append(f"velocity_smoothing must be in (0, 1], got {vs!r}")
+    orat = cfg.occlusion_ratio
+    if not isinstance(orat, (int, float)) or not 0.0 <= float(orat) < 1.0:
+        out.append(f"occlusion_ratio must be in [0, 1), got {orat!r}")
     return out
 
 
@@ -111,6 +121,7 @@ class _Track:
     hits: int = 1
     vx: float = 0.0
     vy: float = 0.0
+    coasted: int = 0  # consecutive matches that kept the mask (partly hidden detections)
 
 
 class Tracker:
@@ -247,23 +258,42 @@ class Tracker:
                 inter = int(np.count_nonzero(a & b))
                 if inter:
                     sim[i, j] = inter / (tracks[i].area + areas[j] - inter)
+        # ties (two predictions on the same spot: objects crossing) go to the track that was
+        # seen in full most recently -- the occluder, which stays visible
+        stale = np.array([self._frame - t.last_seen + t.coasted for t in tracks], np.float64)
+        sim[ok] -= TIE_BREAK * stale[ti_idx]
         pairs = _assign(sim, cfg.min_iou, cfg.assignment)
         return [(tracks[i].id, j) for i, j in pairs]
 
     def _continue(self, tr: _Track, d: Instance, mask: np.ndarray, area: int, frame: int) -> None:
-        """Track ``tr`` matched detection ``d`` in ``frame``: move it, update its velocity."""
+        """Track ``tr`` matched detection ``d`` in ``frame``: move it, update its velocity.
+
+        A detection much smaller than the track (``area < occlusion_ratio * track area``) is
+        taken as partly hidden (behind another object, cut by the image border): the track keeps
+        its full mask and its velocity and coasts on the prediction, since the visible part's
+        bbox centre moves at the wrong speed and the part that reappears on the far side of an
+        occluder would not overlap the part that disappeared. At most ``MAX_COAST`` frames in a
+        row, so an object that really changed shape is followed after that."""
         k = frame - tr.last_seen
+        tr.last_seen = frame
+        tr.hits += 1
+        cfg = self._config
+        if tr.hits > 2 and area < cfg.occlusion_ratio * tr.area and tr.coasted < MAX_COAST:
+            dx, dy = (round(tr.vx * k), round(tr.vy * k)) if cfg.motion else (0, 0)
+            x0, y0, x1, y1 = tr.box
+            tr.box = (x0 + dx, y0 + dy, x1 + dx, y1 + dy)
+            tr.coasted += 1
+            return
+        tr.coasted = 0
         cx0, cy0 = (tr.box[0] + tr.box[2]) / 2.0, (tr.box[1] + tr.box[3]) / 2.0
         cx1, cy1 = (d.bbox[0] + d.bbox[2]) / 2.0, (d.bbox[1] + d.bbox[3]) / 2.0
         mvx, mvy = (cx1 - cx0) / k, (cy1 - cy0) / k
-        if tr.hits == 1:  # the first displacement is the first estimate
+        if tr.hits == 2:  # the first displacement is the first estimate
             tr.vx, tr.vy = mvx, mvy
         else:
-            a = float(self._config.velocity_smoothing)
+            a = float(cfg.velocity_smoothing)
             tr.vx, tr.vy = a * mvx + (1 - a) * tr.vx, a * mvy + (1 - a) * tr.vy
         tr.mask, tr.box, tr.area = mask, d.bbox, area
-        tr.last_seen = frame
-        tr.hits += 1
 
     # ---- ids ------------------------------------------------------------------------------
     def _allocate(self, frame: int) -> int:
