@@ -66,11 +66,11 @@ class TrackerConfig:
 
     enabled: bool = True
     max_age: int = 15
-    min_iou: float = 0.2
+    min_iou: float = 0.05
     assignment: str = "greedy"
     similarity: str = "mask"
     motion: bool = True
-    velocity_smoothing: float = 0.5
+    velocity_smoothing: float = 0.1
     occlusion_ratio: float = 0.7
 
     def __post_init__(self) -> None:
