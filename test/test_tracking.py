@@ -91,7 +91,7 @@ def test_object_moving_right_keeps_its_id_thanks_to_motion():
     assert {f["car"] for f in ids} == {1}
     assert [d.age for o in outs for d in o.instances] == list(range(10))
     assert [d.hits for o in outs for d in o.instances] == list(range(1, 11))
-    still, _ = run(Tracker(TrackerConfig(motion=False), DIV), seq)
+    still, _ = run(Tracker(TrackerConfig(motion=False, min_iou=0.2), DIV), seq)
     assert len({f["car"] for f in still}) > 1  # the prediction is what keeps it
 
 

@@ -7,9 +7,11 @@ Four sources, exactly one per run:
   ``tracking*`` parameters from config/panoptic.yaml, ``--param tracking_max_age=...`` to
   change one), on N held-out synthetic videos (``synthetic_video.sequence_seeds``) and report
   STQ / AQ / SQ and CLEAR-MOT ID switches (evaluation/video.py), once with tracking off
-  (per-frame ids: the baseline) and once with it on. Two stdout lines,
-  ``tracking=off STQ=.. AQ=.. SQ=.. IDSW_PER_100=.. IDSW=.. FRAG_PER_100=.. MOTA=..
-  GT_TRACK_FRAMES=..`` then the same with ``tracking=on`` (last);
+  (per-frame ids: the baseline), with oracle ids (each predicted segment takes the id of the GT
+  track it overlaps most: the ceiling the segmentation allows, ``evaluation.video.oracle_ids``)
+  and with the tracker. Three stdout lines, ``tracking=off STQ=.. AQ=.. SQ=.. IDSW_PER_100=..
+  IDSW=.. FRAG_PER_100=.. MOTA=.. GT_TRACK_FRAMES=..``, then ``tracking=oracle ...``, then
+  ``tracking=on ...`` (last);
 
 * ``--synthetic N``: run the model on N generated validation scenes (seeds from
   ``synthetic.validation_seeds``, never used in training);
@@ -460,7 +462,7 @@ def _run_sequences(args: argparse.Namespace) -> int:
 
     from panoptic_ros.core import synthetic_video
     from panoptic_ros.core.tracking import Tracker
-    from panoptic_ros.evaluation.video import IdSwitches, SegmentationTrackingQuality
+    from panoptic_ros.evaluation.video import IdSwitches, SegmentationTrackingQuality, oracle_ids
 
     _check_args(args)
     tracking, model_params = _tracker_config(args)
@@ -472,6 +474,7 @@ def _run_sequences(args: argparse.Namespace) -> int:
         taxonomy = _segmenter_taxonomy(segmenter, args)
         off = (SegmentationTrackingQuality(taxonomy), IdSwitches(taxonomy))
         on = (SegmentationTrackingQuality(taxonomy), IdSwitches(taxonomy))
+        oracle = (SegmentationTrackingQuality(taxonomy), IdSwitches(taxonomy))
         track_ms: list[float] = []
         seeds = synthetic_video.sequence_seeds(args.sequences, start=args.seed_start)
         for seed in _progress(args, seeds, len(seeds), "eval sequences"):
@@ -484,13 +487,19 @@ def _run_sequences(args: argparse.Namespace) -> int:
                 t0 = time.perf_counter()
                 tracked = tracker.update(result, stamp_ns=t * 33_333_333)
                 track_ms.append((time.perf_counter() - t0) * 1e3)
-                for (stq, ids), pred in ((off, result.panoptic), (on, tracked.panoptic)):
+                best = oracle_ids(frame.panoptic, result.panoptic, taxonomy)
+                for (stq, ids), pred in (
+                    (off, result.panoptic),
+                    (oracle, best),
+                    (on, tracked.panoptic),
+                ):
                     stq.update(frame.panoptic, pred, seed)
                     ids.update(frame.panoptic, pred, seed)
     finally:
         _close(segmenter)
     reports = {
-        name: (stq.compute(), ids.compute()) for name, (stq, ids) in (("off", off), ("on", on))
+        name: (stq.compute(), ids.compute())
+        for name, (stq, ids) in (("off", off), ("oracle", oracle), ("on", on))
     }
     s_on = reports["on"][0]
     _log(
@@ -518,6 +527,6 @@ def _run_sequences(args: argparse.Namespace) -> int:
             args.report_json.write_text(json.dumps(out, indent=2))
         except OSError as exc:
             raise EvalError(f"cannot write {args.report_json}: {exc}") from exc
-    for name in ("off", "on"):
+    for name in ("off", "oracle", "on"):
         print(video_summary_line(name, *reports[name]), flush=True)
     return 0

@@ -285,3 +285,39 @@ def evaluate_sequences(
             stq.update(gt, pred, seq_id)
             ids.update(gt, pred, seq_id)
     return stq.compute(), ids.compute()
+
+
+def oracle_ids(
+    gt_panoptic: np.ndarray, pred_panoptic: np.ndarray, taxonomy: Taxonomy
+) -> np.ndarray:
+    """The prediction with each thing segment's id replaced by the GT track id it overlaps most
+    (one segment per GT track per frame, largest overlap first; the class stays the prediction's);
+    segments left over get ids from the top of the range down (label_divisor - 1, - 2, ... in
+    every frame, so in practice never a GT track id). The AQ of this is what a perfect tracker could
+    reach with these segments: the ceiling set by segmentation, which tells segmentation errors
+    from association errors."""
+    div = int(taxonomy.label_divisor)
+    gt = np.asarray(gt_panoptic).astype(np.int64)
+    pr = np.asarray(pred_panoptic).astype(np.int64)
+    thing = np.zeros(max(c.id for c in taxonomy.classes) + 2, bool)
+    thing[list(taxonomy.thing_ids)] = True
+    p_thing = (pr >= 0) & thing[np.where(pr >= 0, pr // div, -1)]
+    g_thing = (gt >= 0) & thing[np.where(gt >= 0, gt // div, -1)] & (gt % div > 0)
+    both = p_thing & g_thing
+    pairs, inter = np.unique((pr[both] << 32) | (gt[both] % div), return_counts=True)
+    out = pr.copy()
+    used_p: set[int] = set()
+    used_g: set[int] = set()
+    for k in np.argsort(-inter, kind="stable"):
+        p, g = int(pairs[k]) >> 32, int(pairs[k]) & 0xFFFFFFFF
+        if p in used_p or g in used_g:
+            continue
+        used_p.add(p)
+        used_g.add(g)
+        out[pr == p] = (p // div) * div + g
+    fresh = div - 1
+    for p in np.unique(pr[p_thing]).tolist():
+        if p not in used_p:
+            out[pr == p] = (p // div) * div + fresh
+            fresh -= 1
+    return out
