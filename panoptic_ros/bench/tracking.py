@@ -120,7 +120,11 @@ def run_all(
     """One row per tracker configuration of interest (the default first)."""
     scene = moving_scene(objects, height, width, frames + warmup)
     default = TrackerConfig()
-    cases = [("default (box)", default), ("mask", dataclasses.replace(default, similarity="mask"))]
+    other = "box" if default.similarity == "mask" else "mask"
+    cases = [
+        (f"default ({default.similarity})", default),
+        (other, dataclasses.replace(default, similarity=other)),
+    ]
     try:
         cases.append(("hungarian", dataclasses.replace(default, assignment="hungarian")))
     except ValueError:  # no scipy here
