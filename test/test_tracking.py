@@ -84,13 +84,13 @@ def box(name, c, x, y, w=20, h=20):
 
 
 def test_object_moving_right_keeps_its_id_thanks_to_motion():
-    # 20 px wide; 10 px in its first step (no velocity known yet: overlap 10/30), then 15 px per
-    # frame: without prediction consecutive masks overlap by 5/35 < min_iou
-    seq = [[box("car", 1, 10 + 15 * i - (5 if i else 0), 20)] for i in range(12)]
+    # 20 px wide; 10 px in its first step (no velocity known yet: IoU 10/30), then 18 px per
+    # frame: without prediction consecutive boxes overlap by 2/38 < min_iou
+    seq = [[box("car", 1, 10 + 18 * i - (8 if i else 0), 20)] for i in range(10)]
     ids, outs = run(Tracker(TrackerConfig(), DIV), seq)
     assert {f["car"] for f in ids} == {1}
-    assert [d.age for o in outs for d in o.instances] == list(range(12))
-    assert [d.hits for o in outs for d in o.instances] == list(range(1, 13))
+    assert [d.age for o in outs for d in o.instances] == list(range(10))
+    assert [d.hits for o in outs for d in o.instances] == list(range(1, 11))
     still, _ = run(Tracker(TrackerConfig(motion=False, min_iou=0.2), DIV), seq)
     assert len({f["car"] for f in still}) > 1  # the prediction is what keeps it
 

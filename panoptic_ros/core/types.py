@@ -25,7 +25,8 @@ class Instance:
     ``width = x1 - x0``; ``centroid`` is ``(x, y)`` of the mask's pixel centres.
     With tracking (core/tracking.py) ``id`` is the track id, stable over frames; ``age`` is
     the frames since the track was created (0 on its first frame) and ``hits`` the frames it
-    was detected in. Untracked results keep the defaults (a new object: 0 and 1).
+    was detected in (>= 1). Untracked results keep the defaults 0 and 0 (hits 0 = no tracker),
+    so their messages are what they were before tracking existed.
     """
 
     id: int
@@ -35,7 +36,7 @@ class Instance:
     area: int
     centroid: tuple[float, float]
     age: int = 0
-    hits: int = 1
+    hits: int = 0
 
 
 @dataclass(frozen=True)
