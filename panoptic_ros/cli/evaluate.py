@@ -48,7 +48,10 @@ import numpy as np
 
 from panoptic_ros.cli.params_option import add_param_argument
 
-HELP = "evaluate panoptic quality (PQ/SQ/RQ) on synthetic scenes or COCO panoptic data"
+HELP = (
+    "evaluate panoptic quality (PQ/SQ/RQ) on synthetic scenes or COCO panoptic data, or tracking "
+    "(STQ/AQ, ID switches) on synthetic videos"
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -142,7 +145,7 @@ def _log(args: argparse.Namespace, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _progress(args: argparse.Namespace, it, total: int, desc: str):
+def _progress(args: argparse.Namespace, it, total: int, desc: str, unit: str = "img"):
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is optional
@@ -151,7 +154,7 @@ def _progress(args: argparse.Namespace, it, total: int, desc: str):
         it,
         total=total,
         desc=desc,
-        unit="img",
+        unit=unit,
         file=sys.stderr,
         disable=args.quiet,
         dynamic_ncols=True,
@@ -477,7 +480,7 @@ def _run_sequences(args: argparse.Namespace) -> int:
         oracle = (SegmentationTrackingQuality(taxonomy), IdSwitches(taxonomy))
         track_ms: list[float] = []
         seeds = synthetic_video.sequence_seeds(args.sequences, start=args.seed_start)
-        for seed in _progress(args, seeds, len(seeds), "eval sequences"):
+        for seed in _progress(args, seeds, len(seeds), "eval sequences", unit="seq"):
             seq = synthetic_video.generate_sequence(
                 seed, args.frames, args.height, args.width, taxonomy
             )
