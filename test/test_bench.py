@@ -6,6 +6,7 @@ shapes, and the arithmetic of the statistics are checked.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -221,7 +222,16 @@ def test_bench_single_output_format(tiny_model):
     e2e, infer, ratio = (float(v) for v in m.groups())
     assert e2e > 0 and infer > 0 and 0.0 <= ratio <= 1.0
     assert ratio == pytest.approx(max(0.0, (e2e - infer) / e2e), abs=2e-3)
-    for stage in ("decode", "preprocess", "infer", "postprocess", "messages", "publish", "e2e"):
+    for stage in (
+        "decode",
+        "preprocess",
+        "infer",
+        "postprocess",
+        "track",
+        "messages",
+        "publish",
+        "e2e",
+    ):
         assert re.search(rf"^{stage}\s", p.stderr, re.M), (
             f"stage {stage} missing from table:\n{p.stderr}"
         )
@@ -405,3 +415,24 @@ def test_bench_times_both_publish_forms(tiny_model):
     assert float(re.search(r"publish_ratio=([0-9.]+)", last).group(1)) > 0
     for stage in ("messages_msg", "publish_msg"):
         assert re.search(rf"^{stage}\s", p.stderr, re.M), p.stderr
+
+
+def test_bench_tracking_reports_every_variant(tmp_path):
+    """``bench --tracking`` needs no model: one row per tracker variant with finite numbers and
+    the summary line (no timing asserts: speed is what the bench reports, not a test)."""
+    p = subprocess.run(
+        [sys.executable, "-m", "panoptic_ros.cli", "bench", "--tracking"]
+        + ["--frames", "3", "--warmup", "1", "--json", str(tmp_path / "t.json")],
+        cwd=REPO,
+        env=_env(tmp_path / "cache"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    last = p.stdout.strip().splitlines()[-1]
+    m = re.fullmatch(r"track_ms=(\S+) track_p90_ms=(\S+) track_cpu_ms=(\S+) objects=30", last)
+    assert m and all(math.isfinite(float(v)) for v in m.groups()), last
+    rows = json.loads((tmp_path / "t.json").read_text())["tracking"]
+    assert rows[0]["case"].startswith("default (") and len(rows) >= 2
+    assert all(r["objects"] == 30 and r["mean_live_tracks"] > 0 for r in rows)

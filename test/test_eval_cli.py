@@ -184,6 +184,43 @@ def test_synthetic_three_scenes(model_env):
     assert "eval synthetic" in proc.stderr and "All" in proc.stderr
 
 
+VIDEO_LINE = re.compile(
+    r"^tracking=(off|oracle|on) STQ=(\S+) AQ=(\S+) SQ=(\S+) IDSW_PER_100=(\S+) IDSW=(\d+) "
+    r"FRAG_PER_100=(\S+) MOTA=(\S+) GT_TRACK_FRAMES=(\d+)$"
+)
+
+
+@needs_pipeline
+def test_sequences_two(model_env, tmp_path):
+    """--sequences: model + tracker on held-out videos; three parseable lines, tracked last."""
+    model, env = model_env
+    proc = run_eval("--sequences", 2, "--frames", 8, "--model", model, "--report-json",
+                    tmp_path / "v.json", timeout=600, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()[-3:]
+    parsed = [VIDEO_LINE.match(line) for line in lines]
+    assert all(parsed), lines
+    assert [m.group(1) for m in parsed] == ["off", "oracle", "on"]
+    for m in parsed:
+        stq, aq, sq, per100 = (float(m.group(i)) for i in (2, 3, 4, 5))
+        assert all(0.0 <= v <= 1.0 for v in (stq, aq, sq)), m.group(0)
+        assert per100 == pytest.approx(100 * int(m.group(6)) / int(m.group(9)), abs=1e-4)
+        assert int(m.group(9)) > 0
+    assert parsed[0].group(4) == parsed[2].group(4)  # same segmentation: same SQ
+    assert "eval sequences" in proc.stderr and "GT track-frames" in proc.stderr
+    report = json.loads((tmp_path / "v.json").read_text())
+    assert set(report) >= {"off", "oracle", "on", "tracker", "seeds"}
+    assert report["seeds"] == [20_000_000, 20_000_001]
+    assert report["on"]["aq"] == pytest.approx(float(parsed[2].group(3)), abs=1e-6)
+
+
+def test_sequences_bad_arguments():
+    _error(run_eval("--sequences", 0), r"--sequences needs a positive number")
+    _error(run_eval("--sequences", 1, "--frames", 0), r"--frames needs a positive number")
+    _error(run_eval("--sequences", 1, "--synthetic", 1), r"exactly one of")
+    _error(run_eval("--sequences", 1, "--param", "tracking_max_age=-1"), r"tracking_max_age")
+
+
 @needs_pipeline
 def test_images_folder(tmp_path, model_env):
     """--images: model run on RGB files named by the ground truth; scores as --synthetic does."""

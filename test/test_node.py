@@ -174,6 +174,7 @@ def test_lifecycle_and_batched_cameras(ctx):
     assert s.config["center_threshold"] == P.defaults()["center_threshold"]
     assert node.trigger_activate() == SUCCESS
     assert node.worker.running and node.worker.max_batch == 2
+    assert set(node._trackers) == {"a", "b"}  # one tracker per camera
     node.worker.stop()  # drive the worker by hand for a deterministic batch
     node.worker.slots.reopen()
     for cam in ("a", "b"):
@@ -308,4 +309,94 @@ def test_published_images_over_dds_equal_the_result(ctx):
     ex.shutdown()
     sub.destroy_node()
     assert node.trigger_deactivate() == SUCCESS and node.trigger_cleanup() == SUCCESS
+
+
+class MovingSegmenter(FakeSegmenter):
+    """Frame i (first byte of the image) holds a static thing and one moving right 6 px per
+    frame, listed in a different order on odd frames (so per-frame ids swap)."""
+
+    def segment_batch(self, images):
+        self.calls.append(len(images))
+        thing = self.taxonomy.thing_ids[0]
+        out = []
+        for im in images:
+            i = int(np.asarray(im).reshape(-1)[0])
+            h, w = im.shape[:2]
+            boxes = [(2, 2, 10, 10), (12 + 6 * i, 20, 24 + 6 * i, 30)]  # static, moving
+            if i % 2:
+                boxes.reverse()
+            sem = np.zeros((h, w), np.uint8)
+            ins = np.zeros((h, w), np.uint16)
+            insts = []
+            for k, (x0, y0, x1, y1) in enumerate(boxes, 1):
+                sem[y0:y1, x0:x1], ins[y0:y1, x0:x1] = thing, k
+                area = (x1 - x0) * (y1 - y0)
+                insts.append(
+                    Instance(k, thing, 0.9, (x0, y0, x1, y1), area, ((x0 + x1) / 2, (y0 + y1) / 2))
+                )
+            pan = self.taxonomy.encode_panoptic(sem, ins)
+            out.append(PanopticResult(sem, ins, pan, tuple(insts), {"infer": 1.0}))
+        return out
+
+
+@needs_conversions
+def test_track_ids_parameters_and_resets(ctx):
+    """Ids follow the objects across frames (detections, instance image, age/hits), tracking
+    parameters are run-time and checked, a stamp going back and deactivate reset the tracker."""
+    node, seg = make_node(ctx, factory=lambda cfg, batch: MovingSegmenter(batch))
+    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
+    node.worker.stop()
+    node.worker.slots.reopen()
+    real = node._pubs[""]
+    caps = {k: Capture(subscribers=0 if k == "overlay" else 1) for k in real}
+    node._pubs[""] = caps
+    h, w = 48, 96
+
+    def feed(i, stamp_s):
+        data = bytearray(h * w)
+        data[0] = i
+        msg = Image(height=h, width=w, encoding="mono8", step=w, data=bytes(data))
+        msg.header.stamp.sec = stamp_s
+        node._on_image("", msg)
+        node.worker.process(node.worker.slots.take(1, timeout=0))
+        det = caps["detections"].msgs[-1].detections
+        inst = np.frombuffer(bytes(caps["instance"].msgs[-1].data), np.uint16).reshape(h, w)
+        by_x = {}
+        for d in det:  # the static object is the one at x < 12
+            key = "static" if d.bbox.center.position.x < 12 else "moving"
+            cx, cy = int(d.bbox.center.position.x), int(d.bbox.center.position.y)
+            assert inst[cy, cx] == int(d.id)  # mask = (instance == int(det.id))
+            cov = d.results[0].pose.covariance
+            by_x[key] = (int(d.id), int(cov[0]), int(cov[1]))
+        return by_x
+
+    frames = [feed(i, 10 + i) for i in range(6)]
+    assert {f["static"][0] for f in frames} == {1} and {f["moving"][0] for f in frames} == {2}
+    assert [f["moving"][1:] for f in frames] == [(i, i + 1) for i in range(6)]  # age, hits
+
+    for name, value in [
+        ("tracking_min_iou", 0.0),
+        ("tracking_max_age", -1),
+        ("tracking_assignment", "auction"),
+        ("tracking_similarity", "color"),
+    ]:
+        r = node.set_parameters([Parameter(name, value=value)])[0]
+        assert not r.successful and name in r.reason, (name, r.reason)
+    assert node.set_parameters([Parameter("tracking_max_age", value=3)])[0].successful
+    assert node._trackers[""].config.max_age == 3
+
+    # a looped bag: the stamp goes back -> new tracks, ages from 0
+    again = feed(1, 10)
+    assert again["static"][1:] == (0, 1) and again["moving"][1:] == (0, 1)
+    assert node._trackers[""].stamp_resets == 1
+    # tracking off: per-frame ids in the segmenter's order (odd frame: moving object first)
+    assert node.set_parameters([Parameter("tracking", value=False)])[0].successful
+    assert feed(3, 20) == {"moving": (1, 0, 0), "static": (2, 0, 0)}  # hits 0: untracked
+    assert node.set_parameters([Parameter("tracking", value=True)])[0].successful
+    feed(4, 21)
+    assert node._trackers[""].live_ids
+    node._pubs[""] = real
+    assert node.trigger_deactivate() == SUCCESS
+    assert node._trackers[""].live_ids == ()
+    assert node.trigger_cleanup() == SUCCESS and node._trackers == {}
     node.destroy_node()

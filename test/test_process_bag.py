@@ -383,13 +383,17 @@ def test_sigterm_mid_run_leaves_in_and_previous_out(tmp_path):
 
 
 def test_offline_equals_direct_pipeline(tmp_path, segmenter):
-    """The bag holds exactly what Segmenter + result_to_messages produce (equal messages; the raw
+    """The bag holds exactly what Segmenter + Tracker + result_to_messages produce (equal messages; the raw
     CDR may differ only in alignment padding, which Fast CDR leaves uninitialised)."""
     from panoptic_ros.ros.conversions import result_to_messages
 
     bag = write_synthetic_bag(tmp_path / "in", frames=1, height=H, width=W, keep_images=True)
     pb.process_bag(bag.path, tmp_path / "out", segmenter=segmenter, log=lambda s: None)
-    result = segmenter.segment(bag.frames[0].image)
+    from panoptic_ros.core.tracking import Tracker
+    from panoptic_ros.ros import params as P
+
+    tracker = Tracker(P.tracker_config(P.defaults()), segmenter.taxonomy.label_divisor)
+    result = tracker.update(segmenter.segment(bag.frames[0].image), bag.frames[0].stamp)
     from std_msgs.msg import Header
 
     out = result_to_messages(
@@ -627,3 +631,22 @@ def test_bare_mcap_written_by_mcap_ros2(tmp_path, segmenter):
     assert conns["/acme/blob"].digest.startswith("RIHS01_")
     assert conns["/acme/blob"].msgdef.data.startswith("uint8[] blob")
     assert len(got["/cam/semantic"]) == 3
+
+
+def test_tracking_parameters_on_the_command_line(tmp_path, capsys):
+    """--param tracking*=... are the node's tracking parameters (checked like the node's);
+    tracking=false writes per-frame ids 1..N, in the order of the detections."""
+    from panoptic_ros.cli import main
+
+    bag = write_synthetic_bag(tmp_path / "in", frames=2, height=H, width=W).path
+    base = ["process-bag", str(bag), "--model", "default", "--backend", "onnxruntime"]
+    assert main(base + [str(tmp_path / "o1"), "--param", "tracking_min_iou=0"]) == 2
+    assert "tracking_min_iou" in capsys.readouterr().err
+    assert main(base + [str(tmp_path / "o2"), "--param", "tracking=false"]) == 0
+    with BagReader(tmp_path / "o2") as r:
+        dets = [deserialize(x) for x in r.messages(["/camera/detections"])]
+    assert len(dets) == 2
+    for d in dets:
+        assert [x.id for x in d.detections] == [str(k) for k in range(1, len(d.detections) + 1)]
+        # untracked: the pose stays all zero, as before tracking existed
+        assert all(not x.results[0].pose.covariance.any() for x in d.detections)

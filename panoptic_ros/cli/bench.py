@@ -28,6 +28,10 @@ Modes (one run each; ratios are always computed within the run):
   (``panoptic_ros.bench.families``). Table on stderr; last stdout line
   ``<family>_ms=<worst case's median> <family>_cpu_ms=<its CPU ms> ... cases=<n>
   over_goal=<cases above 5 ms of CPU time>``.
+* ``--tracking``: no model: core.tracking.Tracker alone on 30 moving, occluding objects at
+  480x640 (``--height``/``--width``; ``panoptic_ros.bench.tracking``), per tracker variant.
+  Last stdout line ``track_ms=<default's median> track_p90_ms=.. track_cpu_ms=.. objects=30``.
+  (The default mode times the tracker too, as stage ``track``, on the model's own instances.)
 * ``--overload``: starts the real node (``panoptic_node``) and publishes above the rate it
   sustains, on one and then two cameras, reporting output rate, drops, latency per window,
   RSS and threads (see ``panoptic_ros.bench.loadgen``).
@@ -71,6 +75,7 @@ STAGES = (
     "infer",
     "postprocess",
     "segment_other",
+    "track",
     "messages",
     "publish",
     "e2e",
@@ -150,6 +155,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="time every model family's decode + post-processing at 480x640 on synthetic "
         "outputs (no model needed; --frames, --warmup apply)",
+    )
+    g.add_argument(
+        "--tracking",
+        action="store_true",
+        help="time the tracker alone: 30 moving objects at --height x --width (no model)",
     )
     g.add_argument(
         "--sizes", default="", help="input-size scaling, e.g. 240x320,480x640,720x1280,1024x2048"
@@ -414,6 +424,10 @@ def bench_frames(
     if build is not None and form != "message":
         build = functools.partial(build, serialized=True)
     taxonomy = seg.taxonomy
+    from panoptic_ros.core.tracking import Tracker
+    from panoptic_ros.ros import params as P
+
+    tracker = Tracker(P.tracker_config(P.defaults()), taxonomy.label_divisor)  # as the node
     timer = StageTimer(warmup=warmup)
     clock = time.perf_counter
     # one untimed frame to learn the output topics, attach the subscriber
@@ -431,13 +445,16 @@ def bench_frames(
         rgb = decode(msg)
         t1 = clock()
         result = seg.segment(rgb)
+        ts = clock()
+        result = tracker.update(result, msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
         t2 = clock()
+        timer.add("track", (t2 - ts) * 1e3)
         tm = getattr(result, "timings", {}) or {}
         timer.add("decode", (t1 - t0) * 1e3)
         for k in ("preprocess", "infer", "postprocess"):
             timer.add(k, float(tm.get(k, math.nan)))
         known = sum(float(tm.get(k, 0.0)) for k in ("preprocess", "infer", "postprocess"))
-        timer.add("segment_other", max(0.0, (t2 - t1) * 1e3 - known))
+        timer.add("segment_other", max(0.0, (ts - t1) * 1e3 - known))
         skipped = 0.0
         both = form == "both" and build_msg is not None
         if both and i % 2:  # odd frames: the message path first (its time is left out of e2e)
@@ -947,6 +964,48 @@ def run_families_mode(args, report: dict) -> str:
     )
 
 
+def run_tracking_mode(args, report: dict) -> str:
+    """``--tracking``: the tracker alone on 30 moving objects (bench/tracking.py)."""
+    from panoptic_ros.bench.tracking import GOAL_MS, run_all
+
+    log(
+        f"tracking: Tracker.update for 30 moving, occluding objects at {args.height}x{args.width}, "
+        f"{args.frames} frames after {args.warmup} warm-up"
+    )
+    rows = run_all(args.frames, args.warmup, 30, args.height, args.width)
+    log(
+        format_table(
+            [
+                "tracker",
+                "objects",
+                "live tracks",
+                "median ms",
+                "p90 ms",
+                "cpu ms",
+                f"<= {GOAL_MS:g} ms",
+            ],
+            [
+                (
+                    r.case,
+                    r.objects,
+                    r.mean_live_tracks,
+                    r.median_ms,
+                    r.p90_ms,
+                    r.cpu_median_ms,
+                    "yes" if r.meets_goal else "no",
+                )
+                for r in rows
+            ],
+            2,
+        )
+    )
+    report["tracking"] = [{**vars(r), "meets_goal": r.meets_goal} for r in rows]
+    d = rows[0]
+    return format_kv(
+        track_ms=d.median_ms, track_p90_ms=d.p90_ms, track_cpu_ms=d.cpu_median_ms, objects=d.objects
+    )
+
+
 def run_overload_mode(args, report: dict) -> str:
     from panoptic_ros.bench import loadgen
 
@@ -1117,6 +1176,8 @@ def run(args: argparse.Namespace) -> int:
             line = run_families_mode(args, report)
         elif args.precisions:  # the backend call and segment() only: no messages, no DDS
             line = run_precisions(args, report)
+        elif args.tracking:
+            line = run_tracking_mode(args, report)
         else:
             publish = Publish(args.publish)
             try:

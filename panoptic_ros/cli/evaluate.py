@@ -1,6 +1,17 @@
-"""``panoptic-ros eval``: panoptic quality (PQ / SQ / RQ, panopticapi semantics, crowd included).
+"""``panoptic-ros eval``: panoptic quality (PQ / SQ / RQ, panopticapi semantics, crowd included),
+or video panoptic / tracking quality (STQ, AQ, SQ, ID switches) on synthetic sequences.
 
-Three sources, exactly one per run:
+Four sources, exactly one per run:
+
+* ``--sequences N``: run the model, then the tracker (core/tracking.py, the node's
+  ``tracking*`` parameters from config/panoptic.yaml, ``--param tracking_max_age=...`` to
+  change one), on N held-out synthetic videos (``synthetic_video.sequence_seeds``) and report
+  STQ / AQ / SQ and CLEAR-MOT ID switches (evaluation/video.py), once with tracking off
+  (per-frame ids: the baseline), with oracle ids (each predicted segment takes the id of the GT
+  track it overlaps most: the ceiling the segmentation allows, ``evaluation.video.oracle_ids``)
+  and with the tracker. Three stdout lines, ``tracking=off STQ=.. AQ=.. SQ=.. IDSW_PER_100=..
+  IDSW=.. FRAG_PER_100=.. MOTA=.. GT_TRACK_FRAMES=..``, then ``tracking=oracle ...``, then
+  ``tracking=on ...`` (last);
 
 * ``--synthetic N``: run the model on N generated validation scenes (seeds from
   ``synthetic.validation_seeds``, never used in training);
@@ -37,7 +48,10 @@ import numpy as np
 
 from panoptic_ros.cli.params_option import add_param_argument
 
-HELP = "evaluate panoptic quality (PQ/SQ/RQ) on synthetic scenes or COCO panoptic data"
+HELP = (
+    "evaluate panoptic quality (PQ/SQ/RQ) on synthetic scenes or COCO panoptic data, or tracking "
+    "(STQ/AQ, ID switches) on synthetic videos"
+)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -50,6 +64,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     src = p.add_argument_group("what to evaluate (exactly one)")
     src.add_argument(
         "--synthetic", type=int, metavar="N", help="run the model on N synthetic validation scenes"
+    )
+    src.add_argument(
+        "--sequences",
+        type=int,
+        metavar="N",
+        help="run model + tracker on N held-out synthetic video sequences (STQ, AQ, ID switches)",
     )
     src.add_argument(
         "--pred-json", type=Path, metavar="FILE", help="predictions, COCO panoptic JSON"
@@ -96,10 +116,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--width", type=int, default=320, help="synthetic scene width (default: %(default)s)"
     )
     p.add_argument(
+        "--frames",
+        type=int,
+        default=30,
+        help="frames per sequence for --sequences (default: %(default)s)",
+    )
+    p.add_argument(
         "--seed-start",
         type=int,
         default=0,
-        help="offset into the validation seeds for --synthetic (default: 0)",
+        help="offset into the validation seeds for --synthetic, the sequence seeds for "
+        "--sequences (default: 0)",
     )
     p.add_argument(
         "--report-json",
@@ -129,7 +156,7 @@ def _log(args: argparse.Namespace, msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
 
 
-def _progress(args: argparse.Namespace, it, total: int, desc: str):
+def _progress(args: argparse.Namespace, it, total: int, desc: str, unit: str = "img"):
     try:
         from tqdm import tqdm
     except ImportError:  # tqdm is optional
@@ -138,7 +165,7 @@ def _progress(args: argparse.Namespace, it, total: int, desc: str):
         it,
         total=total,
         desc=desc,
-        unit="img",
+        unit=unit,
         file=sys.stderr,
         disable=args.quiet,
         dynamic_ncols=True,
@@ -247,19 +274,23 @@ def _image_pairs(
 def _check_args(args: argparse.Namespace) -> str:
     modes = [m for m, on in (
         ("synthetic", args.synthetic is not None),
+        ("sequences", getattr(args, "sequences", None) is not None),
         ("coco", args.pred_json is not None or args.pred is not None),
         ("images", args.images is not None),
     ) if on]  # fmt: skip
     if len(modes) != 1:
         raise EvalError(
-            "give exactly one of --synthetic N, --pred-json FILE (with --gt-json) or --images DIR"
+            "give exactly one of --synthetic N, --sequences N, --pred-json FILE (with --gt-json) "
+            "or --images DIR"
         )
     mode = modes[0]
-    if mode == "synthetic":
-        if args.synthetic < 1:
-            raise EvalError("--synthetic needs a positive number of scenes")
-        if args.height < 8 or args.width < 8:
-            raise EvalError("--height/--width must be at least 8")
+    if mode in ("synthetic", "sequences"):
+        if (args.synthetic if mode == "synthetic" else args.sequences) < 1:
+            raise EvalError(f"--{mode} needs a positive number")
+        if mode == "sequences" and args.frames < 1:
+            raise EvalError("--frames needs a positive number")
+        if args.height < 16 or args.width < 16:
+            raise EvalError("--height/--width must be at least 16")
     else:
         if args.gt_json is None:
             raise EvalError(f"--{'pred-json' if mode == 'coco' else 'images'} needs --gt-json")
@@ -399,6 +430,8 @@ def run(args: argparse.Namespace) -> int:
     staged = preprocess.STAGED
     preprocess.STAGED = staged and not getattr(args, "single_resize", False)
     try:
+        if getattr(args, "sequences", None) is not None:
+            return _run_sequences(args)
         report, taxonomy, extra = _evaluate(args)
     except (EvalError, CocoPanopticError, TaxonomyError, ValueError, OSError) as exc:
         print(f"panoptic-ros eval: error: {exc}", file=sys.stderr)
@@ -416,4 +449,108 @@ def run(args: argparse.Namespace) -> int:
             )
             return 1
     print(report.summary_line(), flush=True)
+    return 0
+
+
+# -- video: --sequences N ------------------------------------------------------------------------
+def _tracker_config(args: argparse.Namespace):
+    """The node's tracking parameters (config/panoptic.yaml), changed by ``--param tracking*=``;
+    the other ``--param`` names stay for the model. Returns (TrackerConfig, model params)."""
+    from panoptic_ros.cli.params_option import parse_params
+    from panoptic_ros.ros import params as P
+
+    params = parse_params(args.param)
+    values = P.defaults()
+    for name in [n for n in params if n in P.TRACKING_PARAMS]:
+        reason = P.validate(name, params[name])
+        if reason:
+            raise EvalError(reason)
+        values[name] = params.pop(name)
+    return P.tracker_config(values), params
+
+
+def video_summary_line(tracking: str, stq, ids) -> str:
+    """One stdout line: ``tracking=on|off STQ=.. AQ=.. SQ=.. IDSW_PER_100=.. ...``."""
+    return (
+        f"tracking={tracking} STQ={stq.stq:.6f} AQ={stq.aq:.6f} SQ={stq.sq:.6f} "
+        f"IDSW_PER_100={ids.id_switches_per_100:.4f} IDSW={ids.id_switches} "
+        f"FRAG_PER_100={ids.fragmentations_per_100:.4f} MOTA={ids.mota:.6f} "
+        f"GT_TRACK_FRAMES={ids.gt_track_frames}"
+    )
+
+
+def _run_sequences(args: argparse.Namespace) -> int:
+    """Model + tracker on held-out synthetic videos; see the module docstring."""
+    import dataclasses
+    import time
+
+    from panoptic_ros.core import synthetic_video
+    from panoptic_ros.core.tracking import Tracker
+    from panoptic_ros.evaluation.video import IdSwitches, SegmentationTrackingQuality, oracle_ids
+
+    _check_args(args)
+    tracking, model_params = _tracker_config(args)
+    args.param = [f"{k}={v}" for k, v in model_params.items()]
+    if not tracking.enabled:
+        _warn("note: tracking is off in the parameters; both lines show per-frame ids")
+    segmenter = _open_segmenter(args)
+    try:
+        taxonomy = _segmenter_taxonomy(segmenter, args)
+        off = (SegmentationTrackingQuality(taxonomy), IdSwitches(taxonomy))
+        on = (SegmentationTrackingQuality(taxonomy), IdSwitches(taxonomy))
+        oracle = (SegmentationTrackingQuality(taxonomy), IdSwitches(taxonomy))
+        track_ms: list[float] = []
+        seeds = synthetic_video.sequence_seeds(args.sequences, start=args.seed_start)
+        for seed in _progress(args, seeds, len(seeds), "eval sequences", unit="seq"):
+            seq = synthetic_video.generate_sequence(
+                seed, args.frames, args.height, args.width, taxonomy
+            )
+            tracker = Tracker(tracking, taxonomy.label_divisor)
+            for t, frame in enumerate(seq.frames):
+                result = segmenter.segment(frame.image)
+                t0 = time.perf_counter()
+                tracked = tracker.update(result, stamp_ns=t * 33_333_333)
+                track_ms.append((time.perf_counter() - t0) * 1e3)
+                best = oracle_ids(frame.panoptic, result.panoptic, taxonomy)
+                for (stq, ids), pred in (
+                    (off, result.panoptic),
+                    (oracle, best),
+                    (on, tracked.panoptic),
+                ):
+                    stq.update(frame.panoptic, pred, seed)
+                    ids.update(frame.panoptic, pred, seed)
+    finally:
+        _close(segmenter)
+    reports = {
+        name: (stq.compute(), ids.compute())
+        for name, (stq, ids) in (("off", off), ("oracle", oracle), ("on", on))
+    }
+    s_on = reports["on"][0]
+    _log(
+        args,
+        f"{s_on.n_sequences} sequences x {args.frames} frames ({args.height}x{args.width}), "
+        f"{s_on.n_gt_tracks} GT tracks, {reports['on'][1].gt_track_frames} GT track-frames; "
+        f"model {args.model}; tracker {tracking}; tracking {float(np.mean(track_ms)):.3f} ms/frame",
+    )
+    if args.report_json is not None:
+        out = {
+            name: {
+                **dataclasses.asdict(stq),
+                **dataclasses.asdict(ids),
+                "id_switches_per_100": ids.id_switches_per_100,
+                "fragmentations_per_100": ids.fragmentations_per_100,
+                "mota": ids.mota,
+            }
+            for name, (stq, ids) in reports.items()
+        }
+        out["tracker"] = dataclasses.asdict(tracking)
+        out["seeds"] = seeds
+        out["track_ms_mean"] = float(np.mean(track_ms))
+        try:
+            args.report_json.parent.mkdir(parents=True, exist_ok=True)
+            args.report_json.write_text(json.dumps(out, indent=2))
+        except OSError as exc:
+            raise EvalError(f"cannot write {args.report_json}: {exc}") from exc
+    for name in ("off", "oracle", "on"):
+        print(video_summary_line(name, *reports[name]), flush=True)
     return 0

@@ -6,8 +6,10 @@ to their ROS 2 types; OUT is always rosbag2). By default the camera image topics
 depth and other non-camera images (``16UC1``, ``32FC1``, ``compressedDepth``, ...) and the
 ``/compressed`` twin of a raw topic are skipped and listed (``skipped_topics=``); ``--topics``
 names the topics to segment, whatever they hold. For each frame, in log-time order: decode
-(conversions.image_msg_to_array), segment (pipeline.Segmenter), build the very messages the node
-publishes (conversions.result_to_messages / label_info_msg) and store their raw CDR in OUT, with
+(conversions.image_msg_to_array), segment (pipeline.Segmenter), track (core.tracking.Tracker, one
+per topic, configured by the node's ``tracking*`` parameters: the same frames in the same order get
+the node's track ids), build the very messages the node publishes
+(conversions.result_to_messages / label_info_msg) and store their raw CDR in OUT, with
 the input frame's header and the input message's log time. OUT holds, per segmented topic,
 under the topic's namespace ``NS`` (``/cam/image_raw`` and ``/cam/image_raw/compressed`` ->
 ``/cam``):
@@ -87,7 +89,7 @@ def add_arguments(p) -> None:
         "--params-file",
         default=None,
         help="node parameter file (model, backend, center_threshold, stuff_area_min, "
-        "min_instance_area, threads, device, precision); default config/panoptic.yaml",
+        "min_instance_area, threads, device, precision, tracking*); default config/panoptic.yaml",
     )
     add_param_argument(p)
     p.add_argument(
@@ -209,8 +211,12 @@ def process_bag(
     overwrite: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+    tracking: Any = None,
 ) -> ProcessStats:
     """Process ``input_path`` into the bag ``output_path``; see the module docstring.
+
+    ``tracking``: the core.tracking.TrackerConfig of every topic's tracker (None: the node's
+    defaults from config/panoptic.yaml).
 
     Raises BagError when OUT is refused (``check_output_path``), the input cannot be opened
     or has no camera topic, or the output cannot be created (nothing written, nothing
@@ -229,6 +235,8 @@ def process_bag(
     from panoptic_ros.bags.reader import BagReader
     from panoptic_ros.bags.writer import BagWriter, StagedBag, check_output_path, signals_held
     from panoptic_ros.cli.progress import progress_bar
+    from panoptic_ros.core.tracking import Tracker
+    from panoptic_ros.ros import params as P
     from panoptic_ros.ros.conversions import (
         ImageDecodeError,
         image_msg_to_array,
@@ -238,6 +246,9 @@ def process_bag(
 
     check_output_path([input_path], output_path, overwrite=overwrite)
     taxonomy = segmenter.taxonomy
+    if tracking is None:
+        tracking = P.tracker_config(P.defaults())
+    trackers: dict[str, Tracker] = {}  # per input topic, as the node has one per camera
     stats = ProcessStats(Path(output_path))
     with BagReader(input_path) as reader:
         image_topics, stats.skipped_topics = reader.camera_topics(topics)
@@ -321,6 +332,12 @@ def process_bag(
                     continue
                 t0 = time.perf_counter()
                 result = segmenter.segment(img)
+                if rec.topic not in trackers:
+                    trackers[rec.topic] = Tracker(tracking, taxonomy.label_divisor)
+                stamp = msg.header.stamp
+                result = trackers[rec.topic].update(
+                    result, stamp.sec * 1_000_000_000 + stamp.nanosec
+                )
                 stats.pipeline_ms.append((time.perf_counter() - t0) * 1e3)
                 out = result_to_messages(
                     result,
@@ -401,10 +418,18 @@ def run(args) -> int:
     from panoptic_ros.bags.messages import BagError
     from panoptic_ros.bags.reader import BagReader
     from panoptic_ros.bags.writer import check_output_path
+    from panoptic_ros.ros import params as P
 
     try:
         cfg = load_settings(args.params_file, args.model, args.backend)
         params = parse_params(args.param)
+        # --param tracking*=...: the node's tracking parameters, not the model family's
+        for name in [n for n in params if n in P.TRACKING_PARAMS]:
+            reason = P.validate(name, params[name])
+            if reason:
+                raise ValueError(reason)
+            cfg[name] = params.pop(name)
+        tracking = P.tracker_config(cfg)
     except Exception as exc:
         return _failed("params", str(exc))
     # check the input and the output path before paying for the model
@@ -434,6 +459,7 @@ def run(args) -> int:
             copy_inputs=not args.no_inputs,
             max_frames=args.max_frames,
             overwrite=args.overwrite,
+            tracking=tracking,
         )
     except BagError as exc:
         return _failed("input", str(exc))

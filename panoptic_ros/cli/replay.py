@@ -13,6 +13,10 @@ config/fastdds_large_frames.xml, 16 MiB shared-memory segment) unless a profile 
 stay up ``--linger`` seconds (default 1) so best-effort subscribers such as the node also get the
 last frames.
 
+With ``--loop`` the stamps start over at each pass; panoptic_node takes a stamp earlier than the
+previous one as a new sequence and resets its trackers, so track ids start again at 1 (README
+"Track ids"). Replay sends frames only: the node (or ``process-bag`` offline) tracks them.
+
 Last stdout line: ``frames=N topics=K seconds=S skipped=M loops=L``.
 """
 

@@ -170,19 +170,92 @@ def generate_scene(
     """One procedural scene; deterministic in all arguments. See the module docstring."""
     if height < 16 or width < 16:
         raise ValueError(f"scene size must be at least 16x16, got {height}x{width}")
-    tax = taxonomy or _default_taxonomy()
-    ids = {c.name: c.id for c in tax.classes}
-    missing = [n for n in STUFF_NAMES + THING_NAMES if n not in ids]
-    if missing:
-        raise ValueError(f"taxonomy lacks classes the generator draws: {missing}")
-    ROAD, WALK, BUILD, VEG, SKY = (ids[n] for n in STUFF_NAMES)
+    tax, ids = _checked_taxonomy(taxonomy)
     PERSON, CAR, BIKE = (ids[n] for n in THING_NAMES)
 
     rng = np.random.default_rng(int(seed))
     H, W = int(height), int(width)
     cv_ = _Canvas(H, W)
     s = H / 240.0  # size unit relative to the reference 240-pixel-high scene
+    horizon, road_span = _draw_background(cv_, rng, ids)
 
+    # ---- things, far to near (painter's algorithm = occlusion) ------------------------------
+    n_things = int(rng.integers(2, 11))
+    things = []
+    for _ in range(n_things):
+        kind = rng.choice(3, p=[0.42, 0.38, 0.20])
+        foot = horizon + (H - horizon) * rng.uniform(0.08, 1.0) ** 0.8 + rng.uniform(0, 0.08) * H
+        things.append((foot, int(kind)))
+    things.sort(key=lambda t: t[0])
+    next_id = 1
+    for foot, kind in things:
+        depth = (foot - horizon) / (H - horizon)  # 0 at horizon, ~1 at bottom
+        sc = max(0.12, depth) * rng.uniform(0.85, 1.15)
+        lo, hi = road_span(min(foot, H))
+        if kind == 1:  # car: on the road
+            cw = rng.uniform(95, 150) * s * sc
+            chh = cw * rng.uniform(0.38, 0.5)
+            side = rng.random() < 0.55
+            if side:
+                cw *= rng.uniform(1.3, 1.6)
+            cxp = (
+                rng.uniform(lo + cw * 0.3, hi - cw * 0.3)
+                if hi - lo > cw * 0.6
+                else rng.uniform(0, W)
+            )
+            _draw_car(cv_, rng, cxp, foot, cw, chh, side, CAR, next_id)
+            next_id += 1
+        elif kind == 0:  # person: mostly on the sidewalk
+            ph = rng.uniform(120, 160) * s * sc
+            if rng.random() < 0.75:
+                cxp = _u(rng, -0.05 * W, lo) if rng.random() < 0.5 else _u(rng, hi, 1.05 * W)
+            else:
+                cxp = _u(rng, lo, hi)
+            _draw_person(cv_, rng, cxp, foot, ph, PERSON, next_id)
+            next_id += 1
+        else:  # bicycle, sometimes ridden
+            bh = rng.uniform(75, 95) * s * sc
+            cxp = _u(rng, lo - bh, hi + bh)
+            _draw_bicycle(cv_, rng, cxp, foot, bh, BIKE, next_id)
+            next_id += 1
+            if rng.random() < 0.5:
+                _draw_person(
+                    cv_,
+                    rng,
+                    cxp + bh * 0.05,
+                    foot - bh * 0.45,
+                    bh * 1.25,
+                    PERSON,
+                    next_id,
+                    riding=True,
+                )
+                next_id += 1
+
+    # ---- photometrics: texture, lighting, noise, blur ----------------------------------------
+    look = _photometric_params(rng, H, W, s)
+    image = _apply_photometrics(cv_.img, cv_.sem, look, ids, rng)
+    return _finish(int(seed), image, cv_.sem, cv_.inst, tax, s)
+
+
+def _checked_taxonomy(taxonomy: Taxonomy | None) -> tuple[Taxonomy, dict[str, int]]:
+    """The taxonomy (default if None) and its class ids by name; ValueError if it lacks a class
+    the generator draws."""
+    tax = taxonomy or _default_taxonomy()
+    ids = {c.name: c.id for c in tax.classes}
+    missing = [n for n in STUFF_NAMES + THING_NAMES if n not in ids]
+    if missing:
+        raise ValueError(f"taxonomy lacks classes the generator draws: {missing}")
+    return tax, ids
+
+
+def _draw_background(cv_: _Canvas, rng: np.random.Generator, ids: dict[str, int]):
+    """Stuff only (sky, buildings, ground, road, vegetation) onto ``cv_``; returns the horizon
+    row and ``road_span(y) -> (x_left, x_right)``. Split out of ``generate_scene`` (same draws
+    from ``rng`` in the same order, so scenes are unchanged) for the video sequences, whose
+    background is drawn once and whose things move over it."""
+    ROAD, WALK, BUILD, VEG, SKY = (ids[n] for n in STUFF_NAMES)
+    H, W = cv_.h, cv_.w
+    s = H / 240.0
     # ---- sky --------------------------------------------------------------------
     horizon = rng.uniform(0.36, 0.56) * H
     sky_top = np.array(
@@ -354,62 +427,48 @@ def generate_scene(
         if xb - xa > 8 * s:
             cv_.ellipse((xa + xb) / 2, y0, (xb - xa) / 2, hh, _jitter(rng, [70, 120, 45], 20), VEG)
 
-    # ---- things, far to near (painter's algorithm = occlusion) ------------------------------
-    n_things = int(rng.integers(2, 11))
-    things = []
-    for _ in range(n_things):
-        kind = rng.choice(3, p=[0.42, 0.38, 0.20])
-        foot = horizon + (H - horizon) * rng.uniform(0.08, 1.0) ** 0.8 + rng.uniform(0, 0.08) * H
-        things.append((foot, int(kind)))
-    things.sort(key=lambda t: t[0])
-    next_id = 1
-    for foot, kind in things:
-        depth = (foot - horizon) / (H - horizon)  # 0 at horizon, ~1 at bottom
-        sc = max(0.12, depth) * rng.uniform(0.85, 1.15)
-        lo, hi = road_span(min(foot, H))
-        if kind == 1:  # car: on the road
-            cw = rng.uniform(95, 150) * s * sc
-            chh = cw * rng.uniform(0.38, 0.5)
-            side = rng.random() < 0.55
-            if side:
-                cw *= rng.uniform(1.3, 1.6)
-            cxp = (
-                rng.uniform(lo + cw * 0.3, hi - cw * 0.3)
-                if hi - lo > cw * 0.6
-                else rng.uniform(0, W)
-            )
-            _draw_car(cv_, rng, cxp, foot, cw, chh, side, CAR, next_id)
-            next_id += 1
-        elif kind == 0:  # person: mostly on the sidewalk
-            ph = rng.uniform(120, 160) * s * sc
-            if rng.random() < 0.75:
-                cxp = _u(rng, -0.05 * W, lo) if rng.random() < 0.5 else _u(rng, hi, 1.05 * W)
-            else:
-                cxp = _u(rng, lo, hi)
-            _draw_person(cv_, rng, cxp, foot, ph, PERSON, next_id)
-            next_id += 1
-        else:  # bicycle, sometimes ridden
-            bh = rng.uniform(75, 95) * s * sc
-            cxp = _u(rng, lo - bh, hi + bh)
-            _draw_bicycle(cv_, rng, cxp, foot, bh, BIKE, next_id)
-            next_id += 1
-            if rng.random() < 0.5:
-                _draw_person(
-                    cv_,
-                    rng,
-                    cxp + bh * 0.05,
-                    foot - bh * 0.45,
-                    bh * 1.25,
-                    PERSON,
-                    next_id,
-                    riding=True,
-                )
-                next_id += 1
+    return horizon, road_span
 
-    # ---- photometrics: texture, lighting, noise, blur ----------------------------------------
-    img = cv_.img
+
+@dataclass(frozen=True)
+class _Look:
+    """Photometric parameters of one scene (drawn once, applied to every frame of a sequence)."""
+
+    coarse: np.ndarray
+    fine: np.ndarray
+    gain: float
+    cast: np.ndarray
+    gy: float
+    gx: float
+    blur_sigma: float | None
+    noise_sigma: float
+
+
+def _photometric_params(rng: np.random.Generator, H: int, W: int, s: float) -> _Look:
+    """Draws texture fields, gain, colour cast, lighting slope, blur and noise level (in the
+    order ``generate_scene`` always drew them)."""
+    coarse = _smooth_noise(rng, H, W, max(4, int(24 * s)))
+    fine = _smooth_noise(rng, H, W, max(2, int(3 * s)))
+    gain = rng.uniform(0.6, 1.25)
+    cast = rng.uniform(0.88, 1.12, 3).astype(np.float32)
+    gy, gx = rng.uniform(-0.35, 0.35, 2)
+    blur = rng.uniform(0.4, 1.3) * s if rng.random() < 0.35 else None
+    noise_sigma = rng.uniform(0, 7)
+    return _Look(coarse, fine, gain, cast, gy, gx, blur, noise_sigma)
+
+
+def _apply_photometrics(
+    img: np.ndarray,
+    sem: np.ndarray,
+    look: _Look,
+    ids: dict[str, int],
+    noise_rng: np.random.Generator,
+) -> np.ndarray:
+    """Per-class texture, lighting, colour cast, blur and sensor noise (from ``noise_rng``) on the
+    float image (modified in place); returns the uint8 image."""
+    H, W = sem.shape
     tex_amp = np.zeros(256, np.float32)
-    tex_amp[[ROAD, WALK, BUILD, VEG, SKY, PERSON, CAR, BIKE]] = [
+    tex_amp[[ids[n] for n in STUFF_NAMES + THING_NAMES]] = [
         0.08,
         0.07,
         0.07,
@@ -419,27 +478,18 @@ def generate_scene(
         0.04,
         0.04,
     ]
-    coarse = _smooth_noise(rng, H, W, max(4, int(24 * s)))
-    fine = _smooth_noise(rng, H, W, max(2, int(3 * s)))
-    amp = tex_amp[cv_.sem]
-    img *= (1.0 + amp * (0.6 * coarse + 0.8 * fine))[:, :, None]
-    gain = rng.uniform(0.6, 1.25)
-    cast = rng.uniform(0.88, 1.12, 3).astype(np.float32)
-    gy, gx = rng.uniform(-0.35, 0.35, 2)
+    amp = tex_amp[sem]
+    img *= (1.0 + amp * (0.6 * look.coarse + 0.8 * look.fine))[:, :, None]
     yy = np.linspace(-0.5, 0.5, H, dtype=np.float32)[:, None]
     xx = np.linspace(-0.5, 0.5, W, dtype=np.float32)[None, :]
-    light = gain * (1.0 + gy * yy + gx * xx)
-    img *= light[:, :, None] * cast
-    if rng.random() < 0.35:
-        sigma = rng.uniform(0.4, 1.3) * s
-        img = cv2.GaussianBlur(img, (0, 0), sigma)
-    noise_sigma = rng.uniform(0, 7)
+    light = look.gain * (1.0 + look.gy * yy + look.gx * xx)
+    img *= light[:, :, None] * look.cast
+    if look.blur_sigma is not None:
+        img = cv2.GaussianBlur(img, (0, 0), look.blur_sigma)
     # uniform noise from raw bytes (4x cheaper than standard_normal), scaled to std = noise_sigma
-    u = np.frombuffer(rng.bytes(H * W * 3), np.uint8).reshape(H, W, 3).astype(np.float32)
-    img += (u - 127.5) * np.float32(noise_sigma / 73.9)
-    image = np.clip(img, 0, 255).astype(np.uint8)
-
-    return _finish(int(seed), image, cv_.sem, cv_.inst, tax, s)
+    u = np.frombuffer(noise_rng.bytes(H * W * 3), np.uint8).reshape(H, W, 3).astype(np.float32)
+    img += (u - 127.5) * np.float32(look.noise_sigma / 73.9)
+    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def _finish(seed, image, sem, inst, tax: Taxonomy, s: float) -> Scene:

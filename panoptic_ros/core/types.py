@@ -23,6 +23,10 @@ class Instance:
 
     ``bbox`` is ``(x0, y0, x1, y1)`` in input-image pixels, x1/y1 exclusive, so
     ``width = x1 - x0``; ``centroid`` is ``(x, y)`` of the mask's pixel centres.
+    With tracking (core/tracking.py) ``id`` is the track id, stable over frames; ``age`` is
+    the frames since the track was created (0 on its first frame) and ``hits`` the frames it
+    was detected in (>= 1). Untracked results keep the defaults 0 and 0 (hits 0 = no tracker),
+    so their messages are what they were before tracking existed.
     """
 
     id: int
@@ -31,6 +35,8 @@ class Instance:
     bbox: tuple[int, int, int, int]
     area: int
     centroid: tuple[float, float]
+    age: int = 0
+    hits: int = 0
 
 
 @dataclass(frozen=True)

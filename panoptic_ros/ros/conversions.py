@@ -195,8 +195,12 @@ def _vision_msgs():
 def detections_msg(result: PanopticResult, header: Any) -> Any:
     """vision_msgs/Detection2DArray: one Detection2D per Instance of ``result``.
 
-    id = str(instance id) (the pixel value in the instance image), results[0].hypothesis
-    class_id = str(class id) and score; bbox centre ((x0 + x1) / 2, (y0 + y1) / 2) and size
+    id = str(instance id) (the pixel value in the instance image: with tracking the track id,
+    stable over frames), results[0].hypothesis class_id = str(class id) and score;
+    results[0].pose.covariance[0] = track age (frames since the track began, 0 on its first) and
+    [1] = hits (frames it was detected in; 0 = untracked) -- a 2D detection has no pose, so its otherwise
+    all-zero PoseWithCovariance carries them without a custom message (README "Track ids");
+    bbox centre ((x0 + x1) / 2, (y0 + y1) / 2) and size
     (x1 - x0, y1 - y0) in input pixels, from Instance.bbox (x1, y1 exclusive), so
     ``x0 = center.x - size_x / 2`` recovers the box exactly. Every Detection2D carries a copy
     of the input header.
@@ -213,6 +217,8 @@ def detections_msg(result: PanopticResult, header: Any) -> Any:
         hyp = vm.ObjectHypothesisWithPose()
         hyp.hypothesis.class_id = str(int(inst.class_id))
         hyp.hypothesis.score = float(inst.score)
+        hyp.pose.covariance[0] = float(getattr(inst, "age", 0))
+        hyp.pose.covariance[1] = float(getattr(inst, "hits", 0))
         det.results = [hyp]
         det.bbox.center.position.x = (x0 + x1) / 2.0
         det.bbox.center.position.y = (y0 + y1) / 2.0

@@ -61,6 +61,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from panoptic_ros.core.frame_slots import Frame, FrameSlots, InferenceWorker
 from panoptic_ros.core.stats import CameraStats, Throttle, camera_status
+from panoptic_ros.core.tracking import Tracker
 from panoptic_ros.ros import dds_profile, input_qos
 from panoptic_ros.ros import params as P
 
@@ -151,6 +152,8 @@ class PanopticNode(LifecycleNode):
         self._qos_events: dict[str, int] = {}
         self._shutting_down = False
         self._family_specs: dict[str, P.ParamSpec] = {}  # the model family's thresholds
+        self._trackers: dict[str, Tracker] = {}  # per camera, used in the worker thread
+        self._track_lock = threading.Lock()  # worker's update vs a parameter change / reset
 
     # ---- parameters ---------------------------------------------------------------------
     def _on_set_parameters(self, changed: list) -> SetParametersResult:
@@ -159,6 +162,12 @@ class PanopticNode(LifecycleNode):
         reasons = P.validate_all(values, self._family_specs)
         if reasons:
             return SetParametersResult(successful=False, reason="; ".join(reasons))
+        track_cfg = None
+        if any(k in P.TRACKING_PARAMS for k in values):
+            try:
+                track_cfg = P.tracker_config({**self.cfg, **values})
+            except ValueError as exc:
+                return SetParametersResult(successful=False, reason=str(exc))
         seg = {
             k: v for k, v in values.items() if k in P.SEGMENTER_PARAMS or k in self._family_specs
         }
@@ -168,6 +177,10 @@ class PanopticNode(LifecycleNode):
             except ValueError as exc:
                 return SetParametersResult(successful=False, reason=str(exc))
         self.cfg.update(values)
+        if track_cfg is not None:  # next frame on; toggling `tracking` resets (Tracker.config)
+            with self._track_lock:
+                for tracker in self._trackers.values():
+                    tracker.config = track_cfg
         self._throttle.period = self.cfg["bad_frame_log_period"]
         if "diagnostics_period" in values and self._diag_timer is not None:
             self._start_diag_timer()
@@ -253,11 +266,13 @@ class PanopticNode(LifecycleNode):
         self._ensure_panoptic_rgb_pubs()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.stats = {c: CameraStats(cfg["stats_window"]) for c in cams}
+        divisor = self.segmenter.taxonomy.label_divisor
+        self._trackers = {c: Tracker(P.tracker_config(cfg), divisor) for c in cams}
         self.worker = InferenceWorker(
             FrameSlots(cams),
             decode=self._decode,
             infer=self.segmenter.segment_batch,
-            publish=self._publish,
+            publish=self._track_and_publish,
             on_bad=self._on_bad,
             on_error=self._on_worker_error,
             max_batch=max(1, min(batch, be.max_batch)),
@@ -285,6 +300,7 @@ class PanopticNode(LifecycleNode):
     @_logged
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_io()
+        self._reset_trackers()  # a re-activation starts new tracks (ids from 1 again)
         return super().on_deactivate(state)
 
     @_logged
@@ -388,6 +404,7 @@ class PanopticNode(LifecycleNode):
             self.destroy_publisher(self._diag_pub)
             self._diag_pub = None
         self._release_segmenter()
+        self._trackers = {}
         self._shutting_down = False
 
     def _release_segmenter(self) -> None:
@@ -416,6 +433,21 @@ class PanopticNode(LifecycleNode):
         if img.shape[0] * img.shape[1] > self.cfg["max_image_pixels"]:
             raise ValueError(f"image {img.shape[1]}x{img.shape[0]} exceeds max_image_pixels")
         return img
+
+    def _reset_trackers(self) -> None:
+        with self._track_lock:
+            for tracker in self._trackers.values():
+                tracker.reset()
+
+    def _track_and_publish(self, frame: Frame, img: Any, result: Any, infer_ms: float) -> None:
+        """Worker thread: the camera's tracker gives the instances track ids (a stamp earlier
+        than the last one resets it: a looped bag), then every output is built from that."""
+        tracker = self._trackers.get(frame.camera)
+        if tracker is not None:
+            stamp = frame.msg.header.stamp
+            with self._track_lock:
+                result = tracker.update(result, stamp.sec * 1_000_000_000 + stamp.nanosec)
+        self._publish(frame, img, result, infer_ms)
 
     def _publish(self, frame: Frame, img: Any, result: Any, infer_ms: float) -> None:
         """Build and publish only the outputs someone subscribes to.

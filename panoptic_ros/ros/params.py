@@ -21,6 +21,7 @@ import yaml
 from panoptic_ros.backends import BACKEND_NAMES
 from panoptic_ros.core.package_files import config_file
 from panoptic_ros.core.taxonomy import describe_yaml_error
+from panoptic_ros.core.tracking import ASSIGNMENTS, SIMILARITIES, TrackerConfig
 
 #: parameter type names (match rclpy Parameter.Type names, lower case)
 STRING, BOOL, INTEGER, DOUBLE, STRING_ARRAY = "string", "bool", "integer", "double", "string_array"
@@ -168,6 +169,51 @@ _SPECS: tuple[ParamSpec, ...] = (
         0.0,
         3600.0,
     ),
+    # tracking (run time; core/tracking.py)
+    ParamSpec(
+        "tracking",
+        BOOL,
+        "Give thing instances track ids that persist across frames (Detection2D.id, instance "
+        "image); false = per-frame ids 1..N. Changing it resets the trackers.",
+        False,
+    ),
+    ParamSpec(
+        "tracking_max_age",
+        INTEGER,
+        "Frames a track may go undetected and still keep its id when its object is seen again.",
+        False,
+        0,
+        100000,
+    ),
+    ParamSpec(
+        "tracking_min_iou",
+        DOUBLE,
+        "Least IoU (mask or box, after motion prediction) for a detection to continue a track.",
+        False,
+        0.0,
+        1.0,
+        min_exclusive=True,
+    ),
+    ParamSpec(
+        "tracking_similarity",
+        STRING,
+        "Track-detection similarity: mask = IoU of the motion-shifted masks, box = bbox IoU.",
+        False,
+        choices=SIMILARITIES,
+    ),
+    ParamSpec(
+        "tracking_assignment",
+        STRING,
+        "Matching: greedy (best pairs first) or hungarian (optimal; needs scipy).",
+        False,
+        choices=ASSIGNMENTS,
+    ),
+    ParamSpec(
+        "tracking_motion",
+        BOOL,
+        "Predict each track with a constant-velocity model (false: where it was last seen).",
+        False,
+    ),
     # node (read-only)
     ParamSpec(
         "stats_window", INTEGER, "Frames in the rate / latency window (mean, p99).", True, 2, 100000
@@ -184,6 +230,31 @@ SCHEMA: dict[str, ParamSpec] = {s.name: s for s in _SPECS}
 
 #: parameters that map onto Segmenter.update_config(...)
 SEGMENTER_PARAMS = ("center_threshold", "stuff_area_min", "min_instance_area")
+
+#: parameter -> core.tracking.TrackerConfig field (all run time; see tracker_config)
+TRACKING_PARAMS = {
+    "tracking": "enabled",
+    "tracking_max_age": "max_age",
+    "tracking_min_iou": "min_iou",
+    "tracking_similarity": "similarity",
+    "tracking_assignment": "assignment",
+    "tracking_motion": "motion",
+}
+
+
+def tracker_config(values: Mapping[str, Any]) -> TrackerConfig:
+    """The TrackerConfig of the node parameters ``values`` (node, process-bag and replay build
+    their trackers with this, so the same parameters give the same ids). Raises ValueError with
+    the reason, named by parameter, when the combination is unusable (hungarian without scipy)."""
+    kw = {field: values[name] for name, field in TRACKING_PARAMS.items() if name in values}
+    try:
+        return TrackerConfig(**kw)
+    except ValueError as exc:
+        names = {v: k for k, v in TRACKING_PARAMS.items()}
+        text = str(exc)
+        for field, name in names.items():
+            text = text.replace(f"{field} must", f"parameter '{name}' must")
+        raise ValueError(text) from None
 
 
 class ParamsError(ValueError):
@@ -339,6 +410,11 @@ def validate(name: str, value: Any, extra: Mapping[str, ParamSpec] | None = None
         return f"parameter '{name}' = {value!r} is not allowed; {spec.constraints}"
     if name == "cameras":
         return _validate_cameras(list(value))
+    if name in TRACKING_PARAMS:
+        try:
+            tracker_config({name: value})
+        except ValueError as exc:  # e.g. hungarian without scipy
+            return str(exc)
     return None
 
 
