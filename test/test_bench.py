@@ -411,7 +411,8 @@ def test_bench_times_both_publish_forms(tiny_model):
 def test_bench_publisher_thread_times_latency_under_the_node_profile(tiny_model):
     """--publisher thread: messages + publish on a second thread; the table gains ``latency``
     (decode start -> publish end), the last line keeps its format, CPU per frame is logged, and
-    by default the bench publishes under the shipped Fast DDS profile, as the node's launch does."""
+    by default the bench publishes under the shipped Fast DDS profile, as the node's launch does.
+    The subscriber takes the outputs serialized (--sink raw)."""
     pytest.importorskip("rclpy")
     from panoptic_ros.ros import dds_profile
 
@@ -432,6 +433,8 @@ def test_bench_publisher_thread_times_latency_under_the_node_profile(tiny_model)
             "dds",
             "--publisher",
             "thread",
+            "--sink",
+            "raw",
         )
     finally:
         os.environ.update(saved)

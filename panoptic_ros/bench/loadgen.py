@@ -940,9 +940,10 @@ def run_overload(
 def sink_main(specs: Sequence[str]) -> int:
     """Entry of ``python -m panoptic_ros.bench.loadgen sink [--raw] TOPIC=module:Type ...``: subscribe
     and discard (the subscriber that makes the bench's publish stage real DDS delivery). ``--raw``
-    takes each sample serialized (rclpy ``raw=True``): the same DDS delivery, without the Python
-    message conversion (~5 ms of CPU per 480x640 frame of four outputs) that a consumer on the same
-    2 cores would otherwise take from the node. Stops on SIGTERM/SIGINT."""
+    takes each sample serialized (rclpy ``raw=True``): the same DDS delivery without the Python
+    message conversion, the cheapest consumer there is (docs/performance.md: it saves ~0.6 of the
+    subscriber's ~4.9 ms of CPU per 480x640 frame of four outputs; the rest is DDS receiving).
+    Stops on SIGTERM/SIGINT."""
     import importlib
 
     raw = bool(specs) and specs[0] == "--raw"

@@ -139,8 +139,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=("message", "raw"),
         default="message",
         help="the subscriber process (--publish dds) takes every output as Python messages "
-        "(message) or serialized (raw: the same DDS delivery, without the consumer's Python "
-        "message conversion competing with the node for the CPU)",
+        "(message) or serialized (raw: the same DDS delivery without the Python message "
+        "conversion, the cheapest consumer)",
     )
     p.add_argument(
         "--overlay",
