@@ -10,7 +10,12 @@ Modes (one run each; ratios are always computed within the run):
   ``e2e_ms=<float> infer_ms=<float> overhead_ratio=<float>``. Label images go out serialized
   (ros/cdr_image.py), as the node sends them; ``--publish-form both`` also times the Image-message
   path on the same frames and appends ``publish_ratio=<message / serialized>
-  overhead_ratio_message=<float>`` (``message`` times only that path).
+  overhead_ratio_message=<float>`` (``message`` times only that path). ``--publisher thread``
+  moves messages + publish onto a second thread (a model of a node that publishes off its
+  worker): e2e is then the frame loop's time per frame and a ``latency`` stage (decode start ->
+  publish end) is added. The CPU time per frame of this process and of the subscriber process
+  is logged (does a change save work or move it?). DDS runs under the Fast DDS profile the
+  node's launch files apply (the shipped one; ``--dds-profile``, ``--large-shm``).
 * ``--compare``: the same loop for every backend usable here (onnxruntime and torch on CPU;
   torch-cuda fp16 and tensorrt when a GPU is present).
 * ``--sizes 240x320,480x640,...``: the same loop for several input sizes. Per size also old vs
