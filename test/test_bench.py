@@ -436,3 +436,75 @@ def test_bench_tracking_reports_every_variant(tmp_path):
     rows = json.loads((tmp_path / "t.json").read_text())["tracking"]
     assert rows[0]["case"].startswith("default (") and len(rows) >= 2
     assert all(r["objects"] == 30 and r["mean_live_tracks"] > 0 for r in rows)
+
+
+@pytest.mark.ros
+def test_bench_publisher_thread_times_latency_under_the_node_profile(tiny_model):
+    """--publisher thread: messages + publish on a second thread; the table gains ``latency``
+    (decode start -> publish end), the last line keeps its format, CPU per frame is logged, and
+    by default the bench publishes under the shipped Fast DDS profile, as the node's launch does.
+    The subscriber takes the outputs serialized (--sink raw)."""
+    pytest.importorskip("rclpy")
+    from panoptic_ros.ros import dds_profile
+
+    env_keys = (dds_profile.FASTDDS_VAR, dds_profile.FASTRTPS_VAR)
+    saved = {k: os.environ.pop(k) for k in env_keys if k in os.environ}
+    try:
+        p = bench(
+            tiny_model,
+            "--height",
+            32,
+            "--width",
+            48,
+            "--frames",
+            5,
+            "--warmup",
+            1,
+            "--publish",
+            "dds",
+            "--publisher",
+            "thread",
+            "--sink",
+            "raw",
+        )
+    finally:
+        os.environ.update(saved)
+    assert p.returncode == 0, p.stderr
+    assert SINGLE_LINE.match(p.stdout.strip().splitlines()[-1]), p.stdout
+    assert f"Fast DDS profile: {dds_profile.shipped_profile()}" in p.stderr, p.stderr
+    for stage in ("infer", "messages", "publish", "e2e", "latency"):
+        assert re.search(rf"^{stage}\s", p.stderr, re.M), p.stderr
+    assert re.search(r"^CPU per frame: bench process [0-9.]+ ms", p.stderr, re.M), p.stderr
+    assert re.search(r"^latency \(decode start -> publish end\): mean [0-9.]+ ms", p.stderr, re.M)
+
+
+def test_bench_dds_profile_none_and_missing(tiny_model, tmp_path):
+    """--dds-profile none leaves Fast DDS defaults; a missing profile file is a clear error (2)."""
+    from panoptic_ros.ros import dds_profile
+
+    saved = {
+        k: os.environ.pop(k)
+        for k in (dds_profile.FASTDDS_VAR, dds_profile.FASTRTPS_VAR)
+        if k in os.environ
+    }
+    try:
+        args = ("--height", 32, "--width", 48, "--frames", 2, "--warmup", 0, "--publish", "none")
+        p = bench(tiny_model, *args, "--dds-profile", "none")
+        assert p.returncode == 0, p.stderr
+        assert "Fast DDS profile: none (Fast DDS defaults)" in p.stderr
+        missing = tmp_path / "nope.xml"
+        p = bench(tiny_model, *args, "--dds-profile", missing)
+        assert p.returncode == 2
+        assert str(missing) in p.stderr and "does not exist" in p.stderr
+    finally:
+        os.environ.update(saved)
+
+
+def test_bench_publisher_thread_rejects_both_forms(tiny_model):
+    p = bench(
+        tiny_model,
+        *("--height", 32, "--width", 48, "--frames", 2, "--warmup", 0),
+        *("--publish", "none", "--publisher", "thread", "--publish-form", "both"),
+    )
+    assert p.returncode == 1
+    assert "--publisher thread times one publish form" in p.stderr

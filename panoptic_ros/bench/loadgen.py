@@ -938,9 +938,16 @@ def run_overload(
 
 
 def sink_main(specs: Sequence[str]) -> int:
-    """Entry of ``python -m panoptic_ros.bench.loadgen sink TOPIC=module:Type ...``: subscribe and discard
-    (the subscriber that makes the bench's publish stage real DDS delivery). Stops on SIGTERM/SIGINT."""
+    """Entry of ``python -m panoptic_ros.bench.loadgen sink [--raw] TOPIC=module:Type ...``: subscribe
+    and discard (the subscriber that makes the bench's publish stage real DDS delivery). ``--raw``
+    takes each sample serialized (rclpy ``raw=True``): the same DDS delivery without the Python
+    message conversion, the cheapest consumer there is (docs/performance.md: it saves ~0.6 of the
+    subscriber's ~4.9 ms of CPU per 480x640 frame of four outputs; the rest is DDS receiving).
+    Stops on SIGTERM/SIGINT."""
     import importlib
+
+    raw = bool(specs) and specs[0] == "--raw"
+    specs = specs[1:] if raw else specs
 
     apply_ros_env()
     import rclpy
@@ -959,7 +966,7 @@ def sink_main(specs: Sequence[str]) -> int:
         msg_type = getattr(importlib.import_module(mod), name)
         subs.append(
             node.create_subscription(
-                msg_type, topic, lambda _m: count.__setitem__("n", count["n"] + 1), qos
+                msg_type, topic, lambda _m: count.__setitem__("n", count["n"] + 1), qos, raw=raw
             )
         )
     stop = {"flag": False}

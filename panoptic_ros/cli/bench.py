@@ -10,7 +10,12 @@ Modes (one run each; ratios are always computed within the run):
   ``e2e_ms=<float> infer_ms=<float> overhead_ratio=<float>``. Label images go out serialized
   (ros/cdr_image.py), as the node sends them; ``--publish-form both`` also times the Image-message
   path on the same frames and appends ``publish_ratio=<message / serialized>
-  overhead_ratio_message=<float>`` (``message`` times only that path).
+  overhead_ratio_message=<float>`` (``message`` times only that path). ``--publisher thread``
+  moves messages + publish onto a second thread (a model of a node that publishes off its
+  worker): e2e is then the frame loop's time per frame and a ``latency`` stage (decode start ->
+  publish end) is added. The CPU time per frame of this process and of the subscriber process
+  is logged (does a change save work or move it?). DDS runs under the Fast DDS profile the
+  node's launch files apply (the shipped one; ``--dds-profile``, ``--large-shm``).
 * ``--compare``: the same loop for every backend usable here (onnxruntime and torch on CPU;
   torch-cuda fp16 and tensorrt when a GPU is present).
 * ``--sizes 240x320,480x640,...``: the same loop for several input sizes. Per size also old vs
@@ -65,6 +70,7 @@ from panoptic_ros.bench.timing import (
     parse_sizes,
 )
 from panoptic_ros.cli.params_option import add_param_argument
+from panoptic_ros.ros import dds_profile
 
 HELP = "benchmark stages, backends, input sizes, and the node under overload / soak"
 
@@ -81,6 +87,7 @@ STAGES = (
     "e2e",
     "messages_msg",
     "publish_msg",
+    "latency",
 )
 
 
@@ -127,6 +134,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="label images as serialized CDR bytes (what the node publishes), as sensor_msgs/Image "
         "messages (the path before issue 17), or both: the message path is also timed per frame "
         "(stages messages_msg, publish_msg; not part of e2e) for the publish_ratio of one run",
+    )
+    p.add_argument(
+        "--publisher",
+        choices=("inline", "thread"),
+        default="inline",
+        help="where messages + publish run: in the frame loop (inline, the node's publish_thread:="
+        "false) or on a publisher thread fed by the loop (thread, publish_thread:=true): frames "
+        "then go back to back and e2e is the loop's busy time per frame, latency = decode start "
+        "to publish end",
+    )
+    p.add_argument(
+        "--sink",
+        choices=("message", "raw"),
+        default="message",
+        help="the subscriber process (--publish dds) takes every output as Python messages "
+        "(message) or serialized (raw: the same DDS delivery without the Python message "
+        "conversion, the cheapest consumer)",
     )
     p.add_argument(
         "--overlay",
@@ -209,16 +233,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--json", default="", help="also write all results as JSON to this file")
     add_param_argument(p)
+    dds_profile.add_argument(p)
 
 
 # ---------------------------------------------------------------------------------------
 # publish sink
 # ---------------------------------------------------------------------------------------
+#: history depth of the bench's publishers: the node's output publishers' (ros/node.py,
+#: reliable, keep last 10). Depth 1 made publish ~0.25 ms cheaper (docs/performance.md).
+OUTPUT_DEPTH = 10
+
+
 class Publish:
     """The publish stage: ``mode`` 'dds' (publishers + a subscriber process), 'serialize', or 'none'."""
 
-    def __init__(self, mode: str) -> None:
+    def __init__(self, mode: str, sink: str = "message") -> None:
         self.mode = mode
+        self.sink = sink
         self.note = ""
         self._pubs: dict[str, Any] = {}
         self._node = None
@@ -260,7 +291,9 @@ class Publish:
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
         qos = QoSProfile(
-            depth=1, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST
+            depth=OUTPUT_DEPTH,
+            reliability=ReliabilityPolicy.RELIABLE,
+            history=HistoryPolicy.KEEP_LAST,
         )
         from sensor_msgs.msg import Image
 
@@ -278,7 +311,14 @@ class Publish:
             [str(REPO_DIR)] + [p for p in [env.get("PYTHONPATH")] if p]
         )
         self._sink = subprocess.Popen(
-            [sys.executable, "-m", "panoptic_ros.bench.loadgen", "sink", *specs],
+            [
+                sys.executable,
+                "-m",
+                "panoptic_ros.bench.loadgen",
+                "sink",
+                *(["--raw"] if self.sink == "raw" else []),
+                *specs,
+            ],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -299,6 +339,11 @@ class Publish:
             for m in msgs.values():
                 if not isinstance(m, bytes):  # bytes: serialized already
                     self._serialize(m)
+
+    @property
+    def sink_pid(self) -> int | None:
+        """The subscriber process's pid (DDS mode, while it runs)."""
+        return self._sink.pid if self._sink is not None and self._sink.poll() is None else None
 
     def _stop_sink(self) -> None:
         if self._sink is not None and self._sink.poll() is None:
@@ -321,6 +366,37 @@ class Publish:
 # ---------------------------------------------------------------------------------------
 # the per-frame loop
 # ---------------------------------------------------------------------------------------
+def _cpu_s(pid: int | None = None) -> float:
+    """CPU seconds (user + system, all threads) of this process, or of ``pid`` (NaN if gone)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return math.nan
+
+
+class CpuMeter:
+    """CPU time per timed frame of the bench process (every thread: the frame loop, ONNX
+    Runtime's, Fast DDS's) and of the subscriber process: whether a change saves work or only
+    moves it to another thread or process shows here, not in the per-stage wall clock."""
+
+    def __init__(self, publish: Publish) -> None:
+        self._sink = publish.sink_pid if publish.mode == "dds" else None
+        self._t0 = self._sink0 = math.nan
+
+    def start(self) -> None:
+        self._t0, self._sink0 = _cpu_s(), _cpu_s(self._sink) if self._sink else math.nan
+
+    def stop(self, timer: StageTimer, frames: int) -> None:
+        timer.cpu_ms = (_cpu_s() - self._t0) * 1e3 / frames  # type: ignore[attr-defined]
+        timer.sink_cpu_ms = (  # type: ignore[attr-defined]
+            (_cpu_s(self._sink) - self._sink0) * 1e3 / frames if self._sink else math.nan
+        )
+
+
 def _as_msg_dict(out: Any) -> dict[str, Any]:
     if out is None:
         return {}
@@ -409,11 +485,31 @@ def bench_frames(
     overlay: bool = False,
     header_frame: str = "camera",
     form: str = "serialized",
+    publisher: str = "inline",
 ) -> StageTimer:
     """The per-frame loop; returns a StageTimer with every stage (warm-up frames excluded).
 
     ``form``: label images as serialized bytes, as messages, or ``both`` (the message path
-    timed after the serialized one on the same result, same topics, outside e2e)."""
+    timed after the serialized one on the same result, same topics, outside e2e).
+
+    ``publisher`` 'thread': what the node does with ``publish_thread:=true``: messages + publish
+    of frame i run on a second thread (a one-frame hand-off, the loop waits when it is full)
+    while the loop decodes and segments frame i+1. e2e is then the loop's time per frame up to
+    the hand-off (its wait for a full hand-off included): the rate-limiting work, as the node's
+    worker experiences it; ``latency`` is decode start to publish end of the same frame."""
+    if publisher == "thread":
+        return _bench_frames_threaded(
+            seg,
+            height=height,
+            width=width,
+            frames=frames,
+            warmup=warmup,
+            encoding=encoding,
+            publish=publish,
+            overlay=overlay,
+            header_frame=header_frame,
+            form=form,
+        )
     from panoptic_ros.bench.loadgen import make_image_msg, set_stamp, synthetic_frames
 
     rgbs = synthetic_frames(height, width, 4)
@@ -438,7 +534,10 @@ def bench_frames(
                 build(r, in_msgs[0].header, taxonomy, image_rgb=None, want_overlay=overlay)
             )
         )
+    cpu = CpuMeter(publish)
     for i in range(warmup + frames):
+        if i == warmup:
+            cpu.start()
         msg = in_msgs[i % len(in_msgs)]
         set_stamp(msg, time.time_ns())
         t0 = clock()
@@ -485,6 +584,113 @@ def bench_frames(
             _time_message_path(
                 timer, build_msg, publish, result, msg.header, rgb, taxonomy, overlay
             )
+    cpu.stop(timer, frames)
+    timer.decoder = dec_name  # type: ignore[attr-defined]
+    timer.note = why  # type: ignore[attr-defined]
+    return timer
+
+
+def _bench_frames_threaded(
+    seg: Any,
+    *,
+    height: int,
+    width: int,
+    frames: int,
+    warmup: int,
+    encoding: str,
+    publish: Publish,
+    overlay: bool,
+    header_frame: str,
+    form: str,
+) -> StageTimer:
+    """:func:`bench_frames` with ``publisher='thread'`` (see there)."""
+    import queue
+    import threading
+
+    from panoptic_ros.bench.loadgen import make_image_msg, set_stamp, synthetic_frames
+
+    if form == "both":
+        raise ValueError("--publisher thread times one publish form: serialized or message")
+    rgbs = synthetic_frames(height, width, 4)
+    in_msgs = [make_image_msg(f, encoding, header_frame) for f in rgbs]
+    dec_name, decode = make_decoder()
+    build, why = make_message_builder()
+    if build is None:
+        raise RuntimeError(f"--publisher thread needs the message builder: {why}")
+    if form != "message":
+        build = functools.partial(build, serialized=True)
+    taxonomy = seg.taxonomy
+    timer = StageTimer(warmup=warmup)
+    clock = time.perf_counter
+    if publish.mode != "none":
+        r = seg.segment(decode(in_msgs[0]))
+        publish.prepare(
+            _as_msg_dict(
+                build(r, in_msgs[0].header, taxonomy, image_rgb=None, want_overlay=overlay)
+            )
+        )
+    handoff: queue.Queue = queue.Queue(maxsize=1)
+    failed: list[BaseException] = []
+
+    def publisher_loop() -> None:
+        while True:
+            item = handoff.get()
+            if item is None:
+                return
+            t0, result, header, rgb = item
+            try:
+                t2 = clock()
+                out = _as_msg_dict(
+                    build(
+                        result,
+                        header,
+                        taxonomy,
+                        image_rgb=rgb if overlay else None,
+                        want_overlay=overlay,
+                    )
+                )
+                t3 = clock()
+                publish(out)
+                t4 = clock()
+            except BaseException as exc:  # reported by the loop, after the join
+                failed.append(exc)
+                return
+            timer.add("messages", (t3 - t2) * 1e3)
+            timer.add("publish", (t4 - t3) * 1e3 if publish.mode != "none" else math.nan)
+            timer.add("latency", (t4 - t0) * 1e3)
+
+    thread = threading.Thread(target=publisher_loop, name="bench-publisher", daemon=True)
+    thread.start()
+    cpu = CpuMeter(publish)
+    try:
+        for i in range(warmup + frames):
+            if failed:
+                break
+            if i == warmup:
+                cpu.start()
+            # 4 messages in turn: the one in the hand-off and the one being published are
+            # never the one whose stamp is set here
+            msg = in_msgs[i % len(in_msgs)]
+            set_stamp(msg, time.time_ns())
+            t0 = clock()
+            rgb = decode(msg)
+            t1 = clock()
+            result = seg.segment(rgb)
+            t2 = clock()
+            tm = getattr(result, "timings", {}) or {}
+            timer.add("decode", (t1 - t0) * 1e3)
+            for k in ("preprocess", "infer", "postprocess"):
+                timer.add(k, float(tm.get(k, math.nan)))
+            known = sum(float(tm.get(k, 0.0)) for k in ("preprocess", "infer", "postprocess"))
+            timer.add("segment_other", max(0.0, (t2 - t1) * 1e3 - known))
+            handoff.put((t0, result, msg.header, rgb))
+            timer.add("e2e", (clock() - t0) * 1e3)
+    finally:
+        handoff.put(None)
+        thread.join()
+    if failed:
+        raise failed[0]
+    cpu.stop(timer, frames)
     timer.decoder = dec_name  # type: ignore[attr-defined]
     timer.note = why  # type: ignore[attr-defined]
     return timer
@@ -519,7 +725,7 @@ def stage_rows(timer: StageTimer) -> list[tuple]:
             continue
         share = (
             100.0 * s.mean / e2e
-            if (e2e > 0 and name != "e2e" and math.isfinite(s.mean))
+            if (e2e > 0 and name not in ("e2e", "latency") and math.isfinite(s.mean))
             else math.nan
         )
         rows.append((name, s.mean, s.p50, s.p99, share))
@@ -563,6 +769,7 @@ def run_single(args, publish: Publish, report: dict) -> str:
             publish=publish,
             overlay=args.overlay,
             form=args.publish_form,
+            publisher=args.publisher,
         )
     finally:
         _close(seg)
@@ -573,6 +780,16 @@ def run_single(args, publish: Publish, report: dict) -> str:
     log(
         f"end-to-end {r['fps']:.1f} frames/s; overhead (e2e - infer) / e2e = {r['overhead_ratio']:.3f}"
     )
+    r["cpu_ms"] = getattr(timer, "cpu_ms", math.nan)
+    r["sink_cpu_ms"] = getattr(timer, "sink_cpu_ms", math.nan)
+    log(
+        f"CPU per frame: bench process {r['cpu_ms']:.2f} ms (all threads), subscriber process "
+        f"{r['sink_cpu_ms']:.2f} ms"
+    )
+    if "latency" in timer.names:
+        lat = timer.stats()["latency"]
+        r["latency_ms"], r["latency_p99_ms"] = lat.mean, lat.p99
+        log(f"latency (decode start -> publish end): mean {lat.mean:.2f} ms, p99 {lat.p99:.2f} ms")
     report["single"] = {"args": _args_json(args), "stages": _stats_json(timer), **r}
     extra = {}
     if "publish_msg" in timer.names:
@@ -1163,6 +1380,14 @@ def run(args: argparse.Namespace) -> int:
         log(
             f"Fast DDS profile with a {args.large_shm} MiB shared-memory segment: {use_large_shm(args.large_shm)}"
         )
+    else:  # the profile the node runs with (launch files apply the shipped one), unless told
+        try:
+            log(
+                f"Fast DDS profile: {dds_profile.apply(args.dds_profile) or 'none (Fast DDS defaults)'}"
+            )
+        except FileNotFoundError as exc:
+            log(f"error: {exc}")
+            return 2
     report: dict[str, Any] = {"machine": machine_info()}
     log(
         f"machine: {report['machine']['cpu']} x{report['machine']['nproc']} (load avg {report['machine']['loadavg']})"
@@ -1179,7 +1404,7 @@ def run(args: argparse.Namespace) -> int:
         elif args.tracking:
             line = run_tracking_mode(args, report)
         else:
-            publish = Publish(args.publish)
+            publish = Publish(args.publish, args.sink)
             try:
                 if args.compare:
                     line = run_compare(args, publish, report)
