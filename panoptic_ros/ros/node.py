@@ -441,12 +441,18 @@ class PanopticNode(LifecycleNode):
 
     def _track_and_publish(self, frame: Frame, img: Any, result: Any, infer_ms: float) -> None:
         """Worker thread: the camera's tracker gives the instances track ids (a stamp earlier
-        than the last one resets it: a looped bag), then every output is built from that."""
+        than the last one resets it: a looped bag), then every output is built from that.
+        A result the tracker refuses (ValueError naming the inconsistency) skips this frame
+        only, counted and logged as a bad frame: the batch's other cameras still publish."""
         tracker = self._trackers.get(frame.camera)
         if tracker is not None:
             stamp = frame.msg.header.stamp
-            with self._track_lock:
-                result = tracker.update(result, stamp.sec * 1_000_000_000 + stamp.nanosec)
+            try:
+                with self._track_lock:
+                    result = tracker.update(result, stamp.sec * 1_000_000_000 + stamp.nanosec)
+            except ValueError as exc:
+                self._on_bad(frame, exc)
+                return
         self._publish(frame, img, result, infer_ms)
 
     def _publish(self, frame: Frame, img: Any, result: Any, infer_ms: float) -> None:
