@@ -304,7 +304,8 @@ def oracle_ids(
     p_thing = (pr >= 0) & thing[np.where(pr >= 0, pr // div, -1)]
     g_thing = (gt >= 0) & thing[np.where(gt >= 0, gt // div, -1)] & (gt % div > 0)
     both = p_thing & g_thing
-    pairs, inter = np.unique((pr[both] << 32) | (gt[both] % div), return_counts=True)
+    # keyed by the whole GT value: person 1 and car 1 are two GT tracks
+    pairs, inter = np.unique((pr[both] << 32) | gt[both], return_counts=True)
     out = pr.copy()
     used_p: set[int] = set()
     used_g: set[int] = set()
@@ -314,7 +315,7 @@ def oracle_ids(
             continue
         used_p.add(p)
         used_g.add(g)
-        out[pr == p] = (p // div) * div + g
+        out[pr == p] = (p // div) * div + g % div
     fresh = div - 1
     for p in np.unique(pr[p_thing]).tolist():
         if p not in used_p:
