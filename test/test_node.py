@@ -415,3 +415,18 @@ def test_track_ids_parameters_and_resets(ctx):
     assert node._trackers[""].live_ids == ()
     assert node.trigger_cleanup() == SUCCESS and node._trackers == {}
     node.destroy_node()
+
+
+def test_unusable_tracker_settings_fail_configure_cleanly(ctx, monkeypatch):
+    """tracking_assignment 'hungarian' where scipy is missing (simulated: scipy is installed
+    here) fails configure with the reason (params.validate), before the model loads: no ERROR
+    transition with publishers left behind."""
+    import panoptic_ros.core.tracking as tracking
+
+    node, seg = make_node(ctx, tracking_assignment="hungarian")
+    monkeypatch.setattr(tracking, "_have_scipy", lambda: False)
+    assert node.trigger_configure() == FAILURE
+    assert "seg" not in seg and node._pubs == {}
+    monkeypatch.undo()
+    assert node.trigger_configure() == SUCCESS and node.trigger_cleanup() == SUCCESS
+    node.destroy_node()
