@@ -430,3 +430,22 @@ def test_unusable_tracker_settings_fail_configure_cleanly(ctx, monkeypatch):
     monkeypatch.undo()
     assert node.trigger_configure() == SUCCESS and node.trigger_cleanup() == SUCCESS
     node.destroy_node()
+
+
+def test_taxonomy_without_room_for_track_ids_fails_configure_cleanly(ctx):
+    """A model whose taxonomy has label_divisor 1 (allowed by Taxonomy) cannot carry track ids:
+    configure fails with the reason and releases the model (it once raised out of on_configure
+    after the publishers were made: an ERROR transition, nothing released)."""
+    import dataclasses
+
+    made = {}
+
+    def factory(cfg, batch):
+        made["seg"] = FakeSegmenter(batch)
+        made["seg"].taxonomy = dataclasses.replace(Taxonomy.default(), label_divisor=1)
+        return made["seg"]
+
+    node, _ = make_node(ctx, factory=factory)
+    assert node.trigger_configure() == FAILURE
+    assert node._pubs == {} and node.segmenter is None
+    node.destroy_node()

@@ -142,7 +142,9 @@ class Tracker:
 
     def __init__(self, config: TrackerConfig, label_divisor: int) -> None:
         if int(label_divisor) < 2:
-            raise ValueError(f"label_divisor must be >= 2, got {label_divisor!r}")
+            raise ValueError(
+                f"tracker: label_divisor must be >= 2 to encode track ids, got {label_divisor!r}"
+            )
         self._config = config
         self.label_divisor = int(label_divisor)
         self._tracks: dict[int, _Track] = {}

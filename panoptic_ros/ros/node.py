@@ -229,6 +229,9 @@ class PanopticNode(LifecycleNode):
                 batch, self.segmenter = 1, self._factory(cfg, 1)
             self.segmenter.update_config(**{k: cfg[k] for k in P.SEGMENTER_PARAMS})
             self._declare_family_params()
+            # the model's taxonomy must leave room for track ids (label_divisor >= 2)
+            divisor = self.segmenter.taxonomy.label_divisor
+            trackers = {c: Tracker(P.tracker_config(cfg), divisor) for c in cams}
         except Exception as exc:  # BackendError, missing model, bad ONNX: one clear line
             self.get_logger().error(
                 f"configure failed: cannot load model '{cfg['model']}' with backend '{cfg['backend']}': {exc}"
@@ -266,8 +269,7 @@ class PanopticNode(LifecycleNode):
         self._ensure_panoptic_rgb_pubs()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.stats = {c: CameraStats(cfg["stats_window"]) for c in cams}
-        divisor = self.segmenter.taxonomy.label_divisor
-        self._trackers = {c: Tracker(P.tracker_config(cfg), divisor) for c in cams}
+        self._trackers = trackers
         self.worker = InferenceWorker(
             FrameSlots(cams),
             decode=self._decode,
