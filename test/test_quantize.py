@@ -280,3 +280,17 @@ def test_tensorrt_int8_engine_from_qdq(info, tmp_path):  # pragma: no cover - GP
     with build_segmenter("default", "onnxruntime") as seg32:
         pq32 = _pq(seg32, seeds)
     assert abs(pq32 - pq8) < 0.05
+
+
+def test_recipe_that_selects_no_node_is_refused(info, tmp_path):
+    """A recipe whose exclude / op_types leave no network node: ONNX Runtime takes an empty
+    nodes_to_quantize as "quantize every node" (post-processing included), so this once wrote a
+    fully quantized graph; now a ModelError naming the recipe, and nothing is written."""
+    for recipe in (
+        q.QuantRecipe(scenes=1, exclude=("/net/",)),
+        q.QuantRecipe(scenes=1, op_types=()),
+    ):
+        out = tmp_path / "m.onnx"
+        with pytest.raises(q.ModelError, match="selects no node under '/net/'"):
+            q.quantize_model(info, out, recipe=recipe)
+        assert not out.exists() and not list(tmp_path.glob("*.tmp"))

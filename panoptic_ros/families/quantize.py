@@ -247,6 +247,12 @@ def quantize_model(
         extra["CalibMovingAverage"] = True
     if recipe.method == "percentile":
         extra["CalibPercentile"] = float(recipe.percentile)
+    nodes = _nodes_to_quantize(model, recipe)
+    if not nodes:  # ORT reads an empty list as "every node", post-processing included
+        raise ModelError(
+            f"{src}: the int8 recipe (op_types {list(recipe.op_types)}, exclude "
+            f"{list(recipe.exclude)}) selects no node under {NETWORK_SCOPE!r} to quantize"
+        )
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
@@ -259,7 +265,7 @@ def quantize_model(
             weight_type=QuantType.QInt8,
             per_channel=True,
             calibrate_method=method,
-            nodes_to_quantize=_nodes_to_quantize(model, recipe),
+            nodes_to_quantize=nodes,
             extra_options=dict(extra, CalibTensorRangeSymmetric=symmetric),
             calibration_providers=["CPUExecutionProvider"],
         )
