@@ -152,14 +152,28 @@ def resolve_int8_onnx(
     name = int8_onnx_name(info, batch, recipe)
     shipped = info.directory / name
     if shipped.is_file() and shipped.stat().st_size > 0:
+        why = _not_qdq(shipped)
+        if why:  # a packaging mistake: say so rather than run fp32 or fail deep in a backend
+            raise ModelError(
+                f"{shipped}: the shipped int8 graph {why}; re-ship it (panoptic-ros export "
+                "--int8 --ship) or remove it to have it generated into the cache"
+            )
         return shipped
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache = ec.ensure_cache_dir(cache)
     out = cache / f"{info.name}-{name}"
-    if out.is_file() and out.stat().st_size > 0:
+    if out.is_file() and out.stat().st_size > 0 and not _not_qdq(out):
         return out
     ec.remove_stale_temp_files(cache)
-    return quantize_model(info, out, batch=batch, recipe=recipe)
+    return quantize_model(info, out, batch=batch, recipe=recipe)  # (re)made atomically
+
+
+def _not_qdq(path: Path) -> str | None:
+    """Why ``path`` is no usable int8 graph (None: it is a readable QDQ graph)."""
+    try:
+        return None if is_qdq_graph(path) else "has no QuantizeLinear nodes (an fp32 graph)"
+    except ModelError as exc:
+        return f"is unreadable ({exc})"
 
 
 # -- calibration -------------------------------------------------------------------------------
