@@ -291,6 +291,11 @@ def test_bad_input_is_named():
         m.update(np.full((2, 2), 99 * DIV), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="ground truth is"):
         IdSwitches(TAX).update(np.zeros((2, 2)), np.zeros((3, 2)))
+    # IoU > 0.5 is what makes a match unique; below it one GT segment could match two
+    # predictions and be counted twice (silently, before this check)
+    for bad in (0.3, 1.0):
+        with pytest.raises(ValueError, match="min_iou must be in"):
+            IdSwitches(TAX, min_iou=bad)
 
 
 def test_oracle_ids_give_each_segment_its_gt_track_id():

@@ -210,6 +210,8 @@ class IdSwitches:
     """CLEAR-MOT ID switches and fragmentations over sequences of panoptic frames."""
 
     def __init__(self, taxonomy: Taxonomy, min_iou: float = 0.5) -> None:
+        if not 0.5 <= float(min_iou) < 1.0:  # below 0.5 a segment could match two (last wins)
+            raise ValueError(f"min_iou must be in [0.5, 1) for unique matches, got {min_iou!r}")
         self.label_divisor = int(taxonomy.label_divisor)
         self.thing_ids = frozenset(taxonomy.thing_ids)
         self.min_iou = float(min_iou)
