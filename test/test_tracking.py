@@ -366,3 +366,28 @@ def test_instances_without_pixels_do_not_break_tracking():
         check_output(res, out, DIV)
         assert out.instances[0].id == 1
         assert not (out.instance == out.instances[1].id).any()
+
+
+def test_more_live_tracks_than_ids_end_the_longest_lost(monkeypatch):
+    """With a label_divisor above 65535 the id itself is the limit: once every id is held by a
+    live track, a new object ends the track lost longest and a frame with more objects than ids
+    is refused naming both limits (65535 lowered to 8 here, so it runs in milliseconds)."""
+    import panoptic_ros.core.tracking as tracking
+
+    monkeypatch.setattr(tracking, "MAX_TRACK_ID", 8)
+    div = 1 << 20
+    tr = Tracker(TrackerConfig(max_age=100), div)
+    got = []
+    for i in range(12):  # one new object per frame, each then lost (max_age keeps it alive)
+        res, _ = frame([box("o", 1 + i, 5 + 15 * i, 10, w=10, h=10)], div=div)
+        out = tr.update(res)
+        got.append(out.instances[0].id)
+        assert len(tr.live_ids) <= 8
+    assert got == [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4]
+    many = [box(f"m{k}", 50, 5 + 20 * k, 30, w=10, h=10) for k in range(9)]
+    with pytest.raises(ValueError, match=r"at most 8 \(label_divisor 1048576, ids 1..8\)"):
+        tr.update(frame(many, div=div)[0])
+    res, _ = frame(many[:8], div=div)
+    out = tr.update(res)
+    assert sorted(d.id for d in out.instances) == list(range(1, 9))
+    assert np.array_equal(np.unique(out.instance)[1:], np.arange(1, 9))

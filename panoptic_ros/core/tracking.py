@@ -396,8 +396,8 @@ def _checked_masks(result: PanopticResult, div: int) -> tuple[list[np.ndarray], 
     cap = min(div - 1, MAX_TRACK_ID)
     if len(dets) > cap:
         raise ValueError(
-            f"tracker: {len(dets)} instances in one frame cannot get distinct ids "
-            f"with label_divisor {div} (at most {cap})"
+            f"tracker: {len(dets)} instances in one frame cannot get distinct ids: at most "
+            f"{cap} (label_divisor {div}, ids 1..{MAX_TRACK_ID})"
         )
     h, w = inst_img.shape
     seen: set[int] = set()
