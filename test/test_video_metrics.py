@@ -291,6 +291,12 @@ def test_bad_input_is_named():
         m.update(np.full((2, 2), 99 * DIV), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="ground truth is"):
         IdSwitches(TAX).update(np.zeros((2, 2)), np.zeros((3, 2)))
+    # (class, id) pairs are packed into 64 bits: a divisor this large once overflowed them
+    # (a perfect prediction ended in ZeroDivisionError)
+    import dataclasses
+
+    with pytest.raises(ValueError, match="int32 panoptic range"):
+        SegmentationTrackingQuality(dataclasses.replace(TAX, label_divisor=1 << 30))
     # IoU > 0.5 is what makes a match unique; below it one GT segment could match two
     # predictions and be counted twice (silently, before this check)
     for bad in (0.3, 1.0):

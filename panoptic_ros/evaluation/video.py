@@ -76,6 +76,11 @@ class SegmentationTrackingQuality:
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.label_divisor = int(taxonomy.label_divisor)
         self.n_classes = max(c.id for c in taxonomy.classes) + 1
+        if self.n_classes * self.label_divisor > 2**31:  # tube ids are packed in 32 bits each
+            raise ValueError(
+                f"{self.n_classes} classes x label_divisor {self.label_divisor} exceed the int32 "
+                "panoptic range"
+            )
         self._void = self.n_classes  # confusion index of VOID (the reference's ignore slot)
         self._thing = np.zeros(self.n_classes + 1, bool)
         self._thing[list(taxonomy.thing_ids)] = True
