@@ -32,7 +32,8 @@ ENCODINGS = {
     "32SC1": (np.int32, 1),
     "rgb8": (np.uint8, 3),
 }
-FRAME_IDS = ["", "a", "ab", "abc", "abcd", "camera_optical", "x" * 33, "kamera_ü_北"]
+# "ab\0cd": rclpy passes frame_id to C as a NUL-terminated string, so it serializes "ab"
+FRAME_IDS = ["", "a", "ab", "abc", "abcd", "camera_optical", "x" * 33, "kamera_ü_北", "ab\0cd"]
 
 
 def header(frame_id="camera", sec=1_700_000_123, nanosec=999_999_999):
@@ -107,6 +108,19 @@ def test_bad_input_raises_like_the_message_path():
             image_cdr(bad, enc, header())
     with pytest.raises(ImageEncodeError):
         image_cdr(np.zeros((2, 2), np.uint8), "bgr16", header())
+
+
+def test_too_big_and_unencodable_inputs_are_named():
+    """Over 4 GiB of pixels cannot be a sensor_msgs/Image (uint32 length): said as such (it once
+    read "header stamp does not fit"); a frame_id that is not UTF-8-encodable fails as rclpy
+    does; big-endian arrays are refused as the message path refuses them."""
+    huge = np.broadcast_to(np.zeros(1, np.uint16), (1, 2**31))  # 4 GiB, never allocated
+    with pytest.raises(ValueError, match="at most 4294967295"):
+        image_cdr(huge, "16UC1", header())
+    with pytest.raises(UnicodeEncodeError):
+        image_cdr(array("mono8", 2, 2), "mono8", header("x\udc80"))
+    with pytest.raises(ImageEncodeError, match="native byte order"):
+        image_cdr(array("16UC1", 2, 2).astype(">u2"), "16UC1", header())
 
 
 @pytest.mark.parametrize("big", [False, True])

@@ -322,9 +322,12 @@ class MovingSegmenter(FakeSegmenter):
         for im in images:
             i = int(np.asarray(im).reshape(-1)[0])
             h, w = im.shape[:2]
-            boxes = [(2, 2, 10, 10), (12 + 6 * i, 20, 24 + 6 * i, 30)]  # static, moving
+            x = 12 + 6 * (i % 250)
+            boxes = [(2, 2, 10, 10), (x, 20, x + 12, 30)]  # static, moving
             if i % 2:
                 boxes.reverse()
+            if i == 250:  # an inconsistent result: a second object's pixels without a record
+                boxes.append((40, 2, 50, 10))
             sem = np.zeros((h, w), np.uint8)
             ins = np.zeros((h, w), np.uint16)
             insts = []
@@ -335,6 +338,8 @@ class MovingSegmenter(FakeSegmenter):
                     Instance(k, thing, 0.9, (x0, y0, x1, y1), area, ((x0 + x1) / 2, (y0 + y1) / 2))
                 )
             pan = self.taxonomy.encode_panoptic(sem, ins)
+            if i == 250:
+                insts.pop()
             out.append(PanopticResult(sem, ins, pan, tuple(insts), {"infer": 1.0}))
         return out
 
@@ -373,6 +378,16 @@ def test_track_ids_parameters_and_resets(ctx):
     frames = [feed(i, 10 + i) for i in range(6)]
     assert {f["static"][0] for f in frames} == {1} and {f["moving"][0] for f in frames} == {2}
     assert [f["moving"][1:] for f in frames] == [(i, i + 1) for i in range(6)]  # age, hits
+    # a result the tracker refuses: that frame is skipped as bad, the node and its tracks go on
+    n_det, bad = len(caps["detections"].msgs), node.stats[""].bad
+    data = bytearray(h * w)
+    data[0] = 250
+    msg = Image(height=h, width=w, encoding="mono8", step=w, data=bytes(data))
+    msg.header.stamp.sec = 16
+    node._on_image("", msg)
+    node.worker.process(node.worker.slots.take(1, timeout=0))
+    assert len(caps["detections"].msgs) == n_det and node.stats[""].bad == bad + 1
+    assert feed(6, 17)["moving"] == (2, 6, 7)
 
     for name, value in [
         ("tracking_min_iou", 0.0),
@@ -399,4 +414,38 @@ def test_track_ids_parameters_and_resets(ctx):
     assert node.trigger_deactivate() == SUCCESS
     assert node._trackers[""].live_ids == ()
     assert node.trigger_cleanup() == SUCCESS and node._trackers == {}
+    node.destroy_node()
+
+
+def test_unusable_tracker_settings_fail_configure_cleanly(ctx, monkeypatch):
+    """tracking_assignment 'hungarian' where scipy is missing (simulated: scipy is installed
+    here) fails configure with the reason (params.validate), before the model loads: no ERROR
+    transition with publishers left behind."""
+    import panoptic_ros.core.tracking as tracking
+
+    node, seg = make_node(ctx, tracking_assignment="hungarian")
+    monkeypatch.setattr(tracking, "_have_scipy", lambda: False)
+    assert node.trigger_configure() == FAILURE
+    assert "seg" not in seg and node._pubs == {}
+    monkeypatch.undo()
+    assert node.trigger_configure() == SUCCESS and node.trigger_cleanup() == SUCCESS
+    node.destroy_node()
+
+
+def test_taxonomy_without_room_for_track_ids_fails_configure_cleanly(ctx):
+    """A model whose taxonomy has label_divisor 1 (allowed by Taxonomy) cannot carry track ids:
+    configure fails with the reason and releases the model (it once raised out of on_configure
+    after the publishers were made: an ERROR transition, nothing released)."""
+    import dataclasses
+
+    made = {}
+
+    def factory(cfg, batch):
+        made["seg"] = FakeSegmenter(batch)
+        made["seg"].taxonomy = dataclasses.replace(Taxonomy.default(), label_divisor=1)
+        return made["seg"]
+
+    node, _ = make_node(ctx, factory=factory)
+    assert node.trigger_configure() == FAILURE
+    assert node._pubs == {} and node.segmenter is None
     node.destroy_node()

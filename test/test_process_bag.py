@@ -650,3 +650,26 @@ def test_tracking_parameters_on_the_command_line(tmp_path, capsys):
         assert [x.id for x in d.detections] == [str(k) for k in range(1, len(d.detections) + 1)]
         # untracked: the pose stays all zero, as before tracking existed
         assert all(not x.results[0].pose.covariance.any() for x in d.detections)
+
+
+def test_a_result_the_tracker_refuses_is_skipped_like_the_node(tmp_path, segmenter):
+    """The real model's result for frame 2 with one instance record dropped (its pixels stay: a
+    family bug): that frame is skipped and named, the others are written with their track ids
+    (it once ended the whole run)."""
+    import dataclasses
+
+    class DropsARecord:
+        def __init__(self, seg):
+            self.taxonomy, self._seg, self.n = seg.taxonomy, seg, 0
+
+        def segment(self, img):
+            r = self._seg.segment(img)
+            self.n += 1
+            return dataclasses.replace(r, instances=r.instances[1:]) if self.n == 2 else r
+
+    bag = write_synthetic_bag(tmp_path / "in", frames=3, height=H, width=W)
+    stats = pb.process_bag(
+        bag.path, tmp_path / "out", segmenter=DropsARecord(segmenter), log=lambda s: None
+    )
+    assert (stats.frames, stats.skipped) == (2, 1) and not stats.error
+    assert "outside the listed instances" in "\n".join(stats.problems)

@@ -280,3 +280,45 @@ def test_tensorrt_int8_engine_from_qdq(info, tmp_path):  # pragma: no cover - GP
     with build_segmenter("default", "onnxruntime") as seg32:
         pq32 = _pq(seg32, seeds)
     assert abs(pq32 - pq8) < 0.05
+
+
+def test_recipe_that_selects_no_node_is_refused(info, tmp_path):
+    """A recipe whose exclude / op_types leave no network node: ONNX Runtime takes an empty
+    nodes_to_quantize as "quantize every node" (post-processing included), so this once wrote a
+    fully quantized graph; now a ModelError naming the recipe, and nothing is written."""
+    for recipe in (
+        q.QuantRecipe(scenes=1, exclude=("/net/",)),
+        q.QuantRecipe(scenes=1, op_types=()),
+    ):
+        out = tmp_path / "m.onnx"
+        with pytest.raises(q.ModelError, match="selects no node under '/net/'"):
+            q.quantize_model(info, out, recipe=recipe)
+        assert not out.exists() and not list(tmp_path.glob("*.tmp"))
+
+
+def test_damaged_int8_files_are_named_or_remade(info, tmp_path):
+    """A shipped int8 file that is garbage or an fp32 graph under the int8 name is a ModelError
+    naming it (the fp32 one once ran silently as 'int8'); a damaged one in the cache is remade
+    (it once failed every start until deleted by hand)."""
+    d = tmp_path / "model"
+    d.mkdir()
+    for f in ("weights.safetensors", "metadata.json"):
+        shutil.copy(info.directory / f, d / f)
+    fp32 = resolve_onnx(info, 1)
+    shutil.copy(fp32, d / fp32.name)
+    meta = json.loads((d / "metadata.json").read_text())
+    meta["int8"] = dict(meta["int8"], scenes=1)
+    (d / "metadata.json").write_text(json.dumps(meta))
+    small = load_model_info(d)
+    name = q.int8_onnx_name(small, 1)
+    cache = tmp_path / "cache"
+    for content, why in ((b"garbage" * 50, "unreadable"), (fp32.read_bytes(), "no QuantizeLinear")):
+        (d / name).write_bytes(content)
+        with pytest.raises(q.ModelError, match=f"shipped int8 graph .*{why}"):
+            q.resolve_int8_onnx(small, 1, cache_dir=cache)
+    (d / name).unlink()
+    made = q.resolve_int8_onnx(small, 1, cache_dir=cache)
+    assert q.is_qdq_graph(made)
+    for content in (b"garbage" * 50, fp32.read_bytes()):
+        made.write_bytes(content)
+        assert q.resolve_int8_onnx(small, 1, cache_dir=cache) == made and q.is_qdq_graph(made)

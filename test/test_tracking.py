@@ -277,3 +277,117 @@ def test_empty_frames_and_stuff_only():
     out = tr.update(res)
     assert out.instances == () and np.array_equal(out.panoptic, res.panoptic)
     assert out.instance.dtype == np.uint16 and not out.instance.any()
+
+
+def _with(res: PanopticResult, instances, instance=None) -> PanopticResult:
+    """``res`` with other instance records (and instance image): a family's inconsistent output."""
+    inst = res.instance if instance is None else instance
+    return PanopticResult(res.semantic, inst, res.panoptic, tuple(instances))
+
+
+def _edit(d: Instance, **kw) -> Instance:
+    import dataclasses
+
+    return dataclasses.replace(d, **kw)
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [
+        ("id_not_listed", "outside the listed instances"),  # pixels of an id not in instances
+        ("bbox_too_small", "outside the listed instances"),  # part of the mask outside its bbox
+        ("bbox_negative", "bbox"),  # would slice from the far edge
+        ("bbox_past_edge", "bbox"),
+        ("bbox_float", "bbox"),
+        ("id_zero", "id 0"),
+        ("id_twice", "listed twice"),
+        ("shape_mismatch", "same 2-D size"),
+        ("too_many", "label_divisor"),
+    ],
+)
+def test_inconsistent_results_are_refused_and_the_tracks_survive(case, fragment):
+    """Each of these once went through silently (stale per-frame ids left in the instance image
+    next to track ids, so ``instance == int(det.id)`` picked up another object's pixels; wrong
+    regions relabelled) or failed deep inside numpy. Now: a ValueError naming the problem,
+    raised before anything changes, so the next good frame keeps its ids."""
+    tr = Tracker(TrackerConfig(), DIV)
+    objs = [box("a", 1, 60, 10), box("b", 1, 120, 10)]
+    good, _ = frame(objs)
+    assert [d.id for d in tr.update(good).instances] == [1, 2]
+    # next frame: "b" is now the segmenter's id 1 and "a" its id 2
+    res, names = frame(objs[::-1])
+    a, b = res.instances[names["a"] - 1], res.instances[names["b"] - 1]
+    x0, y0, x1, y1 = b.bbox
+    bad = {
+        "id_not_listed": lambda: _with(res, [a]),
+        "bbox_too_small": lambda: _with(res, [a, _edit(b, bbox=(x0, y0, x1 - 5, y1))]),
+        "bbox_negative": lambda: _with(res, [a, _edit(b, bbox=(-5, y0, x1, y1))]),
+        "bbox_past_edge": lambda: _with(res, [a, _edit(b, bbox=(x0, y0, W + 5, y1))]),
+        "bbox_float": lambda: _with(res, [a, _edit(b, bbox=(float(x0), y0, x1, y1))]),
+        "id_zero": lambda: _with(res, [a, _edit(b, id=0)]),
+        "id_twice": lambda: _with(res, [a, b, b]),
+        "shape_mismatch": lambda: _with(res, [a, b], res.instance[:, :100]),
+        "too_many": lambda: _with(res, [a] + [_edit(b, id=k) for k in range(2, DIV + 1)]),
+    }[case]()
+    with pytest.raises(ValueError, match=fragment):
+        tr.update(bad, 5)
+    out = tr.update(res, 5)  # the refused frame changed nothing (not even the stamp)
+    check_output(res, out, DIV)
+    assert out.instances[names["a"] - 1].id == 1 and out.instances[names["b"] - 1].id == 2
+
+
+def test_the_track_id_mask_never_picks_up_another_objects_pixels():
+    """The contract a consumer relies on, over a long shuffled run: for every detection,
+    ``instance == id`` is exactly its own pixels, and no pixel holds an id without a detection."""
+    rng = np.random.default_rng(3)
+    tr = Tracker(TrackerConfig(max_age=2), 10)
+    for i in range(60):
+        objs = [
+            box(f"o{k}", 1 + k % 3, int(rng.integers(0, W - 20)), int(rng.integers(0, H - 20)))
+            for k in range(int(rng.integers(0, 7)))
+        ]
+        res, _ = frame(objs, div=10, shuffle_seed=i)
+        out = tr.update(res)
+        check_output(res, out, 10)
+        listed = {d.id for d in out.instances}
+        assert set(np.unique(out.instance).tolist()) - {0} == listed
+
+
+def test_instances_without_pixels_do_not_break_tracking():
+    """A zero-area record (empty mask, or an empty bbox) becomes a track that never matches by
+    mask; it must not crash, take pixels, or steal the real object's id."""
+    tr = Tracker(TrackerConfig(), DIV)
+    for i in range(4):
+        res, _ = frame([box("a", 1, 10 + 3 * i, 10)])
+        ghosts = [Instance(7, 1, 0.5, (50, 10, 70, 30), 0, (60.0, 20.0))]
+        ghosts.append(Instance(8, 1, 0.5, (90, 10, 90, 30), 0, (90.0, 20.0)))
+        res = _with(res, [res.instances[0], *ghosts])
+        out = tr.update(res)
+        check_output(res, out, DIV)
+        assert out.instances[0].id == 1
+        assert not (out.instance == out.instances[1].id).any()
+
+
+def test_more_live_tracks_than_ids_end_the_longest_lost(monkeypatch):
+    """With a label_divisor above 65535 the id itself is the limit: once every id is held by a
+    live track, a new object ends the track lost longest and a frame with more objects than ids
+    is refused naming both limits (65535 lowered to 8 here, so it runs in milliseconds)."""
+    import panoptic_ros.core.tracking as tracking
+
+    monkeypatch.setattr(tracking, "MAX_TRACK_ID", 8)
+    div = 1 << 20
+    tr = Tracker(TrackerConfig(max_age=100), div)
+    got = []
+    for i in range(12):  # one new object per frame, each then lost (max_age keeps it alive)
+        res, _ = frame([box("o", 1 + i, 5 + 15 * i, 10, w=10, h=10)], div=div)
+        out = tr.update(res)
+        got.append(out.instances[0].id)
+        assert len(tr.live_ids) <= 8
+    assert got == [1, 2, 3, 4, 5, 6, 7, 8, 1, 2, 3, 4]
+    many = [box(f"m{k}", 50, 5 + 20 * k, 30, w=10, h=10) for k in range(9)]
+    with pytest.raises(ValueError, match=r"at most 8 \(label_divisor 1048576, ids 1..8\)"):
+        tr.update(frame(many, div=div)[0])
+    res, _ = frame(many[:8], div=div)
+    out = tr.update(res)
+    assert sorted(d.id for d in out.instances) == list(range(1, 9))
+    assert np.array_equal(np.unique(out.instance)[1:], np.arange(1, 9))

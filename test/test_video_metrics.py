@@ -291,3 +291,39 @@ def test_bad_input_is_named():
         m.update(np.full((2, 2), 99 * DIV), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="ground truth is"):
         IdSwitches(TAX).update(np.zeros((2, 2)), np.zeros((3, 2)))
+    # (class, id) pairs are packed into 64 bits: a divisor this large once overflowed them
+    # (a perfect prediction ended in ZeroDivisionError)
+    import dataclasses
+
+    with pytest.raises(ValueError, match="int32 panoptic range"):
+        SegmentationTrackingQuality(dataclasses.replace(TAX, label_divisor=1 << 30))
+    # IoU > 0.5 is what makes a match unique; below it one GT segment could match two
+    # predictions and be counted twice (silently, before this check)
+    for bad in (0.3, 1.0):
+        with pytest.raises(ValueError, match="min_iou must be in"):
+            IdSwitches(TAX, min_iou=bad)
+
+
+def test_oracle_ids_give_each_segment_its_gt_track_id():
+    """oracle_ids: each predicted thing segment takes the id of the GT track it overlaps most,
+    one segment per GT track; a leftover segment gets an id from the top of the range. GT tracks
+    of different classes may share an instance id (person 1, car 1): they are two tracks (once
+    taken as one, so the car got a leftover id and the oracle AQ fell below 1)."""
+    from panoptic_ros.evaluation.video import oracle_ids
+
+    frames = []
+    for t in range(3):
+        gt = np.full((8, 24), ROAD * DIV, np.int64)
+        box(gt, 2, 1, PERSON * DIV + 1)
+        box(gt, 2, 9, CAR * DIV + 1)
+        pred = np.full((8, 24), ROAD * DIV, np.int64)
+        box(pred, 2, 1, PERSON * DIV + 5 + t)  # per-frame ids, as an untracked node gives
+        box(pred, 2, 9, CAR * DIV + 9 - t)
+        box(pred, 2, 18, CAR * DIV + 20)  # a false positive: no GT track under it
+        frames.append((gt, oracle_ids(gt, pred, TAX)))
+    for gt, best in frames:
+        assert (best[gt == PERSON * DIV + 1] == PERSON * DIV + 1).all()
+        assert (best[gt == CAR * DIV + 1] == CAR * DIV + 1).all()
+        assert (best[2:6, 18:22] == CAR * DIV + DIV - 1).all()
+    stq, ids = ours([(0, frames)])
+    assert stq.aq == 1.0 and ids.id_switches == 0

@@ -335,9 +335,14 @@ def process_bag(
                 if rec.topic not in trackers:
                     trackers[rec.topic] = Tracker(tracking, taxonomy.label_divisor)
                 stamp = msg.header.stamp
-                result = trackers[rec.topic].update(
-                    result, stamp.sec * 1_000_000_000 + stamp.nanosec
-                )
+                try:
+                    result = trackers[rec.topic].update(
+                        result, stamp.sec * 1_000_000_000 + stamp.nanosec
+                    )
+                except ValueError as exc:  # a result the tracker refuses: as the node, skip it
+                    _skip(stats, log, f"{reader.path}: {rec.where()}: {exc}")
+                    bar.update(1)
+                    continue
                 stats.pipeline_ms.append((time.perf_counter() - t0) * 1e3)
                 out = result_to_messages(
                     result,

@@ -142,7 +142,9 @@ class Tracker:
 
     def __init__(self, config: TrackerConfig, label_divisor: int) -> None:
         if int(label_divisor) < 2:
-            raise ValueError(f"label_divisor must be >= 2, got {label_divisor!r}")
+            raise ValueError(
+                f"tracker: label_divisor must be >= 2 to encode track ids, got {label_divisor!r}"
+            )
         self._config = config
         self.label_divisor = int(label_divisor)
         self._tracks: dict[int, _Track] = {}
@@ -183,11 +185,29 @@ class Tracker:
         (``result`` is not modified; its semantic image is shared). Disabled -> ``result``.
 
         ``stamp_ns`` (the frame's header stamp) only detects a jump back in time, which resets
-        first; motion is per processed frame."""
+        first; motion is per processed frame. A result that cannot be relabelled to the id
+        contract (see ``_checked_masks``) raises ValueError before any state changes."""
         cfg = self._config
         if not cfg.enabled:
             return result
         t0 = time.perf_counter()
+        # everything that could fail on bad input is checked before any state changes
+        masks, areas = _checked_masks(result, self.label_divisor)
+        try:
+            return self._update(result, stamp_ns, masks, areas, t0)
+        except Exception:
+            self.reset()  # a half-applied frame must not poison every later one
+            raise
+
+    def _update(
+        self,
+        result: PanopticResult,
+        stamp_ns: int | None,
+        masks: list[np.ndarray],
+        areas: list[int],
+        t0: float,
+    ) -> PanopticResult:
+        cfg = self._config
         if stamp_ns is not None:
             if self._last_stamp is not None and stamp_ns < self._last_stamp:
                 self.reset()
@@ -200,10 +220,7 @@ class Tracker:
         self._shape = result.instance.shape
         self._frame += 1
         frame = self._frame
-        inst_img = result.instance
         dets = result.instances
-        masks = [_crop_mask(inst_img, d) for d in dets]
-        areas = [int(np.count_nonzero(m)) for m in masks]
 
         matches = self._associate(dets, masks, areas) if dets and self._tracks else []
         det_track: dict[int, _Track] = {}
@@ -362,9 +379,55 @@ class Tracker:
         )
 
 
-def _crop_mask(inst_img: np.ndarray, d: Instance) -> np.ndarray:
-    x0, y0, x1, y1 = d.bbox
-    return inst_img[y0:y1, x0:x1] == d.id
+def _checked_masks(result: PanopticResult, div: int) -> tuple[list[np.ndarray], list[int]]:
+    """Each instance's mask cropped to its bbox and its pixel count, after checking that the
+    result can be relabelled to the id contract; ValueError naming the problem otherwise.
+
+    Why: the tracker rewrites pixels inside each bbox only, so a pixel outside every listed
+    instance's bbox (an id not in ``instances``, a bbox that misses part of its mask) would keep
+    its per-frame id and collide with a track id; a negative or float bbox would slice the wrong
+    region or fail deep inside numpy; two instances with one id would share pixels."""
+    inst_img, dets = result.instance, result.instances
+    if inst_img.ndim != 2 or result.panoptic.shape != inst_img.shape:
+        raise ValueError(
+            f"tracker: instance image {inst_img.shape} and panoptic image "
+            f"{result.panoptic.shape} must be the same 2-D size"
+        )
+    cap = min(div - 1, MAX_TRACK_ID)
+    if len(dets) > cap:
+        raise ValueError(
+            f"tracker: {len(dets)} instances in one frame cannot get distinct ids: at most "
+            f"{cap} (label_divisor {div}, ids 1..{MAX_TRACK_ID})"
+        )
+    h, w = inst_img.shape
+    seen: set[int] = set()
+    masks, areas = [], []
+    for k, d in enumerate(dets):
+        bb = d.bbox
+        if not isinstance(d.id, (int, np.integer)) or not 1 <= d.id <= MAX_TRACK_ID:
+            raise ValueError(f"tracker: instance {k} has id {d.id!r}, not an int in 1..65535")
+        if d.id in seen:
+            raise ValueError(f"tracker: instance id {d.id} is listed twice")
+        seen.add(int(d.id))
+        if (
+            len(bb) != 4
+            or not all(isinstance(v, (int, np.integer)) for v in bb)
+            or not (0 <= bb[0] <= bb[2] <= w and 0 <= bb[1] <= bb[3] <= h)
+        ):
+            raise ValueError(
+                f"tracker: instance id {d.id} has bbox {bb!r}, not integers "
+                f"0 <= x0 <= x1 <= {w}, 0 <= y0 <= y1 <= {h}"
+            )
+        m = inst_img[bb[1] : bb[3], bb[0] : bb[2]] == d.id
+        masks.append(m)
+        areas.append(int(np.count_nonzero(m)))
+    if sum(areas) != int(np.count_nonzero(inst_img)):
+        raise ValueError(
+            f"tracker: the instance image has {int(np.count_nonzero(inst_img)) - sum(areas)} "
+            "instance pixels outside the listed instances' bboxes (an id not in instances, or "
+            "a bbox that does not hold its whole mask)"
+        )
+    return masks, areas
 
 
 def _assign(sim: np.ndarray, min_iou: float, how: str) -> list[tuple[int, int]]:

@@ -76,6 +76,11 @@ class SegmentationTrackingQuality:
     def __init__(self, taxonomy: Taxonomy) -> None:
         self.label_divisor = int(taxonomy.label_divisor)
         self.n_classes = max(c.id for c in taxonomy.classes) + 1
+        if self.n_classes * self.label_divisor > 2**31:  # tube ids are packed in 32 bits each
+            raise ValueError(
+                f"{self.n_classes} classes x label_divisor {self.label_divisor} exceed the int32 "
+                "panoptic range"
+            )
         self._void = self.n_classes  # confusion index of VOID (the reference's ignore slot)
         self._thing = np.zeros(self.n_classes + 1, bool)
         self._thing[list(taxonomy.thing_ids)] = True
@@ -210,6 +215,8 @@ class IdSwitches:
     """CLEAR-MOT ID switches and fragmentations over sequences of panoptic frames."""
 
     def __init__(self, taxonomy: Taxonomy, min_iou: float = 0.5) -> None:
+        if not 0.5 <= float(min_iou) < 1.0:  # below 0.5 a segment could match two (last wins)
+            raise ValueError(f"min_iou must be in [0.5, 1) for unique matches, got {min_iou!r}")
         self.label_divisor = int(taxonomy.label_divisor)
         self.thing_ids = frozenset(taxonomy.thing_ids)
         self.min_iou = float(min_iou)
@@ -304,7 +311,8 @@ def oracle_ids(
     p_thing = (pr >= 0) & thing[np.where(pr >= 0, pr // div, -1)]
     g_thing = (gt >= 0) & thing[np.where(gt >= 0, gt // div, -1)] & (gt % div > 0)
     both = p_thing & g_thing
-    pairs, inter = np.unique((pr[both] << 32) | (gt[both] % div), return_counts=True)
+    # keyed by the whole GT value: person 1 and car 1 are two GT tracks
+    pairs, inter = np.unique((pr[both] << 32) | gt[both], return_counts=True)
     out = pr.copy()
     used_p: set[int] = set()
     used_g: set[int] = set()
@@ -314,7 +322,7 @@ def oracle_ids(
             continue
         used_p.add(p)
         used_g.add(g)
-        out[pr == p] = (p // div) * div + g
+        out[pr == p] = (p // div) * div + g % div
     fresh = div - 1
     for p in np.unique(pr[p_thing]).tolist():
         if p not in used_p:

@@ -152,14 +152,28 @@ def resolve_int8_onnx(
     name = int8_onnx_name(info, batch, recipe)
     shipped = info.directory / name
     if shipped.is_file() and shipped.stat().st_size > 0:
+        why = _not_qdq(shipped)
+        if why:  # a packaging mistake: say so rather than run fp32 or fail deep in a backend
+            raise ModelError(
+                f"{shipped}: the shipped int8 graph {why}; re-ship it (panoptic-ros export "
+                "--int8 --ship) or remove it to have it generated into the cache"
+            )
         return shipped
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     cache = ec.ensure_cache_dir(cache)
     out = cache / f"{info.name}-{name}"
-    if out.is_file() and out.stat().st_size > 0:
+    if out.is_file() and out.stat().st_size > 0 and not _not_qdq(out):
         return out
     ec.remove_stale_temp_files(cache)
-    return quantize_model(info, out, batch=batch, recipe=recipe)
+    return quantize_model(info, out, batch=batch, recipe=recipe)  # (re)made atomically
+
+
+def _not_qdq(path: Path) -> str | None:
+    """Why ``path`` is no usable int8 graph (None: it is a readable QDQ graph)."""
+    try:
+        return None if is_qdq_graph(path) else "has no QuantizeLinear nodes (an fp32 graph)"
+    except ModelError as exc:
+        return f"is unreadable ({exc})"
 
 
 # -- calibration -------------------------------------------------------------------------------
@@ -247,6 +261,12 @@ def quantize_model(
         extra["CalibMovingAverage"] = True
     if recipe.method == "percentile":
         extra["CalibPercentile"] = float(recipe.percentile)
+    nodes = _nodes_to_quantize(model, recipe)
+    if not nodes:  # ORT reads an empty list as "every node", post-processing included
+        raise ModelError(
+            f"{src}: the int8 recipe (op_types {list(recipe.op_types)}, exclude "
+            f"{list(recipe.exclude)}) selects no node under {NETWORK_SCOPE!r} to quantize"
+        )
     fd, tmp = tempfile.mkstemp(prefix=out.name + ".", suffix=".tmp", dir=out.parent)
     os.close(fd)
     try:
@@ -259,7 +279,7 @@ def quantize_model(
             weight_type=QuantType.QInt8,
             per_channel=True,
             calibrate_method=method,
-            nodes_to_quantize=_nodes_to_quantize(model, recipe),
+            nodes_to_quantize=nodes,
             extra_options=dict(extra, CalibTensorRangeSymmetric=symmetric),
             calibration_providers=["CPUExecutionProvider"],
         )

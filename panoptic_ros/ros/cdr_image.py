@@ -56,6 +56,7 @@ _BO = "<" if _LITTLE else ">"
 _U32 = struct.Struct(_BO + "I")
 _STAMP = struct.Struct(_BO + "iI")
 _PAIR = struct.Struct(_BO + "II")
+_MAX_U32 = 2**32 - 1
 
 
 def _pad(offset: int) -> int:
@@ -95,12 +96,17 @@ def image_cdr(array: np.ndarray, encoding: str, header: Any) -> bytes:
     ImageEncodeError for a shape/dtype that does not fit the encoding); a stamp outside
     int32/uint32 raises ValueError as rclpy's field checks would.
     """
+    if array.nbytes > _MAX_U32:  # before encode_raw, which would copy it (rows have no padding)
+        raise ValueError(
+            f"image of shape {array.shape} is {array.nbytes} bytes; a sensor_msgs/Image "
+            f"carries at most {_MAX_U32} (uint32 length)"
+        )
     step, data = encodings.encode_raw(array, encoding)
     try:
         prefix = _prefix(
             int(header.stamp.sec),
             int(header.stamp.nanosec),
-            str(header.frame_id).encode("utf-8"),
+            _frame_id_bytes(header.frame_id),
             int(array.shape[0]),
             int(array.shape[1]),
             encoding.encode("ascii"),
@@ -111,11 +117,17 @@ def image_cdr(array: np.ndarray, encoding: str, header: Any) -> bytes:
     return b"".join((prefix, data))
 
 
+def _frame_id_bytes(frame_id: Any) -> bytes:
+    """UTF-8 of ``frame_id`` up to its first NUL: rclpy hands the string to C as a
+    NUL-terminated ``char *``, so that is what its serialization (and every subscriber) gets."""
+    return str(frame_id).encode("utf-8").split(b"\0", 1)[0]
+
+
 def padding_offsets(frame_id: str, encoding: str) -> list[int]:
     """Byte offsets (in ``image_cdr``'s output) of the alignment padding, whose value CDR leaves
     unspecified: what a byte-for-byte comparison with another serializer must skip."""
     out: list[int] = []
-    off = 8 + 4 + len(frame_id.encode("utf-8")) + 1
+    off = 8 + 4 + len(_frame_id_bytes(frame_id)) + 1
     pad = _pad(off)
     out += range(4 + off, 4 + off + pad)
     off += pad + 8 + 4 + len(encoding) + 1 + 1  # height, width, encoding, is_bigendian

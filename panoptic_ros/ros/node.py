@@ -229,6 +229,9 @@ class PanopticNode(LifecycleNode):
                 batch, self.segmenter = 1, self._factory(cfg, 1)
             self.segmenter.update_config(**{k: cfg[k] for k in P.SEGMENTER_PARAMS})
             self._declare_family_params()
+            # the model's taxonomy must leave room for track ids (label_divisor >= 2)
+            divisor = self.segmenter.taxonomy.label_divisor
+            trackers = {c: Tracker(P.tracker_config(cfg), divisor) for c in cams}
         except Exception as exc:  # BackendError, missing model, bad ONNX: one clear line
             self.get_logger().error(
                 f"configure failed: cannot load model '{cfg['model']}' with backend '{cfg['backend']}': {exc}"
@@ -266,8 +269,7 @@ class PanopticNode(LifecycleNode):
         self._ensure_panoptic_rgb_pubs()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.stats = {c: CameraStats(cfg["stats_window"]) for c in cams}
-        divisor = self.segmenter.taxonomy.label_divisor
-        self._trackers = {c: Tracker(P.tracker_config(cfg), divisor) for c in cams}
+        self._trackers = trackers
         self.worker = InferenceWorker(
             FrameSlots(cams),
             decode=self._decode,
@@ -441,12 +443,18 @@ class PanopticNode(LifecycleNode):
 
     def _track_and_publish(self, frame: Frame, img: Any, result: Any, infer_ms: float) -> None:
         """Worker thread: the camera's tracker gives the instances track ids (a stamp earlier
-        than the last one resets it: a looped bag), then every output is built from that."""
+        than the last one resets it: a looped bag), then every output is built from that.
+        A result the tracker refuses (ValueError naming the inconsistency) skips this frame
+        only, counted and logged as a bad frame: the batch's other cameras still publish."""
         tracker = self._trackers.get(frame.camera)
         if tracker is not None:
             stamp = frame.msg.header.stamp
-            with self._track_lock:
-                result = tracker.update(result, stamp.sec * 1_000_000_000 + stamp.nanosec)
+            try:
+                with self._track_lock:
+                    result = tracker.update(result, stamp.sec * 1_000_000_000 + stamp.nanosec)
+            except ValueError as exc:
+                self._on_bad(frame, exc)
+                return
         self._publish(frame, img, result, infer_ms)
 
     def _publish(self, frame: Frame, img: Any, result: Any, infer_ms: float) -> None:
