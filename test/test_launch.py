@@ -137,7 +137,7 @@ def test_launch_arguments_are_documented(name, prefix):
     args = {
         a: (desc, has_default) for a, desc, has_default in describe(ROOT / "launch" / name, prefix)
     }
-    assert {"params_file", "backend", "namespace", "dds_profile"} <= set(args), args
+    assert {"params_file", "backend", "precision", "namespace", "dds_profile"} <= set(args), args
     for a, (desc, has_default) in args.items():
         assert len(desc) > 10 and has_default, (
             f"{name}: argument {a} undocumented or without default"
@@ -332,7 +332,7 @@ def _run_launch(
                 last, quiet = now, time.monotonic()
             time.sleep(0.1)
         got = answered()
-        names = ["cameras", "backend", "input_qos", "model", "publish_overlay"]
+        names = ["cameras", "backend", "input_qos", "model", "publish_overlay", "precision"]
         res = tester.call(
             GetParameters,
             f"{ns}/panoptic_node/get_parameters",
@@ -367,6 +367,7 @@ def test_single_camera_launch(ros, prefix):
         "input_qos": "auto",
         "model": "default",
         "publish_overlay": True,
+        "precision": "fp32",  # no precision:=...: the params file's value
     }
     assert rc == 0 and "Traceback" not in out and "terminate called" not in out, out[-4000:]
     assert re.search(r"\[panoptic_node-\d+\]: process has finished cleanly", out), out[-4000:]
@@ -384,7 +385,7 @@ def test_multi_camera_launch_without_a_profile(ros, prefix):
     env.pop(dds_profile.FASTDDS_VAR, None)
     env.pop(dds_profile.FASTRTPS_VAR, None)
     got, reported, rc, out, node_env = _run_launch(
-        ros, "multi_camera.launch.py", prefix, {"dds_profile": "none"}, env
+        ros, "multi_camera.launch.py", prefix, {"dds_profile": "none", "precision": "int8"}, env
     )
     for cam in LAUNCH_FILES["multi_camera.launch.py"]:
         n = min(v for (c, _), v in got.items() if c == cam)
@@ -393,6 +394,7 @@ def test_multi_camera_launch_without_a_profile(ros, prefix):
     print(f"Ctrl-C: exit {rc}; log tail:\n" + "\n".join(out.splitlines()[-6:]))
     assert reported["cameras"] == ["front", "rear"]  # launch_ros wrote it as !!python/tuple
     assert reported["backend"] == "onnxruntime" and reported["input_qos"] == "auto"
+    assert reported["precision"] == "int8"  # the launch argument reached the node (was ignored)
     assert rc == 0 and "Traceback" not in out and "terminate called" not in out, out[-4000:]
     assert re.search(r"\[panoptic_node-\d+\]: process has finished cleanly", out), out[-4000:]
     if node_env is not None:  # dds_profile:=none: no profile variable for the node

@@ -16,8 +16,10 @@ from panoptic_ros.ros import dds_profile
 
 
 def common_arguments(share: str) -> list[Any]:
-    """``params_file``, ``backend``, ``namespace`` and ``dds_profile`` (``share``: the package's
-    share directory, where config/ lies), in this order, after a launch file's own arguments."""
+    """``params_file``, ``backend``, ``precision``, ``namespace`` and ``dds_profile`` (``share``:
+    the package's share directory, where config/ lies), in this order, after a launch file's own
+    arguments. ``precision`` is declared because launch silently ignores an undeclared
+    ``name:=value``: ``precision:=int8`` would have run fp32 without a word."""
     from launch.actions import DeclareLaunchArgument
 
     return [
@@ -30,6 +32,12 @@ def common_arguments(share: str) -> list[Any]:
             "backend",
             default_value="auto",
             description="Inference backend: auto | onnxruntime | torch | tensorrt.",
+        ),
+        DeclareLaunchArgument(
+            "precision",
+            default_value="",
+            description="Inference precision: fp32 | fp16 (GPU backends) | int8 (onnxruntime, "
+            "tensorrt: the model's QDQ graph); empty = the params file's value.",
         ),
         DeclareLaunchArgument(
             "namespace",
@@ -51,13 +59,16 @@ def panoptic_node(
     context: Any, parameters: dict[str, Any], remappings: list[tuple[Any, Any]]
 ) -> Any:
     """The panoptic_node action: the ``params_file`` argument, then ``parameters`` (``backend``
-    is added from its argument); ``namespace`` from its argument; the Fast DDS profile variable
-    for the ``dds_profile`` argument (dds_profile.launch_env). Call it from an OpaqueFunction:
-    the profile choice must be known (``context``) to pick the variable's name."""
+    is added from its argument, ``precision`` too unless empty); ``namespace`` from its
+    argument; the Fast DDS profile variable for the ``dds_profile`` argument
+    (dds_profile.launch_env). Call it from an OpaqueFunction: the profile choice must be known
+    (``context``) to pick the variable's name."""
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
     profile = LaunchConfiguration("dds_profile").perform(context)
+    precision = LaunchConfiguration("precision").perform(context)
+    chosen = {"precision": precision} if precision else {}  # '' keeps the params file's value
     return Node(
         package="panoptic_ros",
         executable="panoptic_node",
@@ -65,7 +76,7 @@ def panoptic_node(
         namespace=LaunchConfiguration("namespace"),
         parameters=[
             LaunchConfiguration("params_file"),
-            {**parameters, "backend": LaunchConfiguration("backend")},
+            {**parameters, "backend": LaunchConfiguration("backend"), **chosen},
         ],
         remappings=remappings,
         additional_env=dds_profile.launch_env(profile),
