@@ -150,3 +150,25 @@ def test_shipped_config_files_resolve_from_the_source_tree_and_missing_ones_name
         match=r"config/no_such\.yaml not found \(looked in .*config/no_such\.yaml",
     ):
         package_files.config_file("no_such.yaml")
+
+
+def test_docs_parameter_table_matches_schema_and_yaml():
+    """Every row of docs/node.md's parameter table says what the node declares: the type, the
+    default config/panoptic.yaml gives, read-only or run time, the constraint and the description
+    (ros/params.py); and the table lists no parameter the node does not declare."""
+    doc = (ROOT / "docs" / "node.md").read_text()
+    defaults = params.defaults()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`") and cells[2].startswith("`"):
+            if cells[3] in ("read-only", "run time"):
+                rows[cells[0].strip("`")] = cells
+    assert set(rows) == set(params.SCHEMA), set(rows) ^ set(params.SCHEMA)
+    for name, (_, typ, default, mode, constraint, description) in rows.items():
+        spec = params.SCHEMA[name]
+        assert typ == spec.type, name
+        assert yaml.safe_load(default.strip("`")) == defaults[name], (name, default)
+        assert mode == ("read-only" if spec.read_only else "run time"), name
+        assert constraint == spec.constraints, (name, constraint, spec.constraints)
+        assert description == spec.description.replace("|", "\\|"), name

@@ -133,6 +133,7 @@ ABUSE = [
     ("backend", "torch", ["read-only", "read only"]),
     ("model", "/tmp/other_model", ["read-only", "read only"]),
     ("device", "cuda:7", ["read-only", "read only"]),
+    ("precision", "int8", ["read-only", "read only"]),  # a new graph: loaded at configure
     ("cameras", ["a", "b"], ["read-only", "read only"]),
     ("max_image_pixels", 1, ["read-only", "read only"]),
     ("input_qos", "reliable", ["read-only", "read only"]),
