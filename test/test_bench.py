@@ -506,5 +506,25 @@ def test_bench_publisher_thread_rejects_both_forms(tiny_model):
         *("--height", 32, "--width", 48, "--frames", 2, "--warmup", 0),
         *("--publish", "none", "--publisher", "thread", "--publish-form", "both"),
     )
-    assert p.returncode == 1
+    assert p.returncode == 2, p.stderr  # a usage error, named before the model loads
     assert "--publisher thread times one publish form" in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+@pytest.mark.parametrize(
+    "flags,fragment",
+    [
+        (("--precisions", "fp32,fp32"), "distinct"),
+        (("--precisions", "fp32,int9"), "unknown int9"),
+        (("--precisions", "fp32,int8", "--compare"), "--precisions and --compare"),
+        (("--tracking", "--precisions", "fp32,int8"), "--precisions and --tracking"),
+        (("--compare", "--sizes", "32x48"), "--compare and --sizes"),
+        (("--sink", "raw", "--publish", "none"), "--publish none starts none"),
+        (("--precision", "int9"), "invalid choice"),
+    ],
+)
+def test_bench_rejects_flag_combinations_it_cannot_honour(tiny_model, flags, fragment):
+    """Each was ignored (a mode silently dropped) or failed after loading the model (exit 1)."""
+    p = bench(tiny_model, "--frames", 1, "--warmup", 0, *flags)
+    assert p.returncode == 2, p.stderr
+    assert fragment in p.stderr and "Traceback" not in p.stderr, p.stderr

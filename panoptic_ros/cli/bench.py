@@ -59,6 +59,7 @@ from typing import Any
 
 import numpy as np
 
+from panoptic_ros.backends import PRECISIONS
 from panoptic_ros.bench.timing import (
     StageTimer,
     Stats,
@@ -109,6 +110,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         default="",
+        choices=("", *PRECISIONS),
         help="fp32 | fp16 (GPU backends) | int8 (QDQ graph; onnxruntime, tensorrt); '' = backend default",
     )
     p.add_argument("--height", type=int, default=480)
@@ -139,8 +141,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--publisher",
         choices=("inline", "thread"),
         default="inline",
-        help="where messages + publish run: in the frame loop (inline, the node's publish_thread:="
-        "false) or on a publisher thread fed by the loop (thread, publish_thread:=true): frames "
+        help="where messages + publish run: in the frame loop (inline, as the node does) or on a "
+        "publisher thread fed by the loop (thread: a design measured here, not a node option): frames "
         "then go back to back and e2e is the loop's busy time per frame, latency = decode start "
         "to publish end",
     )
@@ -492,7 +494,7 @@ def bench_frames(
     ``form``: label images as serialized bytes, as messages, or ``both`` (the message path
     timed after the serialized one on the same result, same topics, outside e2e).
 
-    ``publisher`` 'thread': what the node does with ``publish_thread:=true``: messages + publish
+    ``publisher`` 'thread': a publisher thread (measured here; the node publishes inline): messages + publish
     of frame i run on a second thread (a one-frame hand-off, the loop waits when it is full)
     while the loop decodes and segments frame i+1. e2e is then the loop's time per frame up to
     the hand-off (its wait for a full hand-off included): the rate-limiting work, as the node's
@@ -1363,7 +1365,40 @@ def _args_json(args) -> dict:
     }
 
 
+#: The runs bench makes; each is its own run, so two in one command would silently drop one.
+_MODES = ("soak", "overload", "families", "precisions", "tracking", "compare", "sizes")
+
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    """A flag combination bench cannot honour, named before any model loads (exit 2) rather
+    than a run that silently ignores a flag or fails after the model loaded."""
+    chosen = [f"--{m}" for m in _MODES if getattr(args, m)]
+    if len(chosen) > 1:
+        return f"{' and '.join(chosen)} are separate runs: choose one"
+    if args.precisions:
+        precs = [p.strip().lower() for p in args.precisions.split(",") if p.strip()]
+        unknown = [p for p in precs if p not in PRECISIONS]
+        if unknown:
+            return (
+                f"--precisions: unknown {', '.join(unknown)}; choose from {', '.join(PRECISIONS)}"
+            )
+        if not precs or len(set(precs)) != len(precs):
+            return f"--precisions needs distinct values, got {args.precisions!r}"
+    if args.publisher == "thread" and args.publish_form == "both":
+        return "--publisher thread times one publish form: serialized or message, not both"
+    if args.sink != "message" and args.publish in ("serialize", "none"):
+        return (
+            f"--sink {args.sink} is the subscriber process of --publish dds (or auto); "
+            f"--publish {args.publish} starts none"
+        )
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
+    bad = usage_error(args)
+    if bad:
+        log(f"error: {bad}")
+        return 2
     try:
         parse_size(f"{args.height}x{args.width}")
         if args.sizes:
