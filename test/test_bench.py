@@ -389,12 +389,16 @@ def test_bench_families_table_has_every_case(tmp_path):
 
 
 @pytest.mark.ros
-def test_bench_times_both_publish_forms(tiny_model):
+def test_bench_times_both_publish_forms(tiny_model, tmp_path):
     """--publish-form both: the Image-message path is timed on the same frames (its own stages,
-    outside e2e) and the last line carries publish_ratio = message path / serialized path."""
+    outside e2e) and the last line carries publish_ratio = message path / serialized path; the
+    --json report has every number of that line."""
     pytest.importorskip("rclpy")
+    out = tmp_path / "bench.json"
     p = bench(
         tiny_model,
+        "--json",
+        out,
         "--height",
         32,
         "--width",
@@ -415,6 +419,12 @@ def test_bench_times_both_publish_forms(tiny_model):
     assert float(re.search(r"publish_ratio=([0-9.]+)", last).group(1)) > 0
     for stage in ("messages_msg", "publish_msg"):
         assert re.search(rf"^{stage}\s", p.stderr, re.M), p.stderr
+    import json
+
+    single = json.loads(out.read_text())["single"]
+    for kv in last.split():
+        key, value = kv.split("=")
+        assert single[key] == pytest.approx(float(value), abs=2e-3), key
 
 
 def test_bench_tracking_reports_every_variant(tmp_path):

@@ -792,7 +792,6 @@ def run_single(args, publish: Publish, report: dict) -> str:
         lat = timer.stats()["latency"]
         r["latency_ms"], r["latency_p99_ms"] = lat.mean, lat.p99
         log(f"latency (decode start -> publish end): mean {lat.mean:.2f} ms, p99 {lat.p99:.2f} ms")
-    report["single"] = {"args": _args_json(args), "stages": _stats_json(timer), **r}
     extra = {}
     if "publish_msg" in timer.names:
         extra["publish_ratio"] = publish_ratio(timer)
@@ -810,6 +809,7 @@ def run_single(args, publish: Publish, report: dict) -> str:
             f"(message / serialized = {extra['publish_ratio']:.2f}); overhead with Image messages "
             f"{extra['overhead_ratio_message']:.3f}"
         )
+    report["single"] = {"args": _args_json(args), "stages": _stats_json(timer), **r, **extra}
     return format_kv(
         e2e_ms=r["e2e_ms"], infer_ms=r["infer_ms"], overhead_ratio=r["overhead_ratio"], **extra
     )
