@@ -172,3 +172,21 @@ def test_docs_parameter_table_matches_schema_and_yaml():
         assert mode == ("read-only" if spec.read_only else "run time"), name
         assert constraint == spec.constraints, (name, constraint, spec.constraints)
         assert description == spec.description.replace("|", "\\|"), name
+
+
+def test_readme_parameter_lists_match_the_schema():
+    """README's read-only / run-time lists name every declared parameter, each in its place."""
+    import re
+
+    text = (ROOT / "README.md").read_text()
+    ro_part = text.split("- read-only (fixed at start):", 1)[1].split("- run time", 1)
+    rt_part = ro_part[1].split("\n\n", 1)[0]
+    named = {
+        "read-only": set(re.findall(r"`([a-z_]+)`", ro_part[0])) & set(params.SCHEMA),
+        "run time": set(re.findall(r"`([a-z_]+)`", rt_part)) & set(params.SCHEMA),
+    }
+    want = {
+        "read-only": {n for n, s in params.SCHEMA.items() if s.read_only},
+        "run time": {n for n, s in params.SCHEMA.items() if not s.read_only},
+    }
+    assert named == want
