@@ -8,7 +8,9 @@ separates association errors from segmentation errors.
         --configs '[{}, {"similarity": "mask", "min_iou": 0.2}, {"assignment": "hungarian"}]'
 
 Each config is a dict of core.tracking.TrackerConfig fields over its defaults. The model runs once
-per frame; every config then tracks the same results.
+per frame; every config then tracks the same results. ``--drop P`` keeps only the frames
+``eval --sequences --drop P`` keeps (same seeded choice) and scores those; ``--stamps on,off``
+runs each config with the 30 fps stamps (motion per stamp time) and without (per frame).
 """
 
 from __future__ import annotations
@@ -49,8 +51,11 @@ def main() -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--configs", default="[{}]", help="JSON list of TrackerConfig overrides")
     ap.add_argument("--segmentation", default="model,gt", help="model, gt or both (comma list)")
+    ap.add_argument("--drop", type=float, default=0.0, help="as eval --sequences --drop P")
+    ap.add_argument("--stamps", default="on", help="on, off or both (comma list)")
     args = ap.parse_args()
 
+    from panoptic_ros.cli.evaluate import FRAME_PERIOD_NS, kept_frames
     from panoptic_ros.cli.process_bag import load_settings, make_segmenter
     from panoptic_ros.core import synthetic_video
     from panoptic_ros.core.tracking import Tracker, TrackerConfig
@@ -74,23 +79,25 @@ def main() -> int:
             data.append((seed, gts, res))
     finally:
         seg.close()
-    for kind in kinds:
-        for cfg in configs:
-            stq, ids, ms = SegmentationTrackingQuality(tax), IdSwitches(tax), []
-            for seed, gts, res in data:
-                tracker = Tracker(cfg, tax.label_divisor)
-                for t, (gt, r) in enumerate(zip(gts, res[kind])):
-                    t0 = time.perf_counter()
-                    out = tracker.update(r, t)
-                    ms.append((time.perf_counter() - t0) * 1e3)
-                    stq.update(gt, out.panoptic, seed)
-                    ids.update(gt, out.panoptic, seed)
-            a, b = stq.compute(), ids.compute()
-            print(
-                f"segmentation={kind} AQ={a.aq:.4f} STQ={a.stq:.4f} "
-                f"IDSW_PER_100={b.id_switches_per_100:.2f} track_ms={np.mean(ms):.3f} {cfg}",
-                flush=True,
-            )
+    for kind, cfg, stamps in [
+        (k, c, st) for k in kinds for c in configs for st in args.stamps.split(",")
+    ]:
+        stq, ids, ms = SegmentationTrackingQuality(tax), IdSwitches(tax), []
+        for seed, gts, res in data:
+            tracker = Tracker(cfg, tax.label_divisor)
+            for t in kept_frames(seed, len(gts), args.drop):
+                gt, r = gts[t], res[kind][t]
+                t0 = time.perf_counter()
+                out = tracker.update(r, t * FRAME_PERIOD_NS if stamps == "on" else None)
+                ms.append((time.perf_counter() - t0) * 1e3)
+                stq.update(gt, out.panoptic, seed)
+                ids.update(gt, out.panoptic, seed)
+        a, b = stq.compute(), ids.compute()
+        print(
+            f"segmentation={kind} drop={args.drop} stamps={stamps} AQ={a.aq:.4f} STQ={a.stq:.4f} "
+            f"IDSW_PER_100={b.id_switches_per_100:.2f} track_ms={np.mean(ms):.3f} {cfg}",
+            flush=True,
+        )
     return 0
 
 

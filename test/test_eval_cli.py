@@ -214,8 +214,42 @@ def test_sequences_two(model_env, tmp_path):
     assert report["on"]["aq"] == pytest.approx(float(parsed[2].group(3)), abs=1e-6)
 
 
+@needs_pipeline
+def test_sequences_drop_scores_only_the_kept_frames(model_env, tmp_path):
+    """--drop P --no-stamps: the frames dropped are neither tracked nor scored."""
+    from panoptic_ros.cli.evaluate import kept_frames
+
+    model, env = model_env
+    proc = run_eval("--sequences", 2, "--frames", 8, "--drop", 0.5, "--no-stamps", "--model",
+                    model, "--report-json", tmp_path / "v.json", timeout=600, env=env)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert [VIDEO_LINE.match(x).group(1) for x in proc.stdout.strip().splitlines()[-3:]] == [
+        "off",
+        "oracle",
+        "on",
+    ]
+    report = json.loads((tmp_path / "v.json").read_text())
+    kept = sum(len(kept_frames(s, 8, 0.5)) for s in report["seeds"])
+    assert kept < 16 and report["frames_scored"] == kept
+    assert report["on"]["n_frames"] == kept and report["off"]["n_frames"] == kept
+    assert (report["drop"], report["stamps"]) == (0.5, False)
+    assert "no stamps (per-frame motion)" in proc.stderr
+
+
+def test_kept_frames_seeded_first_kept_and_nested():
+    from panoptic_ros.cli.evaluate import kept_frames
+
+    assert kept_frames(7, 30, 0.0) == list(range(30))
+    k3, k5 = kept_frames(7, 30, 0.3), kept_frames(7, 30, 0.5)
+    assert k3 == kept_frames(7, 30, 0.3) and k3[0] == 0 and k5[0] == 0
+    assert set(k5) <= set(k3) and len(k5) < len(k3) < 30  # same draws, higher P drops more
+    assert kept_frames(8, 30, 0.5) != k5  # per sequence seed
+    assert kept_frames(7, 30, 0.999) == [0]  # never the first
+
+
 def test_sequences_bad_arguments():
     _error(run_eval("--sequences", 0), r"--sequences needs a positive number")
+    _error(run_eval("--sequences", 1, "--drop", 1), r"--drop must be in \[0, 1\)")
     _error(run_eval("--sequences", 1, "--frames", 0), r"--frames needs a positive number")
     _error(run_eval("--sequences", 1, "--synthetic", 1), r"exactly one of")
     _error(run_eval("--sequences", 1, "--param", "tracking_max_age=-1"), r"tracking_max_age")

@@ -209,8 +209,12 @@ def test_camera_stats_snapshot():
     s.on_dropped()
     s.on_bad("unknown encoding 'foo'")
     s.on_processed(latency_ms=30.0, infer_ms=20.0)
+    s.on_tracked(3, 0.5)
+    s.on_tracked(2, 0.25)
     snap = s.snapshot()
     assert (snap.received, snap.processed, snap.dropped, snap.bad) == (2, 1, 1, 1)
+    assert (snap.tracks_live, snap.track_mean_ms) == (2, 0.375)  # live now, mean over window
+    assert dict(snap.as_pairs())["tracks_live"] == "2"
     assert snap.latency_mean_ms == 30.0 and snap.overhead_mean_ms == 10.0
     assert dict(snap.as_pairs())["frames_bad"] == "1"
     assert snap.last_fault == "unknown encoding 'foo'"

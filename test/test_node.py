@@ -191,6 +191,12 @@ def test_lifecycle_and_batched_cameras(ctx):
     node._on_image("a", Image(height=4, width=6, encoding="rgb8", step=18, data=bytes(10)))
     node.worker.process(node.worker.slots.take(2, timeout=0))
     assert node.stats["a"].snapshot().bad == 1
+    real_pub, node._diag_pub = node._diag_pub, Capture()
+    node.publish_diagnostics()  # per camera: the tracker's live tracks and its mean time
+    for st in node._diag_pub.msgs[0].status:
+        kv = {v.key: v.value for v in st.values}
+        assert kv["tracks_live"] == "2" and float(kv["track_mean_ms"]) > 0, kv
+    node._diag_pub = real_pub
     node.publish_diagnostics()
     assert node.trigger_deactivate() == SUCCESS and not node._subs
     assert node.trigger_cleanup() == SUCCESS and s.closed and node.segmenter is None

@@ -240,6 +240,7 @@ def test_diagnostics_report_backend_and_latency(single):
     st = next(s for a in reversed(boxes["diagnostics"]) for s in a.status if single["ns"] in s.name)
     kv = {v.key: v.value for v in st.values}
     assert kv["backend"] == "onnxruntime" and kv["device"] and float(kv["latency_p99_ms"]) > 0
+    assert int(kv["tracks_live"]) >= 0 and float(kv["track_mean_ms"]) > 0  # tracking on
 
 
 def test_incompatible_qos_is_logged(single):

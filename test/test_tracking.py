@@ -146,6 +146,62 @@ def test_leaving_and_reentering_within_max_age_keeps_the_id(gap, same):
         assert (last.age, last.hits) == (1, 2)
 
 
+#: frames a node processed out of 0..17 (the others dropped upstream): gaps of 1, 2 and 3 frames
+KEPT = [0, 1, 2, 5, 6, 7, 9, 12, 13, 16, 17]
+PERIOD_NS = 33_333_333
+#: camera jitter on the stamps (ns), one per kept frame
+JITTER = [0, 400_000, -700_000, 900_000, -200_000, 0, 600_000, -900_000, 300_000, 0, -500_000]
+
+
+def dropped_run(stamps):
+    """An object moving 10 px per camera frame (16 px wide), seen only in the KEPT frames."""
+    seq = [[box("car", 1, 10 + 10 * t, 20, w=16)] for t in KEPT]
+    return run(Tracker(TrackerConfig(), DIV), seq, stamps)
+
+
+def test_dropped_frames_keep_the_id_with_stamp_time_motion():
+    """Per stamp: after a 3-frame gap the prediction is 30 px on, where the object is. Per
+    processed frame (no stamps) it is 10 px on: 20 px behind a 16 px object, no overlap."""
+    stamps = [t * PERIOD_NS + j for t, j in zip(KEPT, JITTER)]
+    timed, outs = dropped_run(stamps)
+    assert {f["car"] for f in timed} == {1}
+    assert outs[-1].instances[0].hits == len(KEPT)
+    per_frame, _ = dropped_run(None)
+    assert len({f["car"] for f in per_frame}) > 1  # without stamps the gaps break the track
+
+
+def test_equal_stamps_and_no_stamps_are_per_frame_motion():
+    """A stamp equal to the previous one (a driver that stamps 0, a duplicate) counts one frame
+    period, as a missing stamp does: the same output as without stamps."""
+    _, none = dropped_run(None)
+    _, equal = dropped_run([0] * len(KEPT))
+    for a, b in zip(none, equal):
+        assert a.instances == b.instances and np.array_equal(a.panoptic, b.panoptic)
+
+
+def test_even_stamps_give_exactly_the_per_frame_result():
+    """Evenly stamped frames: the clock counts whole periods, so the arithmetic (velocities,
+    rounding of shifts) is the per-frame one, bit for bit; here an object that speeds up and
+    a second one crossing it, so the velocities and shifts are not trivial."""
+    seq = [
+        [box("a", 1, 5 + i * (i + 3) // 2, 20, w=24), box("b", 1, 170 - 7 * i, 24, w=24)]
+        for i in range(16)
+    ]
+    _, plain = run(Tracker(TrackerConfig(), DIV), seq)
+    _, even = run(Tracker(TrackerConfig(), DIV), seq, [10**12 + i * PERIOD_NS for i in range(16)])
+    for a, b in zip(plain, even):
+        assert a.instances == b.instances and np.array_equal(a.instance, b.instance)
+
+
+def test_frames_without_stamps_between_stamped_ones_count_one_period():
+    """A missing stamp mid-stream is one period of motion, and the next stamped frame measures
+    its delta from the last stamp it has: the object (10 px per period) keeps its id."""
+    seq = [[box("car", 1, 10 + 10 * t, 20, w=16)] for t in range(6)]
+    stamps = [0, PERIOD_NS, None, 3 * PERIOD_NS, 4 * PERIOD_NS, 5 * PERIOD_NS]
+    ids, _ = run(Tracker(TrackerConfig(), DIV), seq, stamps)
+    assert {f["car"] for f in ids} == {1}
+
+
 def test_class_change_does_not_match():
     seq = [[box("x", 1, 50, 20)], [box("x", 2, 50, 20)]]
     ids, _ = run(Tracker(TrackerConfig(), DIV), seq)

@@ -11,7 +11,13 @@ Four sources, exactly one per run:
   track it overlaps most: the ceiling the segmentation allows, ``evaluation.video.oracle_ids``)
   and with the tracker. Three stdout lines, ``tracking=off STQ=.. AQ=.. SQ=.. IDSW_PER_100=..
   IDSW=.. FRAG_PER_100=.. MOTA=.. GT_TRACK_FRAMES=..``, then ``tracking=oracle ...``, then
-  ``tracking=on ...`` (last);
+  ``tracking=on ...`` (last). The tracker gets each frame's stamp (30 fps: frame t at
+  ``t * 33,333,333`` ns), so its motion model is per stamp time; ``--no-stamps`` gives it none
+  (motion per processed frame, for comparison). ``--drop P`` drops each frame but the first
+  with probability P (seeded by the sequence seed, so every run drops the same frames) before
+  the model, as the node's latest-frame slots do under load: the dropped frames are neither
+  segmented nor tracked nor scored, all three lines score only the frames the tracker saw
+  (``GT_TRACK_FRAMES`` counts those);
 
 * ``--synthetic N``: run the model on N generated validation scenes (seeds from
   ``synthetic.validation_seeds``, never used in training);
@@ -120,6 +126,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         default=30,
         help="frames per sequence for --sequences (default: %(default)s)",
+    )
+    p.add_argument(
+        "--drop",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="--sequences: drop each frame but the first with probability P in [0, 1) (seeded by "
+        "the sequence seed) before the model; only the frames kept are tracked and scored "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--no-stamps",
+        action="store_true",
+        help="--sequences: give the tracker no stamps (motion per processed frame instead of per "
+        "stamp time; a comparison for --drop)",
     )
     p.add_argument(
         "--seed-start",
@@ -289,6 +310,8 @@ def _check_args(args: argparse.Namespace) -> str:
             raise EvalError(f"--{mode} needs a positive number")
         if mode == "sequences" and args.frames < 1:
             raise EvalError("--frames needs a positive number")
+        if mode == "sequences" and not 0.0 <= getattr(args, "drop", 0.0) < 1.0:
+            raise EvalError(f"--drop must be in [0, 1), got {args.drop}")
         if args.height < 16 or args.width < 16:
             raise EvalError("--height/--width must be at least 16")
     else:
@@ -479,6 +502,19 @@ def video_summary_line(tracking: str, stq, ids) -> str:
     )
 
 
+#: the synthetic sequences' frame period (30 fps), for the stamps the tracker gets
+FRAME_PERIOD_NS = 33_333_333
+
+
+def kept_frames(seed: int, n_frames: int, drop: float) -> list[int]:
+    """Indices of the frames a node would process when it drops each frame but the first with
+    probability ``drop``: a pure function of ``seed`` (the sequence seed), and for one seed the
+    frames kept at a higher ``drop`` are a subset of those kept at a lower one (one uniform draw
+    per frame, compared with ``drop``)."""
+    u = np.random.default_rng((int(seed), 0xD509)).random(n_frames)
+    return [t for t in range(n_frames) if t == 0 or u[t] >= drop]
+
+
 def _run_sequences(args: argparse.Namespace) -> int:
     """Model + tracker on held-out synthetic videos; see the module docstring."""
     import dataclasses
@@ -506,10 +542,12 @@ def _run_sequences(args: argparse.Namespace) -> int:
                 seed, args.frames, args.height, args.width, taxonomy
             )
             tracker = Tracker(tracking, taxonomy.label_divisor)
-            for t, frame in enumerate(seq.frames):
+            for t in kept_frames(seed, args.frames, args.drop):
+                frame = seq.frames[t]
                 result = segmenter.segment(frame.image)
                 t0 = time.perf_counter()
-                tracked = tracker.update(result, stamp_ns=t * 33_333_333)
+                stamp = None if args.no_stamps else t * FRAME_PERIOD_NS
+                tracked = tracker.update(result, stamp_ns=stamp)
                 track_ms.append((time.perf_counter() - t0) * 1e3)
                 best = oracle_ids(frame.panoptic, result.panoptic, taxonomy)
                 for (stq, ids), pred in (
@@ -530,7 +568,9 @@ def _run_sequences(args: argparse.Namespace) -> int:
         args,
         f"{s_on.n_sequences} sequences x {args.frames} frames ({args.height}x{args.width}), "
         f"{s_on.n_gt_tracks} GT tracks, {reports['on'][1].gt_track_frames} GT track-frames; "
-        f"model {args.model}; tracker {tracking}; tracking {float(np.mean(track_ms)):.3f} ms/frame",
+        f"model {args.model}; tracker {tracking}; tracking {float(np.mean(track_ms)):.3f} ms/frame"
+        f"; {len(track_ms)} frames tracked and scored (--drop {args.drop}), "
+        f"{'no stamps (per-frame motion)' if args.no_stamps else 'stamped at 30 fps'}",
     )
     if args.report_json is not None:
         out = {
@@ -545,6 +585,9 @@ def _run_sequences(args: argparse.Namespace) -> int:
         }
         out["tracker"] = dataclasses.asdict(tracking)
         out["seeds"] = seeds
+        out["drop"] = args.drop
+        out["stamps"] = not args.no_stamps
+        out["frames_scored"] = len(track_ms)
         out["track_ms_mean"] = float(np.mean(track_ms))
         try:
             args.report_json.parent.mkdir(parents=True, exist_ok=True)

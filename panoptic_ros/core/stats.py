@@ -2,7 +2,8 @@
 
 :class:`CameraStats` holds one camera's counters (received, processed, dropped, bad) and
 windows over the last N frames: output rate (Hz), end-to-end latency (receive -> published)
-and inference time, each with mean and p99. :class:`Throttle` rate-limits log lines per key.
+and inference time, each with mean and p99, and tracking time (mean) with the number of live
+tracks after the latest frame. :class:`Throttle` rate-limits log lines per key.
 All methods are thread-safe (the executor thread counts receipts, the worker the rest).
 """
 
@@ -80,6 +81,8 @@ class StatsSnapshot:
     infer_mean_ms: float
     overhead_mean_ms: float
     last_fault: str
+    tracks_live: int = 0
+    track_mean_ms: float = 0.0
 
     def as_pairs(self) -> list[tuple[str, str]]:
         """(key, value) strings for a diagnostic_msgs KeyValue list."""
@@ -89,6 +92,8 @@ class StatsSnapshot:
             ("latency_p99_ms", f"{self.latency_p99_ms:.1f}"),
             ("infer_mean_ms", f"{self.infer_mean_ms:.1f}"),
             ("overhead_mean_ms", f"{self.overhead_mean_ms:.1f}"),
+            ("tracks_live", str(self.tracks_live)),
+            ("track_mean_ms", f"{self.track_mean_ms:.2f}"),
             ("frames_received", str(self.received)),
             ("frames_processed", str(self.processed)),
             ("frames_dropped", str(self.dropped)),
@@ -112,6 +117,8 @@ class CameraStats:
         self._latency = Window(window)
         self._infer = Window(window)
         self._overhead = Window(window)
+        self._track = Window(window)
+        self.tracks_live = 0
 
     def on_received(self) -> None:
         with self._lock:
@@ -135,6 +142,13 @@ class CameraStats:
             self._infer.add(infer_ms)
             self._overhead.add(max(0.0, latency_ms - infer_ms))
 
+    def on_tracked(self, tracks_live: int, track_ms: float) -> None:
+        """After the tracker's update: tracks alive now (matched or within max_age) and the
+        update's time (0 with tracking off, so the mean is per processed frame)."""
+        with self._lock:
+            self.tracks_live = int(tracks_live)
+            self._track.add(track_ms)
+
     def snapshot(self) -> StatsSnapshot:
         with self._lock:
             return StatsSnapshot(
@@ -148,6 +162,8 @@ class CameraStats:
                 infer_mean_ms=self._infer.mean,
                 overhead_mean_ms=self._overhead.mean,
                 last_fault=self.last_fault,
+                tracks_live=self.tracks_live,
+                track_mean_ms=self._track.mean,
             )
 
 

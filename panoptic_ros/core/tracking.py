@@ -7,8 +7,15 @@ different object from one frame to the next.
 How (one :class:`Tracker` per camera, fed the frames in order):
 
 * **Prediction.** Each track keeps the boolean mask of its last match, cropped to its bbox, and a
-  constant-velocity estimate of its bbox centre (px per processed frame, smoothed). A track last
-  seen ``k`` frames ago is predicted ``k * velocity`` away from where it was.
+  constant-velocity estimate of its bbox centre (smoothed). Motion is measured in time when
+  the frames carry stamps: a track last seen ``dt`` ago is predicted ``dt * velocity`` away from
+  where it was, so frames dropped upstream (the node's latest-frame slots under load) or camera
+  jitter do not make the prediction lag (docs/performance.md "Tracking": dropped frames).
+  The tracker's clock (``_tick``) counts in frame periods: with stamps, ``dt`` = stamp delta /
+  ``P``, ``P`` = the first stamp delta after a reset (only a unit: the velocity is px per ``P``,
+  i.e. px/s times ``P``), so evenly stamped frames give exactly the per-frame arithmetic; a
+  frame without a stamp, or with the previous frame's stamp, counts as one period (per-frame
+  motion, the model used when no stamps are given at all).
 * **Similarity.** Only class-consistent pairs whose predicted bbox overlaps the detection's bbox
   are scored (a vectorised box test first). ``similarity="mask"`` (default) is the IoU of the
   shifted track mask and the detection mask, computed on the two bbox crops only (never over the
@@ -26,7 +33,8 @@ How (one :class:`Tracker` per camera, fed the frames in order):
   ``min_iou`` never match. On the synthetic sequences both give the same association quality
   within 0.001 AQ, so the default is the one without a dependency.
 * **Life cycle.** An unmatched detection starts a track; a track unmatched for more than
-  ``max_age`` consecutive frames ends (ended before new ids are handed out in that frame).
+  ``max_age`` consecutive processed frames (``update`` calls, not time) ends (ended before new
+  ids are handed out in that frame).
   A stamp earlier than the previous one (a looped bag) or a new image size resets everything.
 
 Id encoding (docs: README "Track ids"): a track id is an int in 1..65535 (the uint16 instance
@@ -62,11 +70,14 @@ class TrackerConfig:
     """Tracker settings; :func:`config_problems` lists what is wrong with one.
 
     enabled: False -> ``update`` returns its input unchanged (per-frame ids 1..N).
-    max_age: frames a track may go unmatched and still be matched again (then it ends).
+    max_age: processed frames (``update`` calls, not stamp time) a track may go unmatched and
+        still be matched again (then it ends); with frames dropped upstream that is longer in
+        seconds.
     min_iou: least similarity (mask or box IoU, 0..1] for a detection to continue a track.
     assignment: "greedy" or "hungarian" (scipy).
     similarity: "mask" (IoU of motion-shifted masks) or "box" (IoU of motion-shifted bboxes).
-    motion: predict each track with its constant-velocity estimate (False: where last seen).
+    motion: predict each track with its constant-velocity estimate, per stamp time when stamps
+        are given (False: where last seen).
     velocity_smoothing: weight of the newest displacement in the velocity estimate (0..1].
     occlusion_ratio: a detection smaller than this fraction of its track's area is taken as
         partly hidden: the track keeps its mask and velocity and coasts (0 = never) [0..1).
@@ -126,6 +137,7 @@ class _Track:
     area: int
     born: int  # frame index of creation
     last_seen: int  # frame index of the last match
+    seen_at: float  # tracker clock (frame periods, see Tracker._tick) of the last match
     hits: int = 1
     vx: float = 0.0
     vy: float = 0.0
@@ -151,6 +163,9 @@ class Tracker:
         self._next_id = 1
         self._frame = 0
         self._last_stamp: int | None = None
+        self._now = 0.0  # clock of the current frame, in frame periods (_tick)
+        self._period_ns: int | None = None  # the clock's unit: the first stamp delta
+        self._clock_stamp: int | None = None  # stamp the clock last advanced from
         self._shape: tuple[int, ...] | None = None
         #: number of resets caused by stamps going backwards (diagnostics / tests)
         self.stamp_resets = 0
@@ -177,6 +192,9 @@ class Tracker:
         self._next_id = 1
         self._frame = 0
         self._last_stamp = None
+        self._now = 0.0
+        self._period_ns = None
+        self._clock_stamp = None
         self._shape = None
 
     # ---- per frame ------------------------------------------------------------------------
@@ -184,8 +202,9 @@ class Tracker:
         """A NEW result whose instance image, panoptic image and instances carry track ids
         (``result`` is not modified; its semantic image is shared). Disabled -> ``result``.
 
-        ``stamp_ns`` (the frame's header stamp) only detects a jump back in time, which resets
-        first; motion is per processed frame. A result that cannot be relabelled to the id
+        ``stamp_ns`` (the frame's header stamp): motion is predicted over the time since a
+        track was last seen (``_tick``); a stamp earlier than the previous one resets first.
+        None: motion per processed frame. A result that cannot be relabelled to the id
         contract (see ``_checked_masks``) raises ValueError before any state changes."""
         cfg = self._config
         if not cfg.enabled:
@@ -219,6 +238,7 @@ class Tracker:
             self._last_stamp = stamp
         self._shape = result.instance.shape
         self._frame += 1
+        self._tick(None if stamp_ns is None else int(stamp_ns))
         frame = self._frame
         dets = result.instances
 
@@ -234,10 +254,27 @@ class Tracker:
         for di, d in enumerate(dets):
             if di not in det_track:
                 tid = self._allocate(frame)
-                tr = _Track(tid, d.class_id, masks[di], d.bbox, areas[di], frame, frame)
+                tr = _Track(tid, d.class_id, masks[di], d.bbox, areas[di], frame, frame, self._now)
                 self._tracks[tid] = tr
                 det_track[di] = tr
         return self._relabel(result, det_track, masks, frame, t0)
+
+    def _tick(self, stamp_ns: int | None) -> None:
+        """Advance the clock to this frame: by the stamp delta in units of the first delta
+        seen since the reset, or by one period when there is no delta (no stamp, the first
+        stamped frame, a stamp equal to the previous one).
+
+        Why a period unit rather than seconds: the arithmetic with evenly stamped frames is then
+        exactly the per-frame one (integer ns deltas divide to exact integers), so the stamps
+        change results only where frames really are unevenly spaced; and frames with and without
+        stamps mix in one unit (one period)."""
+        prev, self._clock_stamp = self._clock_stamp, stamp_ns
+        if stamp_ns is None or prev is None or stamp_ns <= prev:
+            self._now += 1.0
+            return
+        if self._period_ns is None:
+            self._period_ns = stamp_ns - prev
+        self._now += (stamp_ns - prev) / self._period_ns
 
     # ---- association ----------------------------------------------------------------------
     def _associate(
@@ -249,7 +286,7 @@ class Tracker:
         # predicted boxes of the tracks, the detections' boxes: (n, 4) int arrays
         tb = np.array([t.box for t in tracks], dtype=np.int64)
         if cfg.motion:
-            k = np.array([self._frame - t.last_seen for t in tracks], dtype=np.float64)
+            k = np.array([self._now - t.seen_at for t in tracks], dtype=np.float64)
             shift = np.stack(
                 [np.array([t.vx for t in tracks]) * k, np.array([t.vy for t in tracks]) * k], 1
             )
@@ -299,8 +336,8 @@ class Tracker:
         bbox centre moves at the wrong speed and the part that reappears on the far side of an
         occluder would not overlap the part that disappeared. At most ``MAX_COAST`` frames in a
         row, so an object that really changed shape is followed after that."""
-        k = frame - tr.last_seen
-        tr.last_seen = frame
+        k = self._now - tr.seen_at  # > 0: the clock advances every frame
+        tr.last_seen, tr.seen_at = frame, self._now
         tr.hits += 1
         cfg = self._config
         if tr.hits > 2 and area < cfg.occlusion_ratio * tr.area and tr.coasted < MAX_COAST:

@@ -452,9 +452,11 @@ class PanopticNode(LifecycleNode):
             try:
                 with self._track_lock:
                     result = tracker.update(result, stamp.sec * 1_000_000_000 + stamp.nanosec)
+                    live = len(tracker.live_ids)
             except ValueError as exc:
                 self._on_bad(frame, exc)
                 return
+            self.stats[frame.camera].on_tracked(live, result.timings.get("track", 0.0))
         self._publish(frame, img, result, infer_ms)
 
     def _publish(self, frame: Frame, img: Any, result: Any, infer_ms: float) -> None:

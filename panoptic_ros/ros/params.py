@@ -180,7 +180,8 @@ _SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "tracking_max_age",
         INTEGER,
-        "Frames a track may go undetected and still keep its id when its object is seen again.",
+        "Processed frames (not time) a track may go undetected and still keep its id when its "
+        "object is seen again.",
         False,
         0,
         100000,
@@ -211,7 +212,8 @@ _SPECS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "tracking_motion",
         BOOL,
-        "Predict each track with a constant-velocity model (false: where it was last seen).",
+        "Predict each track with a constant-velocity model over the stamp time since it was last "
+        "seen (false: where it was last seen).",
         False,
     ),
     # node (read-only)
