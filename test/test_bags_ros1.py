@@ -19,11 +19,11 @@ from panoptic_ros.bags.messages import (  # noqa: E402
     BagMessageError,
     cdr_header_stamp,
     deserialize,
-    stamp_ns,
     typestore,
 )
 from panoptic_ros.bags.reader import BagReader  # noqa: E402
 from panoptic_ros.cli import process_bag as pb  # noqa: E402
+from panoptic_ros.ros.conversions import stamp_to_ns  # noqa: E402
 
 H, W = 60, 80
 T0 = 1_600_000_000_000_000_000
@@ -172,7 +172,7 @@ def test_ros1_bag_reads_as_ros2_messages(tmp_path):
         recs = list(r.messages())
     assert [x.log_time for x in recs] == sorted(x.log_time for x in recs)
     images = [deserialize(x) for x in recs if x.topic == "/cam/image_raw"]
-    assert [stamp_ns(m.header) for m in images] == truth["stamps"]
+    assert [stamp_to_ns(m.header.stamp) for m in images] == truth["stamps"]
     for m, rgb in zip(images, truth["images"]):
         assert (m.header.frame_id, m.encoding, m.step) == ("cam", "rgb8", W * 3)
         np.testing.assert_array_equal(np.asarray(m.data, np.uint8).reshape(H, W, 3), rgb)

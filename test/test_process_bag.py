@@ -19,14 +19,13 @@ from panoptic_ros.bags.messages import (  # noqa: E402
     cdr_header_stamp,
     deserialize,
     serialize,
-    stamp_ns,
-    stamp_of,
     typestore,
 )
 from panoptic_ros.bags.reader import BagReader  # noqa: E402
 from panoptic_ros.bags.synthetic import image_message, write_synthetic_bag  # noqa: E402
 from panoptic_ros.bags.writer import STORAGES, BagWriter  # noqa: E402
 from panoptic_ros.cli import process_bag as pb  # noqa: E402
+from panoptic_ros.ros.conversions import ns_to_stamp, stamp_to_ns  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 H, W = 60, 80
@@ -117,7 +116,7 @@ def test_one_result_per_frame_per_topic(tmp_path, segmenter, storage):
         det = deserialize(recs["/front/detections"])
         assert (
             isinstance(det, Detection2DArray)
-            and stamp_ns(det.header) == stamps["/front/image_raw"][-1]
+            and stamp_to_ns(det.header.stamp) == stamps["/front/image_raw"][-1]
         )
         info = deserialize(recs["/front/label_info"])
         assert (
@@ -398,7 +397,7 @@ def test_offline_equals_direct_pipeline(tmp_path, segmenter):
 
     out = result_to_messages(
         result,
-        Header(stamp=stamp_of(bag.frames[0].stamp), frame_id="camera"),
+        Header(stamp=ns_to_stamp(bag.frames[0].stamp), frame_id="camera"),
         segmenter.taxonomy,
     )
     with BagReader(tmp_path / "out") as r:
@@ -457,7 +456,7 @@ def _mixed_bag(path: Path, storage: str = "mcap") -> dict[str, int]:
         put("/tf_static", tf, t0)
         for i in range(3):
             t = t0 + i * 100_000_000
-            h = Header(stamp=stamp_of(t), frame_id="cam")
+            h = Header(stamp=ns_to_stamp(t), frame_id="cam")
             rgb = generate_scene(10_000_000 + i, H, W).image
             put("/cam/image_raw", array_to_image_msg(rgb, "rgb8", h), t + 1)
             depth = np.full((H, W), 1000 + i, np.uint16)

@@ -208,17 +208,6 @@ def qos_profile(kind: str):
 # -- stamps ----------------------------------------------------------------------------------
 
 
-def stamp_of(ns: int):
-    """builtin_interfaces/Time from nanoseconds."""
-    from builtin_interfaces.msg import Time
-
-    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
-
-
-def stamp_ns(header: Any) -> int:
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
 def cdr_header_stamp(data: bytes) -> int:
     """Header stamp (ns) of a raw CDR message whose first field is std_msgs/Header
     (Image, CompressedImage, Detection2DArray, LabelInfo, ...), without deserialising it."""

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from panoptic_ros.bags.messages import BagError, stamp_of
+from panoptic_ros.bags.messages import BagError
 from panoptic_ros.bags.writer import BagWriter
 
 #: Image encodings / compressed formats write_synthetic_bag can produce
@@ -37,9 +37,9 @@ def image_message(
     from sensor_msgs.msg import CompressedImage
     from std_msgs.msg import Header
 
-    from panoptic_ros.ros.conversions import array_to_image_msg
+    from panoptic_ros.ros.conversions import array_to_image_msg, ns_to_stamp
 
-    header = Header(stamp=stamp_of(stamp), frame_id=frame_id)
+    header = Header(stamp=ns_to_stamp(stamp), frame_id=frame_id)
     if encoding in ("jpeg", "png"):
         bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
         params = (

@@ -96,8 +96,9 @@ def read_outputs(
     bag: Path, namespace: str, topics: tuple[str, ...] = ("panoptic", "overlay")
 ) -> dict[str, dict[int, np.ndarray]]:
     """{name: {header stamp: array}} for ``namespace/name`` image topics of ``bag``."""
-    from panoptic_ros.bags.messages import deserialize, stamp_ns
+    from panoptic_ros.bags.messages import deserialize
     from panoptic_ros.bags.reader import BagReader
+    from panoptic_ros.ros.conversions import stamp_to_ns
 
     out: dict[str, dict[int, np.ndarray]] = {n: {} for n in topics}
     want = {f"{namespace}/{n}": n for n in topics}
@@ -105,7 +106,7 @@ def read_outputs(
         present = [t for t in want if t in reader.topics]
         for rec in reader.messages(present):
             msg = deserialize(rec, bag)
-            out[want[rec.topic]][stamp_ns(msg.header)] = _image_array(msg)
+            out[want[rec.topic]][stamp_to_ns(msg.header.stamp)] = _image_array(msg)
     return out
 
 

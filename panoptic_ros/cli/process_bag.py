@@ -242,6 +242,7 @@ def process_bag(
         image_msg_to_array,
         label_info_msg,
         result_to_messages,
+        stamp_to_ns,
     )
 
     check_output_path([input_path], output_path, overwrite=overwrite)
@@ -334,11 +335,8 @@ def process_bag(
                 result = segmenter.segment(img)
                 if rec.topic not in trackers:
                     trackers[rec.topic] = Tracker(tracking, taxonomy.label_divisor)
-                stamp = msg.header.stamp
                 try:
-                    result = trackers[rec.topic].update(
-                        result, stamp.sec * 1_000_000_000 + stamp.nanosec
-                    )
+                    result = trackers[rec.topic].update(result, stamp_to_ns(msg.header.stamp))
                 except ValueError as exc:  # a result the tracker refuses: as the node, skip it
                     _skip(stats, log, f"{reader.path}: {rec.where()}: {exc}")
                     bar.update(1)

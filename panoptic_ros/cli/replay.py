@@ -189,8 +189,9 @@ def replay(
     from rclpy.duration import Duration
     from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    from panoptic_ros.bags.messages import BagMessageError, deserialize, message_class, stamp_of
+    from panoptic_ros.bags.messages import BagMessageError, deserialize, message_class
     from panoptic_ros.cli.progress import progress_bar
+    from panoptic_ros.ros.conversions import ns_to_stamp
 
     remaps = remaps or {}
     own_context = not rclpy.ok()
@@ -217,7 +218,7 @@ def replay(
         if clock_pub is not None:
             from rosgraph_msgs.msg import Clock
 
-            clock_pub.publish(Clock(clock=stamp_of(ns)))
+            clock_pub.publish(Clock(clock=ns_to_stamp(ns)))
 
     stats = {
         "frames": 0,

@@ -64,6 +64,7 @@ from panoptic_ros.core.stats import CameraStats, Throttle, camera_status
 from panoptic_ros.core.tracking import Tracker
 from panoptic_ros.ros import dds_profile, input_qos
 from panoptic_ros.ros import params as P
+from panoptic_ros.ros.conversions import stamp_to_ns
 
 _TYPES = {
     P.STRING: ParameterType.PARAMETER_STRING,
@@ -448,10 +449,9 @@ class PanopticNode(LifecycleNode):
         only, counted and logged as a bad frame: the batch's other cameras still publish."""
         tracker = self._trackers.get(frame.camera)
         if tracker is not None:
-            stamp = frame.msg.header.stamp
             try:
                 with self._track_lock:
-                    result = tracker.update(result, stamp.sec * 1_000_000_000 + stamp.nanosec)
+                    result = tracker.update(result, stamp_to_ns(frame.msg.header.stamp))
                     live = len(tracker.live_ids)
             except ValueError as exc:
                 self._on_bad(frame, exc)
