@@ -496,7 +496,7 @@ def bench_frames(
 
     ``publisher`` 'thread': a publisher thread (measured here; the node publishes inline): messages + publish
     of frame i run on a second thread (a one-frame hand-off, the loop waits when it is full)
-    while the loop decodes and segments frame i+1. e2e is then the loop's time per frame up to
+    while the loop decodes, segments and tracks frame i+1. e2e is then the loop's time per frame up to
     the hand-off (its wait for a full hand-off included): the rate-limiting work, as the node's
     worker experiences it; ``latency`` is decode start to publish end of the same frame."""
     if publisher == "thread":
@@ -522,10 +522,7 @@ def bench_frames(
     if build is not None and form != "message":
         build = functools.partial(build, serialized=True)
     taxonomy = seg.taxonomy
-    from panoptic_ros.core.tracking import Tracker
-    from panoptic_ros.ros import params as P
-
-    tracker = Tracker(P.tracker_config(P.defaults()), taxonomy.label_divisor)  # as the node
+    tracker = _node_tracker(taxonomy)
     timer = StageTimer(warmup=warmup)
     clock = time.perf_counter
     # one untimed frame to learn the output topics, attach the subscriber
@@ -541,21 +538,11 @@ def bench_frames(
         if i == warmup:
             cpu.start()
         msg = in_msgs[i % len(in_msgs)]
-        set_stamp(msg, time.time_ns())
-        t0 = clock()
-        rgb = decode(msg)
-        t1 = clock()
-        result = seg.segment(rgb)
-        ts = clock()
-        result = tracker.update(result, msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
-        t2 = clock()
-        timer.add("track", (t2 - ts) * 1e3)
-        tm = getattr(result, "timings", {}) or {}
-        timer.add("decode", (t1 - t0) * 1e3)
-        for k in ("preprocess", "infer", "postprocess"):
-            timer.add(k, float(tm.get(k, math.nan)))
-        known = sum(float(tm.get(k, 0.0)) for k in ("preprocess", "infer", "postprocess"))
-        timer.add("segment_other", max(0.0, (ts - t1) * 1e3 - known))
+        stamp_ns = time.time_ns()
+        set_stamp(msg, stamp_ns)
+        t0, rgb, result, t2 = _decode_segment_track(
+            msg, stamp_ns, decode, seg, tracker, timer, clock
+        )
         skipped = 0.0
         both = form == "both" and build_msg is not None
         if both and i % 2:  # odd frames: the message path first (its time is left out of e2e)
@@ -592,6 +579,36 @@ def bench_frames(
     return timer
 
 
+def _node_tracker(taxonomy: Any) -> Any:
+    """The tracker the node gives a camera (config/panoptic.yaml's tracking parameters)."""
+    from panoptic_ros.core.tracking import Tracker
+    from panoptic_ros.ros import params as P
+
+    return Tracker(P.tracker_config(P.defaults()), taxonomy.label_divisor)
+
+
+def _decode_segment_track(
+    msg: Any, stamp_ns: int, decode, seg: Any, tracker: Any, timer: StageTimer, clock
+) -> tuple[float, Any, Any, float]:
+    """One frame's decode, segment and track as the node's worker runs them, each stage timed
+    (shared by the inline and the threaded loop). Returns (start, rgb, tracked result, end)."""
+    t0 = clock()
+    rgb = decode(msg)
+    t1 = clock()
+    result = seg.segment(rgb)
+    ts = clock()
+    result = tracker.update(result, stamp_ns)
+    t2 = clock()
+    timer.add("track", (t2 - ts) * 1e3)
+    tm = getattr(result, "timings", {}) or {}
+    timer.add("decode", (t1 - t0) * 1e3)
+    for k in ("preprocess", "infer", "postprocess"):
+        timer.add(k, float(tm.get(k, math.nan)))
+    known = sum(float(tm.get(k, 0.0)) for k in ("preprocess", "infer", "postprocess"))
+    timer.add("segment_other", max(0.0, (ts - t1) * 1e3 - known))
+    return t0, rgb, result, t2
+
+
 def _bench_frames_threaded(
     seg: Any,
     *,
@@ -622,6 +639,7 @@ def _bench_frames_threaded(
     if form != "message":
         build = functools.partial(build, serialized=True)
     taxonomy = seg.taxonomy
+    tracker = _node_tracker(taxonomy)
     timer = StageTimer(warmup=warmup)
     clock = time.perf_counter
     if publish.mode != "none":
@@ -673,18 +691,11 @@ def _bench_frames_threaded(
             # 4 messages in turn: the one in the hand-off and the one being published are
             # never the one whose stamp is set here
             msg = in_msgs[i % len(in_msgs)]
-            set_stamp(msg, time.time_ns())
-            t0 = clock()
-            rgb = decode(msg)
-            t1 = clock()
-            result = seg.segment(rgb)
-            t2 = clock()
-            tm = getattr(result, "timings", {}) or {}
-            timer.add("decode", (t1 - t0) * 1e3)
-            for k in ("preprocess", "infer", "postprocess"):
-                timer.add(k, float(tm.get(k, math.nan)))
-            known = sum(float(tm.get(k, 0.0)) for k in ("preprocess", "infer", "postprocess"))
-            timer.add("segment_other", max(0.0, (t2 - t1) * 1e3 - known))
+            stamp_ns = time.time_ns()
+            set_stamp(msg, stamp_ns)
+            t0, rgb, result, _ = _decode_segment_track(
+                msg, stamp_ns, decode, seg, tracker, timer, clock
+            )
             handoff.put((t0, result, msg.header, rgb))
             timer.add("e2e", (clock() - t0) * 1e3)
     finally:
