@@ -483,13 +483,10 @@ def _tracker_config(args: argparse.Namespace):
     from panoptic_ros.ros import params as P
 
     params = parse_params(args.param)
-    values = P.defaults()
-    for name in [n for n in params if n in P.TRACKING_PARAMS]:
-        reason = P.validate(name, params[name])
-        if reason:
-            raise EvalError(reason)
-        values[name] = params.pop(name)
-    return P.tracker_config(values), params
+    try:
+        return P.take_tracking_params(params, P.defaults()), params
+    except ValueError as exc:
+        raise EvalError(str(exc)) from None
 
 
 def video_summary_line(tracking: str, stq, ids) -> str:

@@ -427,12 +427,7 @@ def run(args) -> int:
         cfg = load_settings(args.params_file, args.model, args.backend)
         params = parse_params(args.param)
         # --param tracking*=...: the node's tracking parameters, not the model family's
-        for name in [n for n in params if n in P.TRACKING_PARAMS]:
-            reason = P.validate(name, params[name])
-            if reason:
-                raise ValueError(reason)
-            cfg[name] = params.pop(name)
-        tracking = P.tracker_config(cfg)
+        tracking = P.take_tracking_params(params, cfg)
     except Exception as exc:
         return _failed("params", str(exc))
     # check the input and the output path before paying for the model

@@ -245,8 +245,8 @@ TRACKING_PARAMS = {
 
 
 def tracker_config(values: Mapping[str, Any]) -> TrackerConfig:
-    """The TrackerConfig of the node parameters ``values`` (node, process-bag and replay build
-    their trackers with this, so the same parameters give the same ids). Raises ValueError with
+    """The TrackerConfig of the node parameters ``values`` (the node, process-bag, eval and bench
+    build their trackers with this, so the same parameters give the same ids). Raises ValueError with
     the reason, named by parameter, when the combination is unusable (hungarian without scipy)."""
     kw = {field: values[name] for name, field in TRACKING_PARAMS.items() if name in values}
     try:
@@ -257,6 +257,19 @@ def tracker_config(values: Mapping[str, Any]) -> TrackerConfig:
         for field, name in names.items():
             text = text.replace(f"{field} must", f"parameter '{name}' must")
         raise ValueError(text) from None
+
+
+def take_tracking_params(params: dict[str, Any], base: Mapping[str, Any]) -> TrackerConfig:
+    """The TrackerConfig of ``base`` (node parameter values) changed by the ``tracking*`` names
+    of ``params`` (a command's ``--param NAME=VALUE``s), which are removed from ``params``: the
+    rest are the model's. ValueError with the reason when a value is not allowed."""
+    values = dict(base)
+    for name in [n for n in params if n in TRACKING_PARAMS]:
+        reason = validate(name, params[name])
+        if reason:
+            raise ValueError(reason)
+        values[name] = params.pop(name)
+    return tracker_config(values)
 
 
 class ParamsError(ValueError):
