@@ -107,8 +107,11 @@ class ModelFamily(ABC):
 
     @classmethod
     @abstractmethod
-    def matches(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> bool:
-        """True when this family recognises the graph (and the card, if any)."""
+    def violations(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> list[str]:
+        """Every way ``signature`` / ``card`` breaks this family's contract (empty: recognised).
+
+        The registry prints these for every family at once when nothing matches, so they are
+        specific reasons ("output 'center_heatmap' missing", ...)."""
 
     @abstractmethod
     def prepare(self, images: Sequence[np.ndarray], batch: int) -> Prepared:
@@ -120,14 +123,9 @@ class ModelFamily(ABC):
 
     # -- optional hooks (defaults serve every family; override where a family knows more) ------
     @classmethod
-    def violations(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> list[str]:
-        """Every way ``signature`` / ``card`` breaks this family's contract (empty: recognised).
-
-        The registry prints these for every family at once when nothing matches, so override it
-        with specific reasons ("output 'center_heatmap' missing", ...)."""
-        if cls.matches(signature, card):
-            return []
-        return [f"inputs {signature.input_names} / outputs {signature.output_names} not recognised"]
+    def matches(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> bool:
+        """True when this family recognises the graph (and the card, if any): no violations."""
+        return not cls.violations(signature, card)
 
     @classmethod
     def num_classes(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> int | None:

@@ -505,10 +505,6 @@ class MaskClassificationFamily(ModelFamily):
         return problems
 
     @classmethod
-    def matches(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> bool:
-        return not cls.violations(signature, card)
-
-    @classmethod
     def num_classes(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> int | None:
         """C from the class logits' last axis (C+1), else from config.json id2label."""
         pair = _kind_outputs(signature)

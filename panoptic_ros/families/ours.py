@@ -64,10 +64,6 @@ class OursFamily(CentreMapsFamily):
                 out.append(f"input 'image' must be float32, is {img.dtype}")
         return out
 
-    @classmethod
-    def matches(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> bool:
-        return not cls.violations(signature, card)
-
     def prepare(self, images: Sequence[np.ndarray], batch: int) -> Prepared:
         x = self._pre(images, batch=batch)
         thr = np.array([self.config["center_threshold"]], np.float32)

@@ -152,10 +152,6 @@ class PanopticDeepLabFamily(CentreMapsFamily):
         return out
 
     @classmethod
-    def matches(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> bool:
-        return not cls.violations(signature, card)
-
-    @classmethod
     def num_classes(cls, signature: OnnxSignature, card: Mapping[str, Any]) -> int | None:
         t = signature.output(head_names(card)["semantic_logits"])
         c = t.shape[1] if t is not None and len(t.shape) == 4 else None
