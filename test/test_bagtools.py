@@ -19,14 +19,13 @@ from panoptic_ros.bags.messages import (
     cdr_header_stamp,
     deserialize,
     serialize,
-    stamp_ns,
     typestore,
 )
 from panoptic_ros.bags.reader import BagReader
 from panoptic_ros.bags.synthetic import image_message, write_synthetic_bag
 from panoptic_ros.bags.topics import output_namespace
 from panoptic_ros.bags.writer import STORAGES, BagWriter
-from panoptic_ros.ros.conversions import image_msg_to_array
+from panoptic_ros.ros.conversions import image_msg_to_array, stamp_to_ns
 
 ENCODINGS = ("rgb8", "bgr8", "mono8", "rgba8", "jpeg", "png")
 
@@ -62,7 +61,7 @@ def test_synthetic_roundtrip(tmp_path, storage, encoding):
     assert [x.index for x in recs] == [0, 1, 2]
     for rec, gt in zip(recs, bag.frames):
         msg = deserialize(rec, bag.path)
-        assert stamp_ns(msg.header) == gt.stamp
+        assert stamp_to_ns(msg.header.stamp) == gt.stamp
         assert rec.log_time == gt.stamp + 2_000_000  # receive time trails the stamp
         assert cdr_header_stamp(rec.data) == gt.stamp
         rgb = image_msg_to_array(msg)
