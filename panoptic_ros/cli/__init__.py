@@ -14,6 +14,7 @@ import re
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 
 #: subcommand -> module under panoptic_ros.cli
 COMMANDS: dict[str, str] = {
@@ -54,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     the command's own, or ``command=NAME error=REASON exit=N`` when it printed none. An
     interrupt exits 130 without a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    previous_sigterm = _sigterm_interrupts()
+    restore_signals = _sigterm_interrupts()
     watch = _SummaryWatch(sys.stdout)
     sys.stdout = watch
     name = argv[0] if argv and argv[0] in COMMANDS else "panoptic-ros"
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rc = int(args._run(args) or 0)
     except KeyboardInterrupt:
+        _TERM["pending"] = False
         print(f"{name}: interrupted", file=sys.stderr)
         rc, reason = 130, "interrupted"
     except SystemExit as exc:  # argparse: usage errors (2), --help (0)
@@ -78,8 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         rc, reason = 2, type(exc).__name__
     finally:
         sys.stdout = watch.inner
-        if previous_sigterm is not None:  # main() called in-process (tests): leave it as it was
-            signal.signal(signal.SIGTERM, previous_sigterm)
+        restore_signals()  # main() called in-process (tests): leave things as they were
     if rc != 0 and not watch.summary_printed():
         print(f"command={name} error={reason} exit={rc}")
     return rc
@@ -113,17 +114,52 @@ class _SummaryWatch:
         return getattr(self.inner, attr)
 
 
-def _sigterm_interrupts():
-    """SIGTERM ends a command like Ctrl-C (outputs finalised, summary printed) instead of
-    killing it mid-write. Returns the previous handler (None when it could not be set)."""
+#: a SIGTERM whose KeyboardInterrupt may not have reached the command yet
+_TERM = {"pending": False}
 
-    def handler(signum, frame):  # noqa: ARG001
+
+def raise_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt of a SIGTERM that Python swallowed.
+
+    A handler's exception raised while the interpreter runs a weakref callback or a
+    ``__del__`` (importlib's module-lock callbacks run all the time while a model's libraries
+    import) is printed as "Exception ignored" and dropped, so the command would run on to
+    the end. Long commands call this at their checkpoints (after loading the model, per frame).
+    """
+    if _TERM["pending"]:
+        _TERM["pending"] = False
         raise KeyboardInterrupt
 
+
+def _sigterm_interrupts() -> Callable[[], None]:
+    """SIGTERM ends a command like Ctrl-C (outputs finalised, summary printed) instead of
+    killing it mid-write. Returns a function that puts the previous handler and
+    unraisable-hook back."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        _TERM["pending"] = True
+        raise KeyboardInterrupt
+
+    previous_hook = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        # our own interrupt, lost by Python: raise_if_interrupted delivers it; no traceback
+        if _TERM["pending"] and isinstance(unraisable.exc_value, KeyboardInterrupt):
+            return
+        previous_hook(unraisable)
+
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        previous = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread
-        return None
+        return lambda: None
+    sys.unraisablehook = hook
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
+        _TERM["pending"] = False
+
+    return restore
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from panoptic_ros.cli import raise_if_interrupted
 from panoptic_ros.cli.params_option import add_param_argument, parse_params
 
 HELP = "run the panoptic pipeline on every image of a bag (no DDS) and write a bag with the node's outputs"
@@ -311,6 +312,7 @@ def process_bag(
                     writer.add_topic(f"{ns}/{name}", mtype, qos="reliable")
                 writer.add_topic(f"{ns}/label_info", "vision_msgs/msg/LabelInfo", qos="latched")
             for rec in reader.messages(copied | set(image_topics)):
+                raise_if_interrupted()
                 if rec.topic not in stats.namespaces:  # another input topic: copied through
                     if rec.error:
                         _skip(stats, log, f"{reader.path}: {rec.where()}: not copied: {rec.error}")
@@ -446,6 +448,7 @@ def run(args) -> int:
     except Exception as exc:
         return _failed("model", f"cannot load the model: {type(exc).__name__}: {exc}")
     try:
+        raise_if_interrupted()
         stats = process_bag(
             args.input,
             args.output,
