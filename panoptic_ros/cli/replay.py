@@ -25,6 +25,7 @@ from __future__ import annotations
 import sys
 import time
 
+from panoptic_ros.cli import raise_if_interrupted
 from panoptic_ros.ros import dds_profile
 
 HELP = "publish a bag's image topics over ROS 2 with their original stamps (rate-scaled; optional /clock)"
@@ -258,6 +259,7 @@ def replay(
             t0_bag = None
             t0_wall = time.monotonic()
             for rec in reader.messages(topics):
+                raise_if_interrupted()  # a SIGTERM Python dropped while rclpy imported
                 if t0_bag is None:
                     t0_bag = rec.log_time
                 if rate > 0:
