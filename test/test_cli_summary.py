@@ -41,8 +41,9 @@ def test_failure_prints_a_summary_line(case):
     assert kv.get("error") not in (None, "", "0"), proc.stdout
 
 
-def test_sigterm_while_the_model_loads(tmp_path):
-    """SIGTERM as soon as process-bag starts loading the model: exit 130, no traceback, a
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_while_the_model_loads(tmp_path, sig):
+    """SIGTERM (or Ctrl-C's SIGINT) as soon as process-bag starts loading the model: exit 130, no traceback, a
     summary line saying so, and no output bag."""
     from panoptic_ros.bags.synthetic import write_synthetic_bag
 
@@ -62,7 +63,7 @@ def test_sigterm_while_the_model_loads(tmp_path):
                 break
             seen += line
         assert "loading model" in seen, seen
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -74,8 +75,9 @@ def test_sigterm_while_the_model_loads(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] in (["in"], ["in", "out.partial"])
 
 
-def test_a_sigterm_python_swallows_is_still_delivered():
-    """A SIGTERM handled while Python runs a weakref callback (importlib runs them all the
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_python_swallows_is_still_delivered(sig):
+    """A Ctrl-C / SIGTERM handled while Python runs a weakref callback (importlib runs them all the
     time while a model's libraries import) loses its KeyboardInterrupt: Python prints
     "Exception ignored" and carries on. The command's next checkpoint must still stop, and no
     traceback reaches the user. (CI saw process-bag finish with exit 0 after such a SIGTERM.)"""
@@ -84,7 +86,7 @@ def test_a_sigterm_python_swallows_is_still_delivered():
     from panoptic_ros import cli
 
     before = cli.sys.unraisablehook
-    restore = cli._sigterm_interrupts()
+    restore = cli._signals_interrupt()
     seen = []
     try:
         assert cli.sys.unraisablehook is not before  # ours hides the dropped interrupt
@@ -93,7 +95,7 @@ def test_a_sigterm_python_swallows_is_still_delivered():
             pass
 
         thing = Anything()
-        ref = weakref.ref(thing, lambda _r: signal.raise_signal(signal.SIGTERM))
+        ref = weakref.ref(thing, lambda _r: signal.raise_signal(sig))
         del thing  # the callback runs here; the handler raises inside it and Python drops it
         seen.append("went on")  # proof the interrupt was swallowed, not delivered
         with pytest.raises(KeyboardInterrupt):

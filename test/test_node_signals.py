@@ -282,3 +282,40 @@ def test_sigint_while_the_node_is_still_importing(run):
         assert node.proc.poll() is None, node.err
         time.sleep(0.002)
     _assert_clean(*node.stop(signal.SIGINT))
+
+
+#: the real node's start, except that a signal lands where Python drops its KeyboardInterrupt
+DROPPED_SIGNAL = r"""
+import signal, sys, weakref
+from panoptic_ros.ros import node_main
+
+def load():
+    class Thing:
+        pass
+    thing = Thing()
+    ref = weakref.ref(thing, lambda _r: signal.raise_signal(getattr(signal, sys.argv[1])))
+    del thing  # the handler raises inside this weakref callback: Python drops it, as in imports
+    print("imports went on", file=sys.stderr, flush=True)
+    return node_main._load_node()
+
+sys.exit(node_main.main(load))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_python_drops_during_the_imports_still_stops_the_start(sig):
+    """A Ctrl-C / SIGTERM whose KeyboardInterrupt Python drops (raised inside one of importlib's
+    weakref callbacks, which run throughout the node's imports) used to be lost: "Exception
+    ignored ... Traceback" on stderr and the node started anyway. It must end the start quietly
+    with exit 0, as any early interrupt does; here the node is never constructed."""
+    proc = subprocess.run(
+        [sys.executable, "-c", DROPPED_SIGNAL, sig],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "imports went on" in proc.stderr, proc.stderr  # the interrupt really was dropped
+    _assert_clean(proc.returncode, proc.stderr)
+    assert "Exception ignored" not in proc.stderr, proc.stderr
+    assert "interrupted while starting" in proc.stderr, proc.stderr

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     the command's own, or ``command=NAME error=REASON exit=N`` when it printed none. An
     interrupt exits 130 without a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    restore_signals = _sigterm_interrupts()
+    restore_signals = _signals_interrupt()
     watch = _SummaryWatch(sys.stdout)
     sys.stdout = watch
     name = argv[0] if argv and argv[0] in COMMANDS else "panoptic-ros"
@@ -114,12 +114,12 @@ class _SummaryWatch:
         return getattr(self.inner, attr)
 
 
-#: a SIGTERM whose KeyboardInterrupt may not have reached the command yet
+#: a SIGINT/SIGTERM whose KeyboardInterrupt may not have reached the command yet
 _TERM = {"pending": False}
 
 
 def raise_if_interrupted() -> None:
-    """Raise the KeyboardInterrupt of a SIGTERM that Python swallowed.
+    """Raise the KeyboardInterrupt of a SIGINT/SIGTERM that Python swallowed.
 
     A handler's exception raised while the interpreter runs a weakref callback or a
     ``__del__`` (importlib's module-lock callbacks run all the time while a model's libraries
@@ -131,9 +131,10 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
-def _sigterm_interrupts() -> Callable[[], None]:
-    """SIGTERM ends a command like Ctrl-C (outputs finalised, summary printed) instead of
-    killing it mid-write. Returns a function that puts the previous handler and
+def _signals_interrupt() -> Callable[[], None]:
+    """SIGINT and SIGTERM end a command the same way (outputs finalised, summary printed)
+    instead of SIGTERM killing it mid-write, and are remembered for
+    :func:`raise_if_interrupted`. Returns a function that puts the previous handlers and
     unraisable-hook back."""
 
     def handler(signum, frame):  # noqa: ARG001
@@ -149,13 +150,14 @@ def _sigterm_interrupts() -> Callable[[], None]:
         previous_hook(unraisable)
 
     try:
-        previous = signal.signal(signal.SIGTERM, handler)
+        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
     except ValueError:  # not the main thread
         return lambda: None
     sys.unraisablehook = hook
 
     def restore() -> None:
-        signal.signal(signal.SIGTERM, previous)
+        for s, h in previous.items():
+            signal.signal(s, h)
         sys.unraisablehook = previous_hook
         _TERM["pending"] = False
 
