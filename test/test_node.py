@@ -239,15 +239,27 @@ class Capture:
         return self.subscribers
 
 
-@needs_conversions
-def test_published_messages_follow_the_contract(ctx):
-    node, seg = make_node(ctx, publish_panoptic_rgb=True)
+def active_by_hand(node) -> None:
+    """Configure and activate ``node``, then stop its worker so a test drives frames itself
+    (``node._on_image``, then ``node.worker.process(node.worker.slots.take(...))``)."""
     assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
     node.worker.stop()
     node.worker.slots.reopen()
+
+
+def capture_outputs(node) -> tuple[dict, dict]:
+    """Swap the node's publishers for Captures (overlay unsubscribed, as by default); returns
+    the Captures and the real publishers (to put back) by output name."""
     real = node._pubs[""]
-    caps = {k: Capture(subscribers=0 if k == "overlay" else 1) for k in real}
-    node._pubs[""] = caps
+    node._pubs[""] = {k: Capture(subscribers=0 if k == "overlay" else 1) for k in real}
+    return node._pubs[""], real
+
+
+@needs_conversions
+def test_published_messages_follow_the_contract(ctx):
+    node, seg = make_node(ctx, publish_panoptic_rgb=True)
+    active_by_hand(node)
+    caps, real = capture_outputs(node)
     msg = Image(height=4, width=6, encoding="bgr8", step=20, data=bytes(80))  # padded rows
     msg.header.frame_id, msg.header.stamp.sec, msg.header.stamp.nanosec = "cam", 12, 345
     node._on_image("", msg)
@@ -283,9 +295,7 @@ def test_published_images_over_dds_equal_the_result(ctx):
     from rclpy.executors import SingleThreadedExecutor
 
     node, seg = make_node(ctx)
-    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
-    node.worker.stop()
-    node.worker.slots.reopen()
+    active_by_hand(node)
     sub = rclpy.create_node(f"panoptic_test_sub_{len(_made)}", context=ctx)
     names = ("semantic", "instance", "panoptic")
     got: dict[str, list] = {n: [] for n in names}
@@ -355,12 +365,8 @@ def test_track_ids_parameters_and_resets(ctx):
     """Ids follow the objects across frames (detections, instance image, age/hits), tracking
     parameters are run-time and checked, a stamp going back and deactivate reset the tracker."""
     node, seg = make_node(ctx, factory=lambda cfg, batch: MovingSegmenter(batch))
-    assert node.trigger_configure() == SUCCESS and node.trigger_activate() == SUCCESS
-    node.worker.stop()
-    node.worker.slots.reopen()
-    real = node._pubs[""]
-    caps = {k: Capture(subscribers=0 if k == "overlay" else 1) for k in real}
-    node._pubs[""] = caps
+    active_by_hand(node)
+    caps, real = capture_outputs(node)
     h, w = 48, 96
 
     def feed(i, stamp_s):
