@@ -6,12 +6,14 @@ shapes, and the arithmetic of the statistics are checked.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import re
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -189,16 +191,35 @@ def _env(cache: Path) -> dict:
     return env
 
 
-def bench(tiny_model, *args, timeout=300) -> subprocess.CompletedProcess:
-    model, cache = tiny_model
+def run_bench(cache: Path, *args, timeout=300) -> subprocess.CompletedProcess:
+    """``panoptic-ros bench ARGS`` in a subprocess with its own model cache."""
     return subprocess.run(
-        [sys.executable, "-m", "panoptic_ros.cli", "bench", "--model", str(model), *map(str, args)],
+        [sys.executable, "-m", "panoptic_ros.cli", "bench", *map(str, args)],
         cwd=REPO,
         env=_env(cache),
         capture_output=True,
         text=True,
         timeout=timeout,
     )
+
+
+def bench(tiny_model, *args, timeout=300) -> subprocess.CompletedProcess:
+    model, cache = tiny_model
+    return run_bench(cache, "--model", model, *args, timeout=timeout)
+
+
+@contextlib.contextmanager
+def no_dds_profile_in_env() -> Iterator[None]:
+    """Let the bench choose its Fast DDS profile itself: the profile variables a caller (CI, a
+    developer's shell) exported are taken out of the environment while the block runs."""
+    from panoptic_ros.ros import dds_profile
+
+    keys = (dds_profile.FASTDDS_VAR, dds_profile.FASTRTPS_VAR)
+    saved = {k: os.environ.pop(k) for k in keys if k in os.environ}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
 
 
 def test_bench_single_output_format(tiny_model):
@@ -345,14 +366,15 @@ def test_bench_families_table_has_every_case(tmp_path):
     numbers and the summary line names each family's worst case (no timing asserts)."""
     from panoptic_ros.bench.families import cases
 
-    p = subprocess.run(
-        [sys.executable, "-m", "panoptic_ros.cli", "bench", "--families"]
-        + ["--frames", "2", "--warmup", "0", "--json", str(tmp_path / "f.json")],
-        cwd=REPO,
-        env=_env(tmp_path / "cache"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    p = run_bench(
+        tmp_path / "cache",
+        "--families",
+        "--frames",
+        2,
+        "--warmup",
+        0,
+        "--json",
+        tmp_path / "f.json",
     )
     assert p.returncode == 0, p.stderr
     rows = {}
@@ -430,14 +452,15 @@ def test_bench_times_both_publish_forms(tiny_model, tmp_path):
 def test_bench_tracking_reports_every_variant(tmp_path):
     """``bench --tracking`` needs no model: one row per tracker variant with finite numbers and
     the summary line (no timing asserts: speed is what the bench reports, not a test)."""
-    p = subprocess.run(
-        [sys.executable, "-m", "panoptic_ros.cli", "bench", "--tracking"]
-        + ["--frames", "3", "--warmup", "1", "--json", str(tmp_path / "t.json")],
-        cwd=REPO,
-        env=_env(tmp_path / "cache"),
-        capture_output=True,
-        text=True,
-        timeout=300,
+    p = run_bench(
+        tmp_path / "cache",
+        "--tracking",
+        "--frames",
+        3,
+        "--warmup",
+        1,
+        "--json",
+        tmp_path / "t.json",
     )
     assert p.returncode == 0, p.stderr
     last = p.stdout.strip().splitlines()[-1]
@@ -457,9 +480,7 @@ def test_bench_publisher_thread_times_latency_under_the_node_profile(tiny_model)
     pytest.importorskip("rclpy")
     from panoptic_ros.ros import dds_profile
 
-    env_keys = (dds_profile.FASTDDS_VAR, dds_profile.FASTRTPS_VAR)
-    saved = {k: os.environ.pop(k) for k in env_keys if k in os.environ}
-    try:
+    with no_dds_profile_in_env():
         p = bench(
             tiny_model,
             "--height",
@@ -477,8 +498,6 @@ def test_bench_publisher_thread_times_latency_under_the_node_profile(tiny_model)
             "--sink",
             "raw",
         )
-    finally:
-        os.environ.update(saved)
     assert p.returncode == 0, p.stderr
     assert SINGLE_LINE.match(p.stdout.strip().splitlines()[-1]), p.stdout
     assert f"Fast DDS profile: {dds_profile.shipped_profile()}" in p.stderr, p.stderr
@@ -490,14 +509,7 @@ def test_bench_publisher_thread_times_latency_under_the_node_profile(tiny_model)
 
 def test_bench_dds_profile_none_and_missing(tiny_model, tmp_path):
     """--dds-profile none leaves Fast DDS defaults; a missing profile file is a clear error (2)."""
-    from panoptic_ros.ros import dds_profile
-
-    saved = {
-        k: os.environ.pop(k)
-        for k in (dds_profile.FASTDDS_VAR, dds_profile.FASTRTPS_VAR)
-        if k in os.environ
-    }
-    try:
+    with no_dds_profile_in_env():
         args = ("--height", 32, "--width", 48, "--frames", 2, "--warmup", 0, "--publish", "none")
         p = bench(tiny_model, *args, "--dds-profile", "none")
         assert p.returncode == 0, p.stderr
@@ -506,8 +518,6 @@ def test_bench_dds_profile_none_and_missing(tiny_model, tmp_path):
         p = bench(tiny_model, *args, "--dds-profile", missing)
         assert p.returncode == 2
         assert str(missing) in p.stderr and "does not exist" in p.stderr
-    finally:
-        os.environ.update(saved)
 
 
 def test_bench_publisher_thread_rejects_both_forms(tiny_model):
