@@ -86,7 +86,7 @@ def test_a_signal_python_swallows_is_still_delivered(sig):
     from panoptic_ros import cli
 
     before = cli.sys.unraisablehook
-    restore = cli._signals_interrupt()
+    restore = cli._INTERRUPTS.install()
     seen = []
     try:
         assert cli.sys.unraisablehook is not before  # ours hides the dropped interrupt

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import re
-import signal
 import sys
 import traceback
-from collections.abc import Callable
+
+from panoptic_ros.ros.interrupts import Interrupts
 
 #: subcommand -> module under panoptic_ros.cli
 COMMANDS: dict[str, str] = {
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     the command's own, or ``command=NAME error=REASON exit=N`` when it printed none. An
     interrupt exits 130 without a traceback."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    restore_signals = _signals_interrupt()
+    restore_signals = _INTERRUPTS.install()
     watch = _SummaryWatch(sys.stdout)
     sys.stdout = watch
     name = argv[0] if argv and argv[0] in COMMANDS else "panoptic-ros"
@@ -69,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
         else:
             rc = int(args._run(args) or 0)
     except KeyboardInterrupt:
-        _TERM["pending"] = False
         print(f"{name}: interrupted", file=sys.stderr)
         rc, reason = 130, "interrupted"
     except SystemExit as exc:  # argparse: usage errors (2), --help (0)
@@ -114,54 +113,15 @@ class _SummaryWatch:
         return getattr(self.inner, attr)
 
 
-#: a SIGINT/SIGTERM whose KeyboardInterrupt may not have reached the command yet
-_TERM = {"pending": False}
+#: SIGINT/SIGTERM of this process (ros/interrupts.py): also the ones Python drops
+_INTERRUPTS = Interrupts()
 
 
 def raise_if_interrupted() -> None:
-    """Raise the KeyboardInterrupt of a SIGINT/SIGTERM that Python swallowed.
-
-    A handler's exception raised while the interpreter runs a weakref callback or a
-    ``__del__`` (importlib's module-lock callbacks run all the time while a model's libraries
-    import) is printed as "Exception ignored" and dropped, so the command would run on to
-    the end. Long commands call this at their checkpoints (after loading the model, per frame).
-    """
-    if _TERM["pending"]:
-        _TERM["pending"] = False
-        raise KeyboardInterrupt
-
-
-def _signals_interrupt() -> Callable[[], None]:
-    """SIGINT and SIGTERM end a command the same way (outputs finalised, summary printed)
-    instead of SIGTERM killing it mid-write, and are remembered for
-    :func:`raise_if_interrupted`. Returns a function that puts the previous handlers and
-    unraisable-hook back."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        _TERM["pending"] = True
-        raise KeyboardInterrupt
-
-    previous_hook = sys.unraisablehook
-
-    def hook(unraisable) -> None:
-        # our own interrupt, lost by Python: raise_if_interrupted delivers it; no traceback
-        if _TERM["pending"] and isinstance(unraisable.exc_value, KeyboardInterrupt):
-            return
-        previous_hook(unraisable)
-
-    try:
-        previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:  # not the main thread
-        return lambda: None
-    sys.unraisablehook = hook
-
-    def restore() -> None:
-        for s, h in previous.items():
-            signal.signal(s, h)
-        sys.unraisablehook = previous_hook
-        _TERM["pending"] = False
-
-    return restore
+    """Raise the KeyboardInterrupt of a SIGINT/SIGTERM that Python dropped (it landed in a
+    weakref callback while a model's libraries imported). Long commands call this at their
+    checkpoints: after loading the model, per frame."""
+    _INTERRUPTS.raise_if_pending()
 
 
 if __name__ == "__main__":

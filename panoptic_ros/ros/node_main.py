@@ -5,19 +5,17 @@ takes a second or more. A Ctrl-C in that window (``ros2 launch`` forwards SIGINT
 end in a KeyboardInterrupt traceback and exit -2. Here the import itself is inside the handler, so an
 early interrupt exits quietly with the same status as a stop after start-up (0).
 
-SIGINT and SIGTERM both count, and also when Python drops the KeyboardInterrupt: a handler's
-exception raised while the interpreter runs a weakref callback (importlib's module-lock callbacks
-run all the time during imports) is printed as "Exception ignored ... Traceback" and lost, and the
-node would start anyway, after its launch file had been told to stop. The handler therefore also
-records the signal; it is honoured once the imports return, and the dropped exception is not
-printed.
+SIGINT and SIGTERM both count, and also when Python drops the KeyboardInterrupt (ros/interrupts.py):
+the node would otherwise start anyway, after its launch file had been told to stop. Such a signal
+is honoured once the imports return.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
 from collections.abc import Callable
+
+from panoptic_ros.ros.interrupts import Interrupts
 
 
 def _load_node() -> Callable[[], int]:
@@ -28,33 +26,17 @@ def _load_node() -> Callable[[], int]:
 
 def main(load: Callable[[], Callable[[], int]] = _load_node) -> int:
     """Import the node (``load``) with SIGINT/SIGTERM ending the start quietly, then run it."""
-    caught: list[int] = []
-
-    def early(signum: int, frame) -> None:  # noqa: ARG001
-        caught.append(signum)
-        raise KeyboardInterrupt
-
-    previous_hook = sys.unraisablehook
-
-    def hook(unraisable) -> None:  # our dropped interrupt: honoured below, not printed
-        if caught and isinstance(unraisable.exc_value, KeyboardInterrupt):
-            return
-        previous_hook(unraisable)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, early)
-    sys.unraisablehook = hook
+    interrupts = Interrupts()
+    # not put back: the node's main() installs its own handlers (and ignores both signals
+    # while it releases), and the process ends when it returns
+    interrupts.install()
     try:
         node_main = load()
-        if caught:  # the KeyboardInterrupt was dropped during the imports
-            raise KeyboardInterrupt
-        # ``early`` stays installed until the node's main() puts its own handlers in place
+        interrupts.raise_if_pending()  # one Python dropped during the imports
         return node_main()
     except KeyboardInterrupt:
         print("panoptic_node: interrupted while starting", file=sys.stderr)
         return 0
-    finally:
-        sys.unraisablehook = previous_hook
 
 
 if __name__ == "__main__":
