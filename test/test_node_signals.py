@@ -319,3 +319,49 @@ def test_a_signal_python_drops_during_the_imports_still_stops_the_start(sig):
     _assert_clean(proc.returncode, proc.stderr)
     assert "Exception ignored" not in proc.stderr, proc.stderr
     assert "interrupted while starting" in proc.stderr, proc.stderr
+
+
+#: the real node, except that a signal lands while rclpy converts a received Image to Python
+SIGNAL_IN_TAKE = r"""
+import signal, sys
+from panoptic_ros.ros import node_main
+
+def load():
+    from sensor_msgs.msg import _image
+    init, fired = _image.Image.__init__, []
+
+    def init_then_signal(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        caller = sys._getframe(1).f_code.co_filename  # rclpy's take calls the C converter
+        if not fired and "rclpy" in caller:
+            fired.append(caller)
+            print("signal raised in rclpy's message conversion", file=sys.stderr, flush=True)
+            signal.raise_signal(getattr(signal, sys.argv[1]))
+
+    _image.Image.__init__ = init_then_signal
+    return node_main._load_node()
+
+sys.exit(node_main.main(load))
+"""
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_signal_during_rclpys_message_conversion_stops_cleanly(frames, sig):
+    """A Ctrl-C / SIGTERM that lands while rclpy builds the Python Image of a received frame
+    (``Image.__init__`` is Python code, run from the C converter inside ``spin_once``): the
+    converter returns NULL and pybind11 raises ``RuntimeError: Unable to convert call argument
+    '0' to Python object`` instead of the KeyboardInterrupt. The node printed that and exited 1
+    (Jazzy and Kilted; CI saw it under ``ros2 launch``, test_launch.py's Ctrl-C with frames in
+    flight). It is the stop: exit 0, nothing on stderr."""
+    ns = frames
+    proc = subprocess.run(
+        [sys.executable, "-c", SIGNAL_IN_TAKE, sig, "--ros-args", "-r", f"__ns:={ns}"]
+        + ["-p", "backend:=onnxruntime"],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "signal raised in rclpy's message conversion" in proc.stderr, proc.stderr
+    _assert_clean(proc.returncode, proc.stderr)
+    assert "panoptic_node:" not in proc.stderr, proc.stderr  # no error line, no "RuntimeError"

@@ -65,6 +65,7 @@ from panoptic_ros.core.tracking import Tracker
 from panoptic_ros.ros import dds_profile, input_qos
 from panoptic_ros.ros import params as P
 from panoptic_ros.ros.conversions import stamp_to_ns
+from panoptic_ros.ros.interrupts import Interrupts
 
 _TYPES = {
     P.STRING: ParameterType.PARAMETER_STRING,
@@ -234,6 +235,8 @@ class PanopticNode(LifecycleNode):
             divisor = self.segmenter.taxonomy.label_divisor
             trackers = {c: Tracker(P.tracker_config(cfg), divisor) for c in cams}
         except Exception as exc:  # BackendError, missing model, bad ONNX: one clear line
+            if _INTERRUPTS.received:  # a Ctrl-C that a library turned into this: no false error
+                raise KeyboardInterrupt from exc
             self.get_logger().error(
                 f"configure failed: cannot load model '{cfg['model']}' with backend '{cfg['backend']}': {exc}"
             )
@@ -592,17 +595,13 @@ class PanopticNode(LifecycleNode):
         self._diag_pub.publish(arr)
 
 
-#: set by the first SIGINT/SIGTERM; ends main()'s spin loop even where a library swallowed the
-#: KeyboardInterrupt (e.g. raised inside a callback's try/except)
-_STOP = threading.Event()
+#: SIGINT/SIGTERM of the running node (ros/interrupts.py): ``received`` ends main()'s spin loop
+#: also where the KeyboardInterrupt was swallowed (a library's try/except) or turned into
+#: another exception (rclpy's message conversion)
+_INTERRUPTS = Interrupts()
 
-#: how long the spin loop waits for work before it looks at ``_STOP`` (bounds the stop latency)
+#: how long the spin loop waits for work before it looks at ``_INTERRUPTS`` (bounds the stop latency)
 SPIN_POLL_S = 0.1
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    _STOP.set()
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(args: list[str] | None = None) -> int:
@@ -614,9 +613,11 @@ def main(args: list[str] | None = None) -> int:
     logs ("context is invalid", "Failed to publish log message to rosout", a transition left in
     errorprocessing, an exit 1 when it hits the node's constructor). So rclpy's handlers are never
     installed: SIGINT/SIGTERM raise KeyboardInterrupt in this thread (a clean stop with a valid
-    context) and set ``_STOP``; the spin waits at most ``SPIN_POLL_S`` per round, so the signal is
-    seen without rclpy's wake-up. ``finally`` releases the node and shuts rclpy down (which joins
-    rclpy's signal thread) on every path."""
+    context) and are remembered (``_INTERRUPTS``); the spin waits at most ``SPIN_POLL_S`` per
+    round, so the signal is seen without rclpy's wake-up. Whatever exception follows a signal
+    (e.g. the RuntimeError rclpy's message conversion turns a KeyboardInterrupt into) is the stop:
+    exit 0. ``finally`` releases the node and shuts rclpy down (which joins rclpy's signal
+    thread) on every path."""
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.signals import SignalHandlerOptions
 
@@ -627,10 +628,9 @@ def main(args: list[str] | None = None) -> int:
         return 2
     node = None
     rc = 0
-    _STOP.clear()
     try:
-        signal.signal(signal.SIGINT, _interrupt)
-        signal.signal(signal.SIGTERM, _interrupt)
+        # not put back: ``finally`` ignores both signals while it releases, then the process ends
+        _INTERRUPTS.install()
         node = PanopticNode()
         if node.cfg["input_qos"] == "sensor_data" and not dds_profile.user_profile():
             node.get_logger().info(
@@ -638,20 +638,20 @@ def main(args: list[str] | None = None) -> int:
             )  # large frames over best effort: see the shipped profile
         if node.cfg["autostart"]:
             if node.trigger_configure() != SUCCESS or node.trigger_activate() != SUCCESS:
-                if not rclpy.ok(context=node.context):
+                if _INTERRUPTS.received or not rclpy.ok(context=node.context):
                     return 0  # SIGINT/SIGTERM during start-up: a clean stop (finally releases)
                 node.get_logger().error("autostart failed (see the error above); exiting")
                 rc = 1
         if rc == 0:
             executor = SingleThreadedExecutor(context=node.context)
             executor.add_node(node)
-            while not _STOP.is_set() and rclpy.ok(context=node.context):
+            while not _INTERRUPTS.received and rclpy.ok(context=node.context):
                 executor.spin_once(timeout_sec=SPIN_POLL_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except Exception as exc:  # bad parameter override etc.: one clear line, non-zero exit
-        if not rclpy.ok(context=node.context if node is not None else None):
-            pass  # a callback raced SIGINT/SIGTERM (e.g. a timer publishing on the shut-down context): clean stop
+        if _INTERRUPTS.received or not rclpy.ok(context=node.context if node is not None else None):
+            pass  # the signal surfaced as another exception, or a callback raced it: clean stop
         else:
             print(f"panoptic_node: {type(exc).__name__}: {exc}", file=sys.stderr)
             rc = 1
