@@ -54,6 +54,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -512,10 +513,7 @@ def bench_frames(
             header_frame=header_frame,
             form=form,
         )
-    from panoptic_ros.bench.loadgen import make_image_msg, set_stamp, synthetic_frames
-
-    rgbs = synthetic_frames(height, width, 4)
-    in_msgs = [make_image_msg(f, encoding, header_frame) for f in rgbs]
+    in_msgs = _input_messages(height, width, encoding, header_frame)
     dec_name, decode = make_decoder()
     build, why = make_message_builder()
     build_msg = build
@@ -534,12 +532,7 @@ def bench_frames(
             )
         )
     cpu = CpuMeter(publish)
-    for i in range(warmup + frames):
-        if i == warmup:
-            cpu.start()
-        msg = in_msgs[i % len(in_msgs)]
-        stamp_ns = time.time_ns()
-        set_stamp(msg, stamp_ns)
+    for i, msg, stamp_ns in _frame_schedule(in_msgs, warmup, frames, cpu):
         t0, rgb, result, t2 = _decode_segment_track(
             msg, stamp_ns, decode, seg, tracker, timer, clock
         )
@@ -587,6 +580,31 @@ def _node_tracker(taxonomy: Any) -> Any:
     return Tracker(P.tracker_config(P.defaults()), taxonomy.label_divisor)
 
 
+def _input_messages(height: int, width: int, encoding: str, header_frame: str) -> list[Any]:
+    """Four synthetic camera frames as Image messages, used in turn by :func:`_frame_schedule`
+    (four: the threaded loop's hand-off and its publisher never hold the one being restamped)."""
+    from panoptic_ros.bench.loadgen import make_image_msg, synthetic_frames
+
+    return [make_image_msg(f, encoding, header_frame) for f in synthetic_frames(height, width, 4)]
+
+
+def _frame_schedule(
+    in_msgs: list[Any], warmup: int, frames: int, cpu: Any
+) -> Iterator[tuple[int, Any, int]]:
+    """(index, message, stamp) of each frame of a run (shared by the inline and the threaded
+    loop): ``warmup`` untimed frames, then ``frames`` with CPU metering started; the input
+    messages in turn, each stamped now, as a camera driver stamps at capture."""
+    from panoptic_ros.bench.loadgen import set_stamp
+
+    for i in range(warmup + frames):
+        if i == warmup:
+            cpu.start()
+        msg = in_msgs[i % len(in_msgs)]
+        stamp_ns = time.time_ns()
+        set_stamp(msg, stamp_ns)
+        yield i, msg, stamp_ns
+
+
 def _decode_segment_track(
     msg: Any, stamp_ns: int, decode, seg: Any, tracker: Any, timer: StageTimer, clock
 ) -> tuple[float, Any, Any, float]:
@@ -626,12 +644,9 @@ def _bench_frames_threaded(
     import queue
     import threading
 
-    from panoptic_ros.bench.loadgen import make_image_msg, set_stamp, synthetic_frames
-
     if form == "both":
         raise ValueError("--publisher thread times one publish form: serialized or message")
-    rgbs = synthetic_frames(height, width, 4)
-    in_msgs = [make_image_msg(f, encoding, header_frame) for f in rgbs]
+    in_msgs = _input_messages(height, width, encoding, header_frame)
     dec_name, decode = make_decoder()
     build, why = make_message_builder()
     if build is None:
@@ -683,16 +698,9 @@ def _bench_frames_threaded(
     thread.start()
     cpu = CpuMeter(publish)
     try:
-        for i in range(warmup + frames):
+        for _i, msg, stamp_ns in _frame_schedule(in_msgs, warmup, frames, cpu):
             if failed:
                 break
-            if i == warmup:
-                cpu.start()
-            # 4 messages in turn: the one in the hand-off and the one being published are
-            # never the one whose stamp is set here
-            msg = in_msgs[i % len(in_msgs)]
-            stamp_ns = time.time_ns()
-            set_stamp(msg, stamp_ns)
             t0, rgb, result, _ = _decode_segment_track(
                 msg, stamp_ns, decode, seg, tracker, timer, clock
             )
